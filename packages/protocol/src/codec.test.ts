@@ -1,0 +1,145 @@
+import { expect, describe as group, it } from 'vitest';
+import { decode, encode, RemoteRef, Slot } from './codec.js';
+import { SpliceError } from './errors.js';
+
+/** Each value must come back equal and of the same type (capnweb's SERIALIZE_TEST_CASES). */
+const roundTrips: Array<[string, unknown]> = [
+  ['null', null],
+  ['undefined', undefined],
+  ['true', true],
+  ['false', false],
+  ['a small integer', 42],
+  ['a negative integer', -7],
+  ['a large integer', 2 ** 53 - 1],
+  ['a float', Math.PI],
+  ['NaN', Number.NaN],
+  ['Infinity', Number.POSITIVE_INFINITY],
+  ['a small bigint', 5n],
+  ['a negative bigint', -12345678901234567890n],
+  ['a bigint past 64 bits', 2n ** 100n + 1n],
+  ['a string', 'héllo ✓'],
+  ['an empty string', ''],
+  ['a Date', new Date('2026-11-22T10:00:00.123Z')],
+  ['a Uint8Array', new Uint8Array([0, 1, 255])],
+  ['a Buffer', Buffer.from('bytes')],
+  ['an Int8Array', new Int8Array([-128, 127])],
+  ['a Uint8ClampedArray', new Uint8ClampedArray([0, 200, 255])],
+  ['an Int16Array', new Int16Array([-30000, 300])],
+  ['a Uint16Array', new Uint16Array([65535, 256])],
+  ['an Int32Array', new Int32Array([-2147483648, 70000])],
+  ['a Uint32Array', new Uint32Array([4294967295, 70000])],
+  ['a Float32Array', new Float32Array([1.5, -300.25, 1e30])],
+  ['a Float64Array', new Float64Array([1.5, 300.25, -1e300, Number.MIN_VALUE])],
+  ['a BigInt64Array', new BigInt64Array([-(2n ** 63n), 2n ** 40n])],
+  ['a BigUint64Array', new BigUint64Array([2n ** 64n - 1n, 300n])],
+  ['a typed array view into a larger buffer', new Float64Array(new ArrayBuffer(32), 8, 2).fill(300.5)],
+  ['an array', [1, 'two', null, undefined, [3]]],
+  ['a plain object', { a: 1, b: 'x', c: { d: [true] } }],
+  [
+    'a Map with mixed keys',
+    new Map<unknown, unknown>([
+      [1, 'one'],
+      ['k', { v: 2n }],
+      [true, [1]],
+    ]),
+  ],
+  ['a Set', new Set([1, 'x', 3n])],
+  ['nesting of all kinds', { m: new Map([['s', new Set([new Date(0)])]]), t: [new Int16Array([-300])] }],
+  ['a remote reference', new RemoteRef('srv-1', 7, 'object', 'Matrix')],
+  ['a slot', new Slot(3)],
+];
+
+group('codec', () => {
+  for (const [name, value] of roundTrips) {
+    it(`round-trips ${name}`, () => {
+      const back = decode(encode(value));
+      expect(back).toStrictEqual(value);
+      if (value !== null && typeof value === 'object') {
+        expect(Object.getPrototypeOf(back)?.constructor).toBe(Object.getPrototypeOf(value)?.constructor);
+      }
+    });
+  }
+
+  it('keeps a small bigint a bigint, not a number', () => {
+    expect(typeof decode(encode(5n))).toBe('bigint');
+  });
+
+  it('round-trips an error with name, message, stack, code and cause', () => {
+    const cause = new RangeError('inner');
+    const error = Object.assign(new TypeError('outer', { cause }), { code: 'E_BAD' });
+    const back = decode(encode(error)) as TypeError & { code: string };
+    expect(back).toBeInstanceOf(TypeError);
+    expect(back.message).toBe('outer');
+    expect(back.code).toBe('E_BAD');
+    expect(back.stack).toBe(error.stack);
+    expect(back.cause).toBeInstanceOf(RangeError);
+    expect((back.cause as Error).message).toBe('inner');
+  });
+
+  it('keeps a custom error name', () => {
+    class ValidationError extends Error {
+      override name = 'ValidationError';
+    }
+    const back = decode(encode(new ValidationError('no'))) as Error;
+    expect(back.name).toBe('ValidationError');
+    expect(back.message).toBe('no');
+  });
+
+  it('hands non-plain values to exportRef', () => {
+    class Matrix {}
+    const seen: object[] = [];
+    const bytes = encode([new Matrix(), () => 1], {
+      exportRef: (v) => {
+        seen.push(v);
+        return new RemoteRef('s', seen.length, 'object', 'x');
+      },
+    });
+    expect(seen).toHaveLength(2);
+    expect(decode(bytes)).toStrictEqual([
+      new RemoteRef('s', 1, 'object', 'x'),
+      new RemoteRef('s', 2, 'object', 'x'),
+    ]);
+  });
+
+  it('refuses non-plain values when no exportRef is given', () => {
+    expect(() => encode({ f: () => 1 })).toThrow(SpliceError);
+    expect(() => encode(new (class Foo {})())).toThrow(/instance of Foo/);
+  });
+
+  it('refuses cyclic and too deeply nested values with INVALID_ARGUMENT', () => {
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    expect(() => encode(cyclic)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    let deep: unknown[] = [];
+    for (let i = 0; i < 1000; i++) deep = [deep];
+    expect(() => encode(deep)).toThrow(/deeper than/);
+  });
+
+  it('sends an object without prototype as a plain object', () => {
+    expect(decode(encode(Object.assign(Object.create(null), { x: 1 })))).toStrictEqual({ x: 1 });
+  });
+
+  it('sends a value shared twice (not a cycle) twice', () => {
+    const shared = { x: 1 };
+    expect(decode(encode([shared, shared]))).toStrictEqual([{ x: 1 }, { x: 1 }]);
+  });
+
+  it('passes decoded references through importRef', () => {
+    const bytes = encode({ r: new RemoteRef('s', 9, 'function', 'f') });
+    expect(decode(bytes, { importRef: (ref) => `proxy-${ref.id}` })).toStrictEqual({ r: 'proxy-9' });
+  });
+
+  it('rejects bytes that are not msgpack with INVALID_ARGUMENT', () => {
+    expect(() => decode(new Uint8Array([0x92, 0x01]))).toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT' }),
+    );
+  });
+
+  it('does not let a __proto__ key change the decoded prototype', () => {
+    const bytes = encode(JSON.parse('{"__proto__": {"polluted": true}}'));
+    const back = decode(bytes) as Record<string, unknown>;
+    expect(Object.getPrototypeOf(back)).toBe(Object.prototype);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect(back.polluted).toBeUndefined();
+  });
+});

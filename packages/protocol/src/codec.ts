@@ -1,0 +1,258 @@
+/**
+ * The value codec: msgpack (msgpackr) with extension types for what plain msgpack loses. This is the
+ * only file that touches msgpackr.
+ *
+ * Plain data travels by value: null, undefined, booleans, numbers, bigint, strings, Date,
+ * Uint8Array/Buffer, every typed array (as the same type), ArrayBuffer, DataView, arrays, plain
+ * objects, Map and Set, nested freely, and errors (name, message, stack, code, cause). Anything else
+ * is handed to `exportRef`, which decides how it travels (a remote reference, a pipelined slot), or
+ * refuses it.
+ */
+import { addExtension, Packr } from 'msgpackr';
+import { SpliceError } from './errors.js';
+import { Code } from './status.js';
+
+/**
+ * A handle to an object that stays on the module-server. `server` names the server instance that
+ * holds it, so a reference that outlived its server is recognised as such and, with several
+ * replicas, a call can be routed to the holder.
+ */
+export class RemoteRef {
+  constructor(
+    /** Id of the module-server instance that holds the object. */
+    readonly server: string,
+    /** Id of the object in that server's table for the session. */
+    readonly id: number,
+    /** `function` when the remote value is callable. */
+    readonly kind: 'function' | 'object',
+    /** Constructor or function name, for messages and inspection. */
+    readonly label: string,
+  ) {}
+}
+
+/** The result of an earlier operation of the same invocation program (promise pipelining). */
+export class Slot {
+  constructor(readonly index: number) {}
+}
+
+/** Options of {@link encode}. */
+export interface EncodeOptions {
+  /** Turns a value that cannot travel by value into a RemoteRef or Slot; throws to refuse it. */
+  exportRef?: (value: object) => RemoteRef | Slot;
+}
+
+/** Options of {@link decode}. */
+export interface DecodeOptions {
+  /** Turns a decoded RemoteRef into the local stand-in for it (the client's proxy). */
+  importRef?: (ref: RemoteRef) => unknown;
+}
+
+/** How deep a value may nest before it is refused, well below the V8 stack limit. */
+export const MAX_DEPTH = 256;
+
+const EXT_BIGINT = 1;
+const EXT_MAP = 2;
+const EXT_ERROR = 3;
+const EXT_REF = 4;
+const EXT_SLOT = 5;
+
+class WireBigInt {
+  constructor(readonly value: bigint) {}
+}
+class WireMap {
+  constructor(readonly entries: unknown[]) {}
+}
+class WireError {
+  constructor(readonly fields: Record<string, unknown>) {}
+}
+
+let importHook: DecodeOptions['importRef'];
+
+addExtension({
+  Class: WireBigInt,
+  type: EXT_BIGINT,
+  write: (v: WireBigInt) => v.value.toString(16),
+  read: (hex: string) => (hex.startsWith('-') ? -BigInt(`0x${hex.slice(1)}`) : BigInt(`0x${hex}`)),
+});
+addExtension({
+  Class: WireMap,
+  type: EXT_MAP,
+  write: (v: WireMap) => v.entries,
+  read: (flat: unknown[]) => {
+    const map = new Map<unknown, unknown>();
+    for (let i = 0; i < flat.length; i += 2) map.set(flat[i], flat[i + 1]);
+    return map;
+  },
+});
+addExtension({
+  Class: WireError,
+  type: EXT_ERROR,
+  write: (v: WireError) => v.fields,
+  read: (fields: Record<string, unknown>) => errorFromFields(fields),
+});
+addExtension({
+  Class: RemoteRef,
+  type: EXT_REF,
+  write: (r: RemoteRef) => [r.server, r.id, r.kind, r.label],
+  read: ([server, id, kind, label]: [string, number, 'function' | 'object', string]) => {
+    const ref = new RemoteRef(server, id, kind, label);
+    return importHook ? importHook(ref) : ref;
+  },
+});
+addExtension({
+  Class: Slot,
+  type: EXT_SLOT,
+  write: (s: Slot) => s.index,
+  read: (index: number) => new Slot(index),
+});
+
+const packr = new Packr({ useRecords: false, moreTypes: true, mapsAsObjects: true });
+
+/** Encodes a value to msgpack bytes. Throws INVALID_ARGUMENT for a value that cannot be sent. */
+export function encode(value: unknown, options: EncodeOptions = {}): Uint8Array {
+  return packr.pack(toWire(value, options.exportRef, new Set(), 0));
+}
+
+/** Decodes msgpack bytes. Throws INVALID_ARGUMENT for bytes that are not a valid message. */
+export function decode(bytes: Uint8Array, options: DecodeOptions = {}): unknown {
+  const previous = importHook;
+  importHook = options.importRef;
+  try {
+    return packr.unpack(bytes);
+  } catch (cause) {
+    if (cause instanceof SpliceError) throw cause;
+    throw new SpliceError(Code.INVALID_ARGUMENT, `payload is not valid msgpack: ${messageOf(cause)}`, {
+      cause,
+    });
+  } finally {
+    importHook = previous;
+  }
+}
+
+/** True for an object whose prototype is Object.prototype or null: the only objects sent by value. */
+export function isPlainObject(value: object): boolean {
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+function toWire(
+  value: unknown,
+  exportRef: EncodeOptions['exportRef'],
+  seen: Set<object>,
+  depth: number,
+): unknown {
+  switch (typeof value) {
+    case 'bigint':
+      return new WireBigInt(value);
+    case 'function':
+      return exportOrRefuse(value, exportRef);
+    case 'symbol':
+      throw new SpliceError(Code.INVALID_ARGUMENT, `cannot send ${String(value)}: symbols have no wire form`);
+    case 'object':
+      break;
+    default:
+      return value;
+  }
+  if (value === null || ArrayBuffer.isView(value) || value instanceof Date) return value;
+  if (value instanceof ArrayBuffer || value instanceof RemoteRef || value instanceof Slot) return value;
+  if (depth >= MAX_DEPTH) {
+    throw new SpliceError(Code.INVALID_ARGUMENT, `value nests deeper than ${MAX_DEPTH} levels`);
+  }
+  if (seen.has(value)) {
+    throw new SpliceError(Code.INVALID_ARGUMENT, 'cannot send a cyclic value by value');
+  }
+  seen.add(value);
+  try {
+    return composite(value, exportRef, seen, depth + 1);
+  } finally {
+    seen.delete(value);
+  }
+}
+
+function composite(
+  value: object,
+  exportRef: EncodeOptions['exportRef'],
+  seen: Set<object>,
+  depth: number,
+): unknown {
+  const walk = (v: unknown) => toWire(v, exportRef, seen, depth);
+  if (Array.isArray(value)) return value.map(walk);
+  if (value instanceof Map) {
+    const flat: unknown[] = [];
+    for (const [k, v] of value) flat.push(walk(k), walk(v));
+    return new WireMap(flat);
+  }
+  if (value instanceof Set) return new Set(Array.from(value, walk));
+  if (value instanceof Error) return new WireError(errorFields(value, walk));
+  if (!isPlainObject(value)) return exportOrRefuse(value, exportRef);
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(value)) out[key] = walk((value as Record<string, unknown>)[key]);
+  return out;
+}
+
+function exportOrRefuse(value: object, exportRef: EncodeOptions['exportRef']): RemoteRef | Slot {
+  if (exportRef) return exportRef(value);
+  throw new SpliceError(
+    Code.INVALID_ARGUMENT,
+    `cannot send ${describe(value)} by value, and no remote reference can be made for it here`,
+  );
+}
+
+function errorFields(error: Error, walk: (v: unknown) => unknown): Record<string, unknown> {
+  const fields: Record<string, unknown> = { name: error.name, message: error.message };
+  if (error.stack !== undefined) fields.stack = error.stack;
+  for (const key of Object.keys(error)) {
+    const v = (error as unknown as Record<string, unknown>)[key];
+    if (v === null || (typeof v !== 'object' && typeof v !== 'function')) fields[key] = walk(v);
+  }
+  if (error.cause !== undefined) fields.cause = safeWalk(error.cause, walk);
+  if (error instanceof AggregateError) fields.errors = safeWalk(error.errors, walk);
+  return fields;
+}
+
+/** An error's cause is context, not payload: if it cannot be sent, its description is. */
+function safeWalk(value: unknown, walk: (v: unknown) => unknown): unknown {
+  try {
+    return walk(value);
+  } catch {
+    return describe(value);
+  }
+}
+
+const errorClasses: Record<string, ErrorConstructor> = {
+  Error,
+  TypeError,
+  RangeError,
+  SyntaxError,
+  ReferenceError,
+  EvalError,
+  URIError,
+};
+
+function errorFromFields(fields: Record<string, unknown>): Error {
+  const { name, message, stack, cause, errors, ...rest } = fields;
+  const Ctor = (typeof name === 'string' && errorClasses[name]) || Error;
+  const error: Error = Array.isArray(errors)
+    ? new AggregateError(errors, String(message ?? ''))
+    : new Ctor(String(message ?? ''));
+  if (typeof name === 'string' && error.name !== name) {
+    Object.defineProperty(error, 'name', { value: name, writable: true, configurable: true });
+  }
+  if (typeof stack === 'string') error.stack = stack;
+  if (cause !== undefined) error.cause = cause;
+  Object.assign(error, rest);
+  return error;
+}
+
+/** A short human description of a value for messages: its kind and constructor name. */
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`;
+  if (typeof value !== 'object') return typeof value;
+  const name = Object.getPrototypeOf(value)?.constructor?.name;
+  return typeof name === 'string' && name ? `an instance of ${name}` : 'an object';
+}
+
+function messageOf(reason: unknown): string {
+  return reason instanceof Error ? reason.message : String(reason);
+}

@@ -1,0 +1,27 @@
+export {
+  type DecodeOptions,
+  decode,
+  describe,
+  type EncodeOptions,
+  encode,
+  isPlainObject,
+  MAX_DEPTH,
+  RemoteRef,
+  Slot,
+} from './codec.js';
+export { SpliceError } from './errors.js';
+export {
+  type CallOp,
+  type GetOp,
+  type InvokeRequest,
+  type InvokeResponse,
+  type NewOp,
+  type Op,
+  PROGRAM_VERSION,
+  parseRequest,
+  type ReleaseOp,
+  type RemoteErrorValue,
+  type Target,
+} from './program.js';
+export { INVOKE_PATH, MODULE_SERVICE_NAME, moduleServiceDefinition, type PayloadMessage } from './proto.js';
+export { Code, codeFromGrpcStatus, grpcStatusFromCode, httpStatusFromCode, isCode } from './status.js';
