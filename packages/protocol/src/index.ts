@@ -11,6 +11,14 @@ export {
 } from './codec.js';
 export { SpliceError } from './errors.js';
 export {
+  type CallOptions,
+  createModuleClient,
+  errorFromGrpc,
+  type ModuleClient,
+  type ModuleClientOptions,
+  type ServingStatus,
+} from './module-client.js';
+export {
   type CallOp,
   type GetOp,
   type InvokeRequest,

@@ -1,0 +1,116 @@
+/**
+ * Runs an invocation program against the module: each operation walks its path from the module
+ * root, a remote reference or an earlier result, through the guard, and the last result is returned.
+ */
+import {
+  Code,
+  type InvokeRequest,
+  isPlainObject,
+  type Op,
+  RemoteRef,
+  Slot,
+  SpliceError,
+  type Target,
+} from '@splice-orc/protocol';
+import { checkKey, checkValue, formatPath } from './guard.js';
+import type { ObjectTable } from './object-table.js';
+
+/** What a program runs against. */
+export interface ExecutionContext {
+  root: object;
+  table: ObjectTable;
+  /** Id of this server instance: references made by another instance are not ours. */
+  serverId: string;
+  session: string;
+}
+
+/** Runs every operation in order and returns the last one's result (undefined for none). */
+export async function execute(request: InvokeRequest, ctx: ExecutionContext): Promise<unknown> {
+  const results: unknown[] = [];
+  for (const op of request.ops) results.push(await runOp(op, ctx, results));
+  return results.at(-1);
+}
+
+async function runOp(op: Op, ctx: ExecutionContext, results: unknown[]): Promise<unknown> {
+  if (op.op === 'release') {
+    ctx.table.release(ctx.session, op.ids);
+    return undefined;
+  }
+  const base = resolveTarget(op.target, ctx, results);
+  const n = op.path.length;
+  if (op.op === 'get') return walk(base, op.path, 0, n);
+  const args = bindArgs(op.args, ctx, results);
+  // The parent is read once and is `this` for the call, as in `parent.fn(...)`.
+  const self = n === 0 ? undefined : walk(base, op.path, 0, n - 1);
+  const fn = n === 0 ? base : walk(self, op.path, n - 1, n);
+  if (typeof fn !== 'function') {
+    throw new TypeError(`${formatPath(op.path)} is not a ${op.op === 'new' ? 'constructor' : 'function'}`);
+  }
+  if (op.op === 'new') return checked(Reflect.construct(fn, args), op.path);
+  return checked(await Reflect.apply(fn, self, args), op.path);
+}
+
+function walk(base: unknown, path: readonly string[], from: number, to: number): unknown {
+  let value = base;
+  for (let i = from; i < to; i++) {
+    const key = path[i]!;
+    checkKey(key, path);
+    if (value === null || value === undefined) {
+      throw new TypeError(`cannot read '${key}' of ${value} (at ${formatPath(path.slice(0, i + 1))})`);
+    }
+    value = (value as Record<string, unknown>)[key];
+    checkValue(value, path.slice(0, i + 1));
+  }
+  return value;
+}
+
+function checked(value: unknown, path: readonly string[]): unknown {
+  checkValue(value, path);
+  return value;
+}
+
+function resolveTarget(target: Target, ctx: ExecutionContext, results: unknown[]): unknown {
+  if (target === null) return ctx.root;
+  if (target instanceof Slot) return results[target.index];
+  return lookupRef(target, ctx);
+}
+
+function lookupRef(ref: RemoteRef, ctx: ExecutionContext): object {
+  if (ref.server !== ctx.serverId) {
+    throw new SpliceError(
+      Code.NOT_FOUND,
+      `remote reference ${ref.id} (${ref.label}) belongs to module-server ${ref.server}, not to this one (${ctx.serverId}): the server that held it has restarted or stopped`,
+      { details: { id: ref.id, server: ref.server } },
+    );
+  }
+  return ctx.table.get(ctx.session, ref.id);
+}
+
+/** Replaces references and slots in decoded arguments, in place: the decoded tree is ours. */
+function bindArgs(args: unknown[], ctx: ExecutionContext, results: unknown[]): unknown[] {
+  const bind = (value: unknown): unknown => {
+    if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return value;
+    if (value instanceof RemoteRef) return lookupRef(value, ctx);
+    if (value instanceof Slot) {
+      if (value.index >= results.length)
+        throw new SpliceError(Code.INVALID_ARGUMENT, 'slot refers to a later operation');
+      return results[value.index];
+    }
+    if (Array.isArray(value)) {
+      for (let i = 0; i < value.length; i++) value[i] = bind(value[i]);
+    } else if (value instanceof Map) {
+      const entries = [...value].map(([k, v]) => [bind(k), bind(v)] as const);
+      value.clear();
+      for (const [k, v] of entries) value.set(k, v);
+    } else if (value instanceof Set) {
+      const items = [...value].map(bind);
+      value.clear();
+      for (const item of items) value.add(item);
+    } else if (isPlainObject(value)) {
+      const record = value as Record<string, unknown>;
+      for (const key of Object.keys(record)) record[key] = bind(record[key]);
+    }
+    return value;
+  };
+  return args.map(bind);
+}

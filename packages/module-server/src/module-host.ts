@@ -1,0 +1,59 @@
+/**
+ * Loads the module a server serves, ESM or CommonJS, and gives the executor one root object to
+ * start paths from.
+ */
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+/** Options of {@link loadModule}. */
+export interface LoadModuleOptions {
+  /** Module specifier to import, e.g. `mathjs` or `@scope/pkg/sub`. */
+  name: string;
+  /**
+   * Directory whose node_modules holds the module (the pod-manager's install cache). Without it the
+   * module is resolved from the module-server's own location.
+   */
+  resolveFrom?: string | undefined;
+}
+
+/** The loaded module: the object that paths with no remote reference start from. */
+export interface LoadedModule {
+  root: object;
+}
+
+const IMPORTER = '.splice-import.mjs';
+
+/**
+ * Imports the module. ESM resolution (with the `import` condition) must happen from the install
+ * directory, and only an `import()` written in a file there does that on every Node version we
+ * support, so a one-line importer is placed beside node_modules.
+ */
+export async function loadModule(options: LoadModuleOptions): Promise<LoadedModule> {
+  const namespace = (await importFrom(options)) as Record<string, unknown>;
+  return { root: rootOf(namespace) };
+}
+
+async function importFrom({ name, resolveFrom }: LoadModuleOptions): Promise<unknown> {
+  if (!resolveFrom) return import(name);
+  const importer = join(resolveFrom, IMPORTER);
+  if (!existsSync(importer)) writeFileSync(importer, 'export default (specifier) => import(specifier);\n');
+  const { default: importInDir } = (await import(pathToFileURL(importer).href)) as {
+    default: (specifier: string) => Promise<unknown>;
+  };
+  return importInDir(name);
+}
+
+/**
+ * A CommonJS module arrives as a namespace whose named exports are copies of `default`'s
+ * properties; its real root is `module.exports` (the default), which also keeps functions that
+ * the export lexer could not see and lets a module that exports a function be called.
+ */
+function rootOf(namespace: Record<string, unknown>): object {
+  const fallback = namespace.default;
+  if (fallback === null || (typeof fallback !== 'object' && typeof fallback !== 'function')) return namespace;
+  const defaults = fallback as Record<string, unknown>;
+  const named = Object.keys(namespace).filter((k) => k !== 'default' && k !== 'module.exports');
+  const isCommonJs = named.every((k) => Object.hasOwn(defaults, k) && defaults[k] === namespace[k]);
+  return isCommonJs ? defaults : namespace;
+}

@@ -1,0 +1,183 @@
+import { fileURLToPath } from 'node:url';
+import {
+  createModuleClient,
+  decode,
+  encode,
+  type InvokeResponse,
+  type ModuleClient,
+  type Op,
+  RemoteRef,
+  Slot,
+  type Target,
+} from '@splice-orc/protocol';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createModuleServer, type ModuleServer } from './server.js';
+
+const fixture = (name: string) =>
+  fileURLToPath(new URL(`../../../test/fixtures/${name}/index.js`, import.meta.url));
+
+let server: ModuleServer;
+let client: ModuleClient;
+
+async function run(ops: Op[], session = 's1', timeoutMs = 5_000): Promise<InvokeResponse> {
+  const bytes = await client.invoke(encode({ v: 1, session, ops }), { timeoutMs });
+  return decode(bytes) as InvokeResponse;
+}
+
+async function value(ops: Op[], session?: string): Promise<unknown> {
+  const res = await run(ops, session);
+  if (!res.ok) throw res.error;
+  return res.value;
+}
+
+const call = (path: string[], args: unknown[] = [], target: Target = null): Op => ({
+  op: 'call',
+  target,
+  path,
+  args,
+});
+
+beforeAll(async () => {
+  server = await createModuleServer({ moduleName: fixture('calc'), maxMessageBytes: 64 * 1024 });
+  client = createModuleClient(`127.0.0.1:${server.port}`, { maxMessageBytes: 1024 * 1024 });
+});
+
+afterAll(async () => {
+  client.close();
+  await server.close();
+});
+
+describe('module-server', () => {
+  it('reports SERVING once it listens', async () => {
+    expect(await client.health({ timeoutMs: 2_000 })).toBe('SERVING');
+  });
+
+  it('reads exported values and nested properties', async () => {
+    expect(await value([{ op: 'get', target: null, path: ['version'] }])).toBe('1.0.0');
+    expect(await value([{ op: 'get', target: null, path: ['constants', 'pi'] }])).toBe(Math.PI);
+  });
+
+  it('calls exported functions with plain arguments', async () => {
+    expect(await value([call(['add'], [2, 3])])).toBe(5);
+    expect(await value([call(['echo'], [new Map([[1, new Float64Array([1.5, 300.25])]])])])).toStrictEqual(
+      new Map([[1, new Float64Array([1.5, 300.25])]]),
+    );
+    expect(await value([call(['delayed'], ['later', 5])])).toBe('later');
+  });
+
+  it('returns class instances and functions as remote references usable later', async () => {
+    const m = await value([
+      call(
+        ['matrix'],
+        [
+          [
+            [1, 2],
+            [3, 4],
+          ],
+        ],
+      ),
+    ]);
+    expect(m).toBeInstanceOf(RemoteRef);
+    const ref = m as RemoteRef;
+    expect(ref).toMatchObject({ server: server.serverId, kind: 'object', label: 'Matrix' });
+    expect(await value([call(['size'], [], ref)])).toEqual([2, 2]);
+    expect(await value([call(['det'], [ref])])).toBe(-2);
+    const adder = (await value([call(['makeAdder'], [10])])) as RemoteRef;
+    expect(adder.kind).toBe('function');
+    expect(await value([call([], [5], adder)])).toBe(15);
+    expect(await value([call(['apply'], [adder, 1])])).toBe(11);
+  });
+
+  it('runs dependent operations in one program through slots', async () => {
+    const ops: Op[] = [
+      call(
+        ['matrix'],
+        [
+          [
+            [2, 0],
+            [0, 3],
+          ],
+        ],
+      ),
+      call(['scale'], [2], new Slot(0)),
+      call(['det'], [new Slot(1)]),
+    ];
+    expect(await value(ops)).toBe(24);
+  });
+
+  it('constructs classes with new', async () => {
+    const ref = (await value([{ op: 'new', target: null, path: ['Matrix'], args: [[[5]]] }])) as RemoteRef;
+    expect(await value([call(['get'], [0, 0], ref)])).toBe(5);
+  });
+
+  it('answers a thrown error as a value with name, message, code, cause and stack', async () => {
+    const res = await run([call(['fail'], ['bad input'])]);
+    expect(res.ok).toBe(false);
+    const error = (res as { error: Error & { code: string } }).error;
+    expect(error).toBeInstanceOf(RangeError);
+    expect(error.message).toBe('bad input');
+    expect(error.code).toBe('E_CALC');
+    expect((error.cause as Error).message).toBe('root cause');
+    expect(error.stack).toContain('fixtures/calc/index.js');
+  });
+
+  it('answers rejections and non-error throws as errors', async () => {
+    const rejected = await run([call(['failLater'], ['async boom'])]);
+    expect(rejected).toMatchObject({ ok: false, error: { message: 'async boom' } });
+    const thrown = await run([call(['throwString'])]);
+    expect(thrown).toMatchObject({ ok: false, error: { name: 'NonErrorThrown', message: 'plain string' } });
+  });
+
+  it('refuses a reference after release with NOT_FOUND', async () => {
+    const ref = (await value([call(['matrix'], [[[1]]])])) as RemoteRef;
+    await value([{ op: 'release', ids: [ref.id] }]);
+    await expect(run([call(['size'], [], ref)])).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  it('refuses a reference of another session or another server instance with NOT_FOUND', async () => {
+    const ref = (await value([call(['matrix'], [[[1]]])], 'owner')) as RemoteRef;
+    await expect(run([call(['size'], [], ref)], 'thief')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    const stale = new RemoteRef('old-server', ref.id, 'object', 'Matrix');
+    await expect(run([call(['size'], [], stale)], 'owner')).rejects.toThrow(
+      /belongs to module-server old-server/,
+    );
+  });
+
+  it('refuses malformed payloads with INVALID_ARGUMENT', async () => {
+    await expect(client.invoke(new Uint8Array([0x92, 1]), { timeoutMs: 2_000 })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
+    await expect(
+      client.invoke(encode({ v: 1, session: 's', ops: [{ op: 'eval' }] }), { timeoutMs: 2_000 }),
+    ).rejects.toThrow(/ops\[0\]\.op/);
+  });
+
+  it('refuses a payload over the size limit with RESOURCE_EXHAUSTED and keeps serving', async () => {
+    await expect(run([call(['echo'], [new Uint8Array(100 * 1024)])])).rejects.toMatchObject({
+      code: 'RESOURCE_EXHAUSTED',
+    });
+    expect(await value([call(['add'], [1, 1])])).toBe(2);
+  });
+
+  it('ends a hung call at its deadline and keeps serving', async () => {
+    await expect(run([call(['hang'])], 's1', 200)).rejects.toMatchObject({ code: 'DEADLINE_EXCEEDED' });
+    expect(await value([call(['add'], [1, 2])])).toBe(3);
+  });
+});
+
+describe('module-server with a CommonJS module', () => {
+  it('serves module.exports as the root, callable and with its properties', async () => {
+    await using cjs = await createModuleServer({ moduleName: fixture('greeter') });
+    const c = createModuleClient(`127.0.0.1:${cjs.port}`);
+    const send = async (ops: Op[]) =>
+      decode(await c.invoke(encode({ v: 1, session: 's', ops }), { timeoutMs: 2_000 }));
+    expect(await send([call([], ['ada'])])).toMatchObject({ ok: true, value: 'hello, ada' });
+    expect(await send([call(['shout'], ['ada'])])).toMatchObject({ value: 'HELLO, ADA' });
+    const ops: Op[] = [
+      { op: 'new', target: null, path: ['Greeter'], args: ['hi'] },
+      call(['greet'], ['bo'], new Slot(0)),
+    ];
+    expect(await send(ops)).toMatchObject({ value: 'hi, bo' });
+    c.close();
+  });
+});

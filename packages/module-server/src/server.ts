@@ -1,0 +1,195 @@
+/**
+ * The module-server: one module, served over gRPC as `splice.v1.ModuleService/Invoke` plus the
+ * standard health service. Failures of the module (a throw, a rejection) are answered as values;
+ * failures of the invocation itself (malformed, refused, too large, too slow) as gRPC statuses.
+ */
+import { randomBytes } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import {
+  Code,
+  decode,
+  describe,
+  encode,
+  grpcStatusFromCode,
+  type InvokeResponse,
+  MODULE_SERVICE_NAME,
+  moduleServiceDefinition,
+  type PayloadMessage,
+  PROGRAM_VERSION,
+  parseRequest,
+  RemoteRef,
+  SpliceError,
+} from '@splice-orc/protocol';
+import { HealthImplementation } from 'grpc-health-check';
+import { type ExecutionContext, execute } from './executor.js';
+import { loadModule } from './module-host.js';
+import { ObjectTable } from './object-table.js';
+
+/** Options of {@link createModuleServer}. */
+export interface ModuleServerOptions {
+  /** Module specifier to serve. */
+  moduleName: string;
+  /** Directory whose node_modules holds the module; default: resolved from this package. */
+  resolveFrom?: string | undefined;
+  /** Address to bind. Default 127.0.0.1. */
+  host?: string;
+  /** Port to bind; 0 picks a free one. Default 0. */
+  port?: number;
+  /** Largest request or response payload, in bytes. Default 16 MiB. */
+  maxMessageBytes?: number;
+  /** Session lease, in ms: references of a client silent for this long are freed. Default 60 000. */
+  leaseMs?: number;
+  /** Longest an invocation may run when the caller set no deadline, in ms. Default 300 000. */
+  maxCallMs?: number;
+}
+
+/** A running module-server. */
+export interface ModuleServer {
+  /** The port actually bound. */
+  readonly port: number;
+  /** Random id of this server instance, carried by every reference it makes. */
+  readonly serverId: string;
+  /** The reference table, for inspection. */
+  readonly table: ObjectTable;
+  /** Stops taking calls, waits up to `graceMs` for those in flight, then stops. */
+  close(graceMs?: number): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** Loads the module, binds the port and starts serving; health says SERVING once ready. */
+export async function createModuleServer(options: ModuleServerOptions): Promise<ModuleServer> {
+  const { root } = await loadModule({ name: options.moduleName, resolveFrom: options.resolveFrom });
+  const maxMessageBytes = options.maxMessageBytes ?? 16 * 1024 * 1024;
+  const serverId = randomBytes(6).toString('hex');
+  const table = new ObjectTable({ leaseMs: options.leaseMs ?? 60_000 });
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': maxMessageBytes,
+    'grpc.max_send_message_length': maxMessageBytes,
+  });
+  const health = new HealthImplementation({ '': 'NOT_SERVING', [MODULE_SERVICE_NAME]: 'NOT_SERVING' });
+  health.addToServer(server);
+  const invoke = createInvokeHandler({ root, table, serverId, maxCallMs: options.maxCallMs ?? 300_000 });
+  server.addService(moduleServiceDefinition(), { Invoke: invoke });
+  const port = await bind(server, `${options.host ?? '127.0.0.1'}:${options.port ?? 0}`);
+  table.startSweeping();
+  health.setStatus('', 'SERVING');
+  health.setStatus(MODULE_SERVICE_NAME, 'SERVING');
+  const close = async (graceMs = 5_000) => {
+    health.setStatus('', 'NOT_SERVING');
+    health.setStatus(MODULE_SERVICE_NAME, 'NOT_SERVING');
+    table.stopSweeping();
+    await shutdown(server, graceMs);
+  };
+  return { port, serverId, table, close, [Symbol.asyncDispose]: () => close() };
+}
+
+function bind(server: grpc.Server, address: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, port) =>
+      error ? reject(error) : resolve(port),
+    );
+  });
+}
+
+function shutdown(server: grpc.Server, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+interface HandlerContext {
+  root: object;
+  table: ObjectTable;
+  serverId: string;
+  maxCallMs: number;
+}
+
+type UnaryHandler = grpc.handleUnaryCall<PayloadMessage, PayloadMessage>;
+
+function createInvokeHandler(h: HandlerContext): UnaryHandler {
+  return (call, callback) => {
+    const budget = Math.min(h.maxCallMs, msUntil(call.getDeadline()));
+    withDeadline(respond(call.request.payload, h), budget).then(
+      (payload) => callback(null, { payload }),
+      (reason: unknown) => {
+        const error = SpliceError.from(reason, Code.INTERNAL);
+        callback({ code: grpcStatusFromCode(error.code), details: error.message });
+      },
+    );
+  };
+}
+
+async function respond(payload: Buffer, h: HandlerContext): Promise<Buffer> {
+  const request = parseRequest(decode(payload));
+  h.table.touch(request.session);
+  const ctx: ExecutionContext = {
+    root: h.root,
+    table: h.table,
+    serverId: h.serverId,
+    session: request.session,
+  };
+  let response: InvokeResponse;
+  try {
+    response = { v: PROGRAM_VERSION, ok: true, value: await execute(request, ctx), lease: h.table.leaseMs };
+  } catch (thrown) {
+    if (thrown instanceof SpliceError) throw thrown;
+    response = { v: PROGRAM_VERSION, ok: false, error: asError(thrown), lease: h.table.leaseMs };
+  }
+  return Buffer.from(encodeResponse(response, ctx));
+}
+
+function encodeResponse(response: InvokeResponse, ctx: ExecutionContext): Uint8Array {
+  const exportRef = (value: object) => {
+    const id = ctx.table.add(ctx.session, value);
+    return new RemoteRef(
+      ctx.serverId,
+      id,
+      typeof value === 'function' ? 'function' : 'object',
+      labelOf(value),
+    );
+  };
+  try {
+    return encode(response, { exportRef });
+  } catch (cause) {
+    const reason = SpliceError.from(cause, Code.INTERNAL);
+    throw new SpliceError(reason.code, `the result cannot be sent: ${reason.message}`, { cause });
+  }
+}
+
+/** A module may throw anything; the client always receives an Error. */
+function asError(thrown: unknown): Error {
+  if (thrown instanceof Error) return thrown;
+  const error = new Error(typeof thrown === 'string' ? thrown : `non-error thrown: ${describe(thrown)}`);
+  error.name = 'NonErrorThrown';
+  return error;
+}
+
+function labelOf(value: object): string {
+  if (typeof value === 'function') return value.name || 'function';
+  const name = Object.getPrototypeOf(value)?.constructor?.name;
+  return typeof name === 'string' && name ? name : 'Object';
+}
+
+function msUntil(deadline: grpc.Deadline): number {
+  const at = deadline instanceof Date ? deadline.getTime() : deadline;
+  return Number.isFinite(at) ? Math.max(0, at - Date.now()) : Number.POSITIVE_INFINITY;
+}
+
+function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
+  if (!Number.isFinite(ms)) return work;
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new SpliceError(Code.DEADLINE_EXCEEDED, `invocation did not finish within ${ms} ms`)),
+      ms,
+    );
+  });
+  return Promise.race([work, expired]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,98 @@
+/**
+ * A gRPC client for one module-server: Invoke with a deadline, and the standard health check. The
+ * pod-manager forwards through it; tests and benchmarks use it to talk to a server directly.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { service as healthService } from 'grpc-health-check';
+import { SpliceError } from './errors.js';
+import { MODULE_SERVICE_NAME, moduleServiceDefinition, type PayloadMessage } from './proto.js';
+import { Code, codeFromGrpcStatus } from './status.js';
+
+/** Options of {@link createModuleClient}. */
+export interface ModuleClientOptions {
+  /** Largest payload either way, in bytes. Default 16 MiB. */
+  maxMessageBytes?: number;
+}
+
+/** Options of one call. */
+export interface CallOptions {
+  /** How long the call may take, in ms. */
+  timeoutMs: number;
+  /** Cancels the call. */
+  signal?: AbortSignal | undefined;
+}
+
+/** What the health service says of the module service. */
+export type ServingStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
+
+/** A client of one module-server. */
+export interface ModuleClient {
+  /** Sends an encoded program and resolves with the encoded response; rejects with a SpliceError. */
+  invoke(payload: Uint8Array, options: CallOptions): Promise<Buffer>;
+  /** Asks the health service whether the module service is serving. */
+  health(options: CallOptions): Promise<ServingStatus>;
+  close(): void;
+}
+
+type RawUnary<Req, Res> = (
+  request: Req,
+  metadata: grpc.Metadata,
+  options: grpc.CallOptions,
+  callback: (error: grpc.ServiceError | null, response?: Res) => void,
+) => grpc.ClientUnaryCall;
+
+const ModuleServiceClient = grpc.makeGenericClientConstructor(moduleServiceDefinition(), 'ModuleService');
+const HealthClient = grpc.makeGenericClientConstructor(
+  healthService as unknown as grpc.ServiceDefinition,
+  'Health',
+);
+
+/** Connects (lazily) to the module-server at `address` (`host:port`). */
+export function createModuleClient(address: string, options: ModuleClientOptions = {}): ModuleClient {
+  const max = options.maxMessageBytes ?? 16 * 1024 * 1024;
+  const channelOptions = { 'grpc.max_receive_message_length': max, 'grpc.max_send_message_length': max };
+  const client = new ModuleServiceClient(address, grpc.credentials.createInsecure(), channelOptions);
+  const health = new HealthClient(address, grpc.credentials.createInsecure(), {
+    channelOverride: client.getChannel(),
+  });
+  const invoke = (client as unknown as { Invoke: RawUnary<PayloadMessage, PayloadMessage> }).Invoke.bind(
+    client,
+  );
+  const check = (
+    health as unknown as { Check: RawUnary<{ service: string }, { status: string }> }
+  ).Check.bind(health);
+  return {
+    invoke: (payload, call) => unary(invoke, { payload: payload as Buffer }, call).then((res) => res.payload),
+    health: (call) =>
+      unary(check, { service: MODULE_SERVICE_NAME }, call).then((res) => res.status as ServingStatus),
+    close: () => client.close(),
+  };
+}
+
+function unary<Req, Res>(method: RawUnary<Req, Res>, request: Req, call: CallOptions): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    if (call.signal?.aborted) return reject(aborted(call.signal));
+    const deadline = Date.now() + call.timeoutMs;
+    const pending = method(request, new grpc.Metadata(), { deadline }, (error, response) => {
+      call.signal?.removeEventListener('abort', onAbort);
+      if (error) reject(errorFromGrpc(error, call.timeoutMs));
+      else resolve(response as Res);
+    });
+    const onAbort = () => pending.cancel();
+    call.signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+function aborted(signal: AbortSignal): SpliceError {
+  return new SpliceError(Code.CANCELLED, 'the call was aborted', { cause: signal.reason });
+}
+
+/** Maps a grpc-js error to a SpliceError with the same status name and the server's message. */
+export function errorFromGrpc(error: grpc.ServiceError, timeoutMs: number): SpliceError {
+  const code = codeFromGrpcStatus(error.code);
+  const message =
+    code === Code.DEADLINE_EXCEEDED && error.details === 'Deadline exceeded'
+      ? `no answer from the module-server within ${timeoutMs} ms`
+      : error.details || error.message;
+  return new SpliceError(code, message, { cause: error });
+}
