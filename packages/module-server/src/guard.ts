@@ -33,6 +33,7 @@ const forbiddenValues: ReadonlySet<unknown> = new Set<unknown>([
   AsyncGeneratorFunction,
   Function.prototype,
   Object.prototype,
+  // biome-ignore lint/security/noGlobalEval: listed to be refused, never called
   eval,
   globalThis,
   process,

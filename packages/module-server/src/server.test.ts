@@ -113,7 +113,7 @@ describe('module-server', () => {
   it('answers a thrown error as a value with name, message, code, cause and stack', async () => {
     const res = await run([call(['fail'], ['bad input'])]);
     expect(res.ok).toBe(false);
-    const error = (res as { error: Error & { code: string } }).error;
+    const error = (res as unknown as { error: Error & { code: string } }).error;
     expect(error).toBeInstanceOf(RangeError);
     expect(error.message).toBe('bad input');
     expect(error.code).toBe('E_CALC');
