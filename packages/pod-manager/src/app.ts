@@ -1,0 +1,110 @@
+/**
+ * The pod-manager's Fastify app. `buildApp` wires config, backend, registry and routes; only
+ * `main.ts` makes it listen.
+ */
+import { Code, SpliceError } from '@splice-orc/protocol';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { Backend } from './backends/backend.js';
+import { createLocalBackend } from './backends/local.js';
+import type { Config } from './config.js';
+import { ServiceError } from './errors.js';
+import { Invoker } from './invoker.js';
+import { ModuleRegistry } from './registry.js';
+import { healthRoutes } from './routes/health.js';
+import { invokeRoutes } from './routes/invoke.js';
+import { moduleRoutes } from './routes/modules.js';
+
+/** Options of {@link buildApp}. */
+export interface BuildAppOptions {
+  /** Fastify's logger option. Default: pino at LOG_LEVEL (info). */
+  logger?: FastifyServerOptions['logger'];
+  /** A backend to use instead of the one config.server.backend names. */
+  backend?: Backend;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The modules and their servers. */
+    registry: ModuleRegistry;
+  }
+}
+
+/** Builds the app; closing it stops every module-server it started. */
+export async function buildApp(config: Config, options: BuildAppOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: options.logger ?? { level: process.env.LOG_LEVEL ?? 'info' },
+    bodyLimit: config.server.max_payload_bytes,
+    // Module names may be scoped (`@scope/pkg`, sent as %40scope%2Fpkg).
+    routerOptions: { maxParamLength: 256 },
+  });
+  const invoker = new Invoker({ maxPayloadBytes: config.server.max_payload_bytes });
+  const backend = options.backend ?? backendFor(config, app, invoker);
+  const registry = new ModuleRegistry(config, backend, invoker);
+  const state = { closing: false };
+  app.decorate('registry', registry);
+
+  app.setErrorHandler((error, request, reply) => {
+    const failure = serviceErrorFrom(error);
+    if (failure.statusCode >= 500 && failure.code === 'INTERNAL')
+      request.log.error({ err: error }, 'request failed');
+    reply.code(failure.statusCode).type('application/json').send(failure.toJSON());
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const failure = new ServiceError('ROUTE_NOT_FOUND', `no route ${request.method} ${request.url}`);
+    reply.code(failure.statusCode).send(failure.toJSON());
+  });
+  app.addHook('onRequest', async (request) => {
+    if (state.closing && !request.url.startsWith('/healthz') && !request.url.startsWith('/readyz')) {
+      throw new ServiceError('SHUTTING_DOWN', 'the pod-manager is shutting down');
+    }
+  });
+  app.addHook('preClose', async () => {
+    state.closing = true;
+  });
+  app.addHook('onClose', async () => {
+    await backend.close();
+    invoker.close();
+  });
+
+  healthRoutes(app, state);
+  moduleRoutes(app, { registry });
+  invokeRoutes(app, { registry, maxTimeoutMs: config.server.invoke_timeout_ms });
+  return app;
+}
+
+function backendFor(config: Config, app: FastifyInstance, invoker: Invoker): Backend {
+  if (config.server.backend === 'kubernetes') {
+    throw new ServiceError(
+      'INTERNAL',
+      'the kubernetes backend is not available in this build; use backend "local"',
+    );
+  }
+  return createLocalBackend({
+    cacheDir: config.server.cache_dir,
+    startTimeoutMs: config.server.start_timeout_ms,
+    leaseMs: config.server.lease_ms,
+    maxPayloadBytes: config.server.max_payload_bytes,
+    graceMs: config.server.grace_ms,
+    log: app.log,
+    onEndpointGone: (endpoint) => invoker.drop(endpoint),
+  });
+}
+
+/** Maps anything thrown in a route to the error the client receives. */
+function serviceErrorFrom(error: unknown): ServiceError {
+  if (error instanceof ServiceError) return error;
+  if (error instanceof SpliceError) return ServiceError.fromSplice(error);
+  const { statusCode, message } = error as { statusCode?: number; message?: string };
+  if (statusCode === 413)
+    return new ServiceError('PAYLOAD_TOO_LARGE', message ?? 'request body is too large');
+  if (statusCode === 415) {
+    return new ServiceError(
+      'UNSUPPORTED_MEDIA_TYPE',
+      `${message ?? 'unsupported media type'}: send application/msgpack or application/json`,
+    );
+  }
+  if (statusCode === 400) return new ServiceError('BAD_REQUEST', message ?? 'bad request');
+  if (error instanceof Error && error.name === 'AbortError')
+    return new ServiceError(Code.CANCELLED, 'the client went away');
+  return new ServiceError('INTERNAL', 'internal error', { cause: error });
+}

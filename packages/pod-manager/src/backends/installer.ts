@@ -1,0 +1,119 @@
+/**
+ * Installs a module and its dependencies with npm into a cache directory keyed by what is
+ * installed (the analog of jac-splice-orc's startup pip install). An install is done once per key:
+ * concurrent requests share it, and later starts find it in the cache.
+ */
+import { type SpawnOptions, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { ModuleSpec } from '../config.js';
+import { ServiceError } from '../errors.js';
+
+/** Options of {@link installModule}. */
+export interface InstallOptions {
+  cacheDir: string;
+  timeoutMs: number;
+}
+
+const MARKER = '.splice-installed';
+const inFlight = new Map<string, Promise<string>>();
+
+/** Resolves with the directory whose node_modules holds the module, installing it if needed. */
+export function installModule(spec: ModuleSpec, options: InstallOptions): Promise<string> {
+  const dir = join(options.cacheDir, 'modules', installKey(spec));
+  if (existsSync(join(dir, MARKER))) return Promise.resolve(dir);
+  let pending = inFlight.get(dir);
+  if (!pending) {
+    pending = install(spec, dir, options.timeoutMs).finally(() => inFlight.delete(dir));
+    inFlight.set(dir, pending);
+  }
+  return pending;
+}
+
+/** A readable, collision-free folder name: the module name and a hash of everything installed. */
+export function installKey(spec: ModuleSpec): string {
+  const what = JSON.stringify([
+    spec.package,
+    [...spec.dependencies].sort(),
+    process.versions.node.split('.')[0],
+  ]);
+  const hash = createHash('sha256').update(what).digest('hex').slice(0, 16);
+  return `${spec.name.replace(/[^\w.-]+/g, '_')}-${hash}`;
+}
+
+async function install(spec: ModuleSpec, dir: string, timeoutMs: number): Promise<string> {
+  const staging = `${dir}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  await mkdir(staging, { recursive: true });
+  try {
+    await writeFile(join(staging, 'package.json'), '{ "name": "splice-orc-install", "private": true }\n');
+    const args = [
+      'install',
+      '--no-audit',
+      '--no-fund',
+      '--omit=dev',
+      '--loglevel=error',
+      spec.package,
+      ...spec.dependencies,
+    ];
+    await runNpm(args, { cwd: staging, env: npmEnv() }, timeoutMs);
+    await writeFile(
+      join(staging, MARKER),
+      `${JSON.stringify({ package: spec.package, dependencies: spec.dependencies })}\n`,
+    );
+    // Another pod-manager may have won the race: its install is as good as ours.
+    await rename(staging, dir).catch(async (error: NodeJS.ErrnoException) => {
+      if (!existsSync(join(dir, MARKER))) throw error;
+    });
+    return dir;
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
+}
+
+/** npm that came with this Node, so the install does not depend on PATH. */
+function npmCommand(): string {
+  const beside = join(dirname(process.execPath), 'npm');
+  return existsSync(beside) ? beside : 'npm';
+}
+
+/** The environment without the npm_* variables a package manager sets for its scripts. */
+function npmEnv(): NodeJS.ProcessEnv {
+  const keep = new Set(['npm_config_registry', 'npm_config_cache', 'npm_config_userconfig']);
+  return Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith('npm_') || keep.has(k)),
+  );
+}
+
+function runNpm(args: string[], options: SpawnOptions, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(npmCommand(), args, {
+      ...options,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: timeoutMs,
+    });
+    let output = '';
+    const collect = (chunk: Buffer) => {
+      output = (output + chunk.toString()).slice(-8_000);
+    };
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
+    child.on('error', (error) =>
+      reject(new ServiceError('INSTALL_FAILED', `cannot run npm: ${error.message}`, { cause: error })),
+    );
+    child.on('close', (code, signal) => {
+      if (code === 0) return resolve();
+      const why = signal
+        ? `npm was stopped by ${signal} (install_timeout ${timeoutMs} ms?)`
+        : `npm exited with ${code}`;
+      const npmSays = output.trim() || '(npm printed nothing)';
+      reject(
+        new ServiceError(
+          'INSTALL_FAILED',
+          `npm install ${args.slice(5).join(' ')} failed: ${why}\n${npmSays}`,
+        ),
+      );
+    });
+  });
+}

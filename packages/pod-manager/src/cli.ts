@@ -1,0 +1,32 @@
+#!/usr/bin/env node
+/** `splice-orc`: the command line of the pod-manager. */
+import { Command, InvalidArgumentError } from 'commander';
+import { ConfigError } from './config.js';
+import { startPodManager } from './main.js';
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535)
+    throw new InvalidArgumentError('must be a port number (0-65535)');
+  return n;
+}
+
+const program = new Command('splice-orc').description('Use any Node module as a remote service.');
+
+program
+  .command('serve')
+  .description('start the pod-manager (local backend unless the config says kubernetes)')
+  .option('-c, --config <file>', 'config file', process.env.SPLICE_CONFIG ?? 'config/config.json')
+  .option('-p, --port <n>', 'port to listen on (overrides server.port; 0 = any free port)', port)
+  .option('-H, --host <address>', 'address to listen on (overrides server.host)')
+  .action(async (opts: { config: string; port?: number; host?: string }) => {
+    try {
+      const { url } = await startPodManager({ configPath: opts.config, port: opts.port, host: opts.host });
+      process.stdout.write(`splice-orc pod-manager listening on ${url}\n`);
+    } catch (error) {
+      process.stderr.write(`${error instanceof ConfigError ? error.message : String(error)}\n`);
+      process.exit(error instanceof ConfigError ? 2 : 1);
+    }
+  });
+
+await program.parseAsync();

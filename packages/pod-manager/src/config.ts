@@ -1,0 +1,223 @@
+/**
+ * The pod-manager's configuration: `config/config.json`, in the shape of jac-splice-orc's file
+ * (`kubernetes`, `module_config`, `environment`) so that one written for it loads, plus new keys in
+ * the same snake_case style. Validated once at start-up; every problem is reported at once with its
+ * JSON path; the result is frozen.
+ */
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { type Static, Type as T } from '@sinclair/typebox';
+import { Ajv, type ErrorObject } from 'ajv';
+
+/** A string enum as JSON Schema `enum`, so a wrong value gets one message naming the allowed ones. */
+const oneOf = <const V extends string>(values: readonly V[], fallback: V) =>
+  T.Unsafe<V>({ type: 'string', enum: values, default: fallback });
+
+const quantity = (example: string) =>
+  T.String({
+    pattern: '^[0-9]+(\\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$',
+    description: `Kubernetes quantity, e.g. ${example}`,
+  });
+
+const ModuleConfig = T.Object(
+  {
+    /** Memory the module's server needs (Kubernetes quantity). Kept from jac-splice-orc. */
+    lib_mem_size_req: T.Optional(quantity('100Mi')),
+    /** CPU the module's server needs (Kubernetes quantity). Kept from jac-splice-orc. */
+    lib_cpu_req: T.Optional(quantity('500m')),
+    /** Extra npm packages installed beside the module (npm specs). */
+    dependency: T.Array(T.String({ minLength: 1 }), { default: [] }),
+    /** Placement: served remotely, imported in the client, or decided by policy. */
+    load_type: oneOf(['remote', 'local', 'auto'], 'remote'),
+    /** npm spec to install (`mathjs@13`, `file:./fixtures/calc`); default: the module name. */
+    package: T.Optional(T.String({ minLength: 1 })),
+  },
+  { additionalProperties: false },
+);
+
+const PodManagerSection = T.Object(
+  {
+    deployment_name: T.Optional(T.String()),
+    service_account_name: T.Optional(T.String()),
+    container_name: T.Optional(T.String()),
+    image_name: T.Optional(T.String()),
+    container_port: T.Optional(T.Integer({ minimum: 1, maximum: 65535 })),
+    service_name: T.Optional(T.String()),
+    service_type: T.Optional(T.String()),
+    env_vars: T.Optional(T.Record(T.String(), T.String())),
+    resources: T.Optional(
+      T.Object(
+        {
+          requests: T.Optional(T.Record(T.String(), T.String())),
+          limits: T.Optional(T.Record(T.String(), T.String())),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const ServerSection = T.Object(
+  {
+    /** Address the REST API binds. */
+    host: T.String({ default: '127.0.0.1' }),
+    /** Port of the REST API. */
+    port: T.Integer({ minimum: 0, maximum: 65535, default: 8000 }),
+    /** Where module-servers run: local child processes (embedded default) or Kubernetes pods. */
+    backend: oneOf(['local', 'kubernetes'], 'local'),
+    /** Directory of installed modules, keyed by what is installed. Default ~/.cache/splice-orc. */
+    cache_dir: T.Optional(T.String({ minLength: 1 })),
+    /** Longest a forwarded invocation may take, ms. A client may ask for less. */
+    invoke_timeout_ms: T.Integer({ minimum: 1, default: 30_000 }),
+    /** Longest a module may take to install and become ready, ms. */
+    start_timeout_ms: T.Integer({ minimum: 1, default: 300_000 }),
+    /** Largest invocation payload either way, bytes. */
+    max_payload_bytes: T.Integer({ minimum: 1024, default: 16 * 1024 * 1024 }),
+    /** How long a module-server keeps a silent client's references, ms. */
+    lease_ms: T.Integer({ minimum: 100, default: 60_000 }),
+    /** Longest a stopping module-server may finish calls in flight, ms. */
+    grace_ms: T.Integer({ minimum: 0, default: 5_000 }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+const ConfigSchema = T.Object(
+  {
+    kubernetes: T.Object(
+      {
+        namespace: T.String({ minLength: 1, default: 'splice-orc' }),
+        service_account_name: T.Optional(T.String()),
+        pod_manager: T.Optional(PodManagerSection),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    module_config: T.Record(
+      T.String({ pattern: '^(@[\\w.~-]+/)?[\\w.~-]+(/[\\w.~-]+)*$', maxLength: 214 }),
+      ModuleConfig,
+      {
+        additionalProperties: false,
+      },
+    ),
+    environment: T.Object(
+      { POD_MANAGER_URL: T.Optional(T.String()) },
+      { additionalProperties: false, default: {} },
+    ),
+    server: ServerSection,
+  },
+  { additionalProperties: false },
+);
+
+/** The raw, validated config as written (with defaults filled in). */
+export type RawConfig = Static<typeof ConfigSchema>;
+
+/** One configured module, resolved for the backends. */
+export interface ModuleSpec {
+  /** Name in the config and import specifier. */
+  readonly name: string;
+  /** npm spec to install; `file:` specs are absolute. */
+  readonly package: string;
+  readonly dependencies: readonly string[];
+  readonly loadType: 'remote' | 'local' | 'auto';
+  readonly cpu: string | undefined;
+  readonly memory: string | undefined;
+}
+
+/** The pod-manager's validated, frozen configuration. */
+export interface Config {
+  readonly raw: RawConfig;
+  readonly server: RawConfig['server'] & { cache_dir: string };
+  readonly modules: ReadonlyMap<string, ModuleSpec>;
+}
+
+/** Raised for a config that does not validate; `problems` lists each with its JSON path. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  constructor(
+    readonly source: string,
+    readonly problems: readonly string[],
+  ) {
+    super(`invalid config ${source}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, verbose: true });
+const validate = ajv.compile<RawConfig>(ConfigSchema);
+
+/** Reads and validates a config file. `file:` package specs resolve against its folder. */
+export function loadConfig(path: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new ConfigError(path, [`cannot read the file: ${(cause as Error).message}`]);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (cause) {
+    throw new ConfigError(path, [`not valid JSON: ${(cause as Error).message}`]);
+  }
+  return parseConfig(json, { source: path, baseDir: dirname(resolve(path)) });
+}
+
+/** Validates a config object (defaults are filled into a copy). */
+export function parseConfig(input: unknown, options: { source?: string; baseDir?: string } = {}): Config {
+  const source = options.source ?? '(inline)';
+  const raw = structuredClone(input);
+  if (!validate(raw)) throw new ConfigError(source, (validate.errors ?? []).map(describeProblem));
+  const baseDir = options.baseDir ?? process.cwd();
+  const modules = new Map<string, ModuleSpec>();
+  for (const [name, m] of Object.entries(raw.module_config)) {
+    modules.set(
+      name,
+      Object.freeze({
+        name,
+        package: resolveSpec(m.package ?? name, baseDir),
+        dependencies: Object.freeze(m.dependency.map((d) => resolveSpec(d, baseDir))),
+        loadType: m.load_type,
+        cpu: m.lib_cpu_req,
+        memory: m.lib_mem_size_req,
+      }),
+    );
+  }
+  const cacheDir = raw.server.cache_dir
+    ? resolve(baseDir, raw.server.cache_dir)
+    : join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'splice-orc');
+  return deepFreeze({ raw, server: { ...raw.server, cache_dir: cacheDir }, modules });
+}
+
+function resolveSpec(spec: string, baseDir: string): string {
+  if (!spec.startsWith('file:')) return spec;
+  const path = spec.slice('file:'.length);
+  return `file:${isAbsolute(path) ? path : resolve(baseDir, path)}`;
+}
+
+function describeProblem(e: ErrorObject): string {
+  const at = e.instancePath || '/';
+  if (e.keyword === 'additionalProperties' && at === '/module_config') {
+    const name = (e.params as { additionalProperty: string }).additionalProperty;
+    return `${at}: invalid module name '${name}' (must be an npm package name or import specifier)`;
+  }
+  if (e.keyword === 'pattern' && typeof e.parentSchema?.description === 'string') {
+    return `${at}: '${String(e.data)}' is not a ${e.parentSchema.description}`;
+  }
+  if (e.keyword === 'additionalProperties') {
+    return `${at}: unknown key '${(e.params as { additionalProperty: string }).additionalProperty}'`;
+  }
+  if (e.keyword === 'required')
+    return `${at}: missing key '${(e.params as { missingProperty: string }).missingProperty}'`;
+  if (e.keyword === 'enum') {
+    return `${at}: must be one of ${(e.params as { allowedValues: string[] }).allowedValues.join(', ')}`;
+  }
+  return `${at}: ${e.message}`;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of value instanceof Map ? value.values() : Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

@@ -1,0 +1,117 @@
+/**
+ * Every error the REST API answers, in one table: a stable string code, its HTTP status, the gRPC
+ * status name it corresponds to (what the client's SpliceError carries), and how to fix it. The
+ * README's error table is this table.
+ */
+import { Code, httpStatusFromCode, isCode, type SpliceError } from '@splice-orc/protocol';
+
+interface ErrorSpec {
+  status: number;
+  grpc: Code;
+  meaning: string;
+  fix: string;
+}
+
+/** The service's own error codes. Invocation failures reported by a module-server keep their gRPC name. */
+export const errorTable = {
+  MODULE_NOT_FOUND: {
+    status: 404,
+    grpc: Code.NOT_FOUND,
+    meaning: 'The module is not in module_config.',
+    fix: 'Add it to config.json (or check the spelling) and restart the pod-manager.',
+  },
+  INSTALL_FAILED: {
+    status: 502,
+    grpc: Code.FAILED_PRECONDITION,
+    meaning: "npm could not install the module or a dependency; the message is npm's own.",
+    fix: 'Fix the package spec or dependency list; check that the registry is reachable.',
+  },
+  MODULE_START_FAILED: {
+    status: 502,
+    grpc: Code.UNAVAILABLE,
+    meaning: 'The module-server exited before it was ready (often: the module throws on import).',
+    fix: "Read the message (the server's last output) and fix the module or its dependencies.",
+  },
+  START_TIMEOUT: {
+    status: 504,
+    grpc: Code.DEADLINE_EXCEEDED,
+    meaning: 'The module did not become ready within server.start_timeout_ms.',
+    fix: 'Raise start_timeout_ms for slow installs, or look at why the server hangs on start.',
+  },
+  BAD_REQUEST: {
+    status: 400,
+    grpc: Code.INVALID_ARGUMENT,
+    meaning: 'The request body or a parameter is malformed.',
+    fix: 'Send what the REST API section of the README describes.',
+  },
+  UNSUPPORTED_MEDIA_TYPE: {
+    status: 415,
+    grpc: Code.INVALID_ARGUMENT,
+    meaning: 'The invoke body is neither application/msgpack nor application/json.',
+    fix: 'Set Content-Type to application/msgpack (the client does) or application/json.',
+  },
+  PAYLOAD_TOO_LARGE: {
+    status: 413,
+    grpc: Code.RESOURCE_EXHAUSTED,
+    meaning: 'The request body is larger than server.max_payload_bytes.',
+    fix: 'Send less per call, or raise max_payload_bytes.',
+  },
+  ROUTE_NOT_FOUND: {
+    status: 404,
+    grpc: Code.NOT_FOUND,
+    meaning: 'No such endpoint.',
+    fix: 'See the REST API section of the README.',
+  },
+  REMOTE_ERROR: {
+    status: 422,
+    grpc: Code.UNKNOWN,
+    meaning: 'JSON invocations only: the module threw; `remote` holds its name, message, code and stack.',
+    fix: 'Fix the call (msgpack clients receive the same error as a RemoteError).',
+  },
+  SHUTTING_DOWN: {
+    status: 503,
+    grpc: Code.UNAVAILABLE,
+    meaning: 'The pod-manager is stopping and takes no new work.',
+    fix: 'Retry against another replica or after the restart.',
+  },
+  INTERNAL: {
+    status: 500,
+    grpc: Code.INTERNAL,
+    meaning: 'A bug in the pod-manager.',
+    fix: 'Report it with the log line that carries the request id.',
+  },
+} as const satisfies Record<string, ErrorSpec>;
+
+/** A code of the table, or a gRPC status name forwarded from a module-server. */
+export type ServiceErrorCode = keyof typeof errorTable | Code;
+
+/** What the pod-manager throws to answer an error. */
+export class ServiceError extends Error {
+  override name = 'ServiceError';
+  readonly statusCode: number;
+  /** gRPC status name, sent as `status` in the body so clients can branch without knowing every code. */
+  readonly grpc: Code;
+  readonly extra: Record<string, unknown> | undefined;
+
+  constructor(
+    readonly code: ServiceErrorCode,
+    message: string,
+    options: { cause?: unknown; extra?: Record<string, unknown> } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    const spec: ErrorSpec | undefined = (errorTable as Record<string, ErrorSpec>)[code];
+    this.grpc = spec?.grpc ?? (isCode(code) ? code : Code.UNKNOWN);
+    this.statusCode = spec?.status ?? httpStatusFromCode(this.grpc);
+    this.extra = options.extra;
+  }
+
+  /** A failure reported by a module-server (or the gRPC hop) keeps its gRPC status name as code. */
+  static fromSplice(error: SpliceError): ServiceError {
+    return new ServiceError(error.code, error.message, { cause: error });
+  }
+
+  /** The JSON body: `{ error: { code, status, message, ... } }`. */
+  toJSON(): { error: Record<string, unknown> } {
+    return { error: { code: this.code, status: this.grpc, message: this.message, ...this.extra } };
+  }
+}

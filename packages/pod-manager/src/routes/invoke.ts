@@ -1,0 +1,95 @@
+/**
+ * `POST /modules/:name/invoke`: msgpack bytes are forwarded to the module-server as they are; a
+ * JSON body (one operation, for curl) is turned into a program here and its answer into JSON.
+ */
+import { randomUUID } from 'node:crypto';
+import { Value } from '@sinclair/typebox/value';
+import { decode, encode, type InvokeResponse, PROGRAM_VERSION, type RemoteRef } from '@splice-orc/protocol';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { ServiceError } from '../errors.js';
+import { errorJson, JsonInvokeBody, jsonFromValue, programFromJson } from '../json-invoke.js';
+import type { ModuleRegistry } from '../registry.js';
+
+/** Content types taken as msgpack. */
+export const MSGPACK_TYPES = ['application/msgpack', 'application/x-msgpack', 'application/vnd.msgpack'];
+
+/** Header in which a client asks for a shorter invoke deadline, ms. */
+export const TIMEOUT_HEADER = 'x-splice-timeout-ms';
+/** Header of a response that waited for its module to start: how long, ms. */
+export const COLD_START_HEADER = 'x-splice-cold-start-ms';
+
+interface InvokeRouteOptions {
+  registry: ModuleRegistry;
+  maxTimeoutMs: number;
+}
+
+export function invokeRoutes(app: FastifyInstance, { registry, maxTimeoutMs }: InvokeRouteOptions): void {
+  app.addContentTypeParser(MSGPACK_TYPES, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+
+  app.post<{ Params: { name: string } }>('/modules/:name/invoke', async (request, reply) => {
+    const { name } = request.params;
+    registry.spec(name);
+    const timeoutMs = timeoutFrom(request.headers[TIMEOUT_HEADER], maxTimeoutMs);
+    const signal = abortOnDisconnect(reply);
+    if (Buffer.isBuffer(request.body)) {
+      const result = await registry.forward(name, request.body, { timeoutMs, signal });
+      if (result.coldStartMs !== undefined) reply.header(COLD_START_HEADER, result.coldStartMs);
+      return reply.type('application/msgpack').send(result.payload);
+    }
+    const body = checkJsonBody(request.body);
+    const session = `json-${randomUUID()}`;
+    const result = await registry.forward(name, encode(programFromJson(body, session)), {
+      timeoutMs,
+      signal,
+    });
+    if (result.coldStartMs !== undefined) reply.header(COLD_START_HEADER, result.coldStartMs);
+    const response = decode(result.payload) as InvokeResponse;
+    if (!response.ok) {
+      throw new ServiceError('REMOTE_ERROR', `${response.error.name}: ${response.error.message}`, {
+        extra: { remote: errorJson(response.error) },
+      });
+    }
+    const refs: RemoteRef[] = [];
+    const value = jsonFromValue(response.value, refs);
+    if (refs.length > 0) releaseLater(registry, name, session, refs);
+    return { value };
+  });
+}
+
+function checkJsonBody(body: unknown): JsonInvokeBody {
+  if (Value.Check(JsonInvokeBody, body)) return body;
+  const problems = [...Value.Errors(JsonInvokeBody, body)].map((e) => `${e.path || '/'}: ${e.message}`);
+  throw new ServiceError(
+    'BAD_REQUEST',
+    `a JSON invocation is {"path": "a.b" | ["a","b"], "args"?: [...], "op"?: "get"|"call"|"new"}: ${problems.join('; ')}`,
+  );
+}
+
+/** JSON callers cannot hold references: free what the call made at once. */
+function releaseLater(registry: ModuleRegistry, name: string, session: string, refs: RemoteRef[]): void {
+  const program = { v: PROGRAM_VERSION, session, ops: [{ op: 'release', ids: refs.map((r) => r.id) }] };
+  registry.forward(name, encode(program), { timeoutMs: 5_000 }).catch(() => {
+    // The lease frees them anyway.
+  });
+}
+
+function timeoutFrom(header: string | string[] | undefined, max: number): number {
+  if (header === undefined) return max;
+  const ms = Number(header);
+  if (!Number.isSafeInteger(ms) || ms <= 0) {
+    throw new ServiceError(
+      'BAD_REQUEST',
+      `${TIMEOUT_HEADER} must be a positive integer (ms), got '${String(header)}'`,
+    );
+  }
+  return Math.min(ms, max);
+}
+
+/** Aborts the forwarded call when the HTTP client goes away before its answer. */
+function abortOnDisconnect(reply: FastifyReply): AbortSignal {
+  const controller = new AbortController();
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) controller.abort(new Error('client disconnected'));
+  });
+  return controller.signal;
+}
