@@ -18,6 +18,7 @@ import {
   PROGRAM_VERSION,
   parseRequest,
   RemoteRef,
+  type ServerStats,
   SpliceError,
 } from '@splice-orc/protocol';
 import { HealthImplementation } from 'grpc-health-check';
@@ -68,8 +69,19 @@ export async function createModuleServer(options: ModuleServerOptions): Promise<
   });
   const health = new HealthImplementation({ '': 'NOT_SERVING', [MODULE_SERVICE_NAME]: 'NOT_SERVING' });
   health.addToServer(server);
-  const invoke = createInvokeHandler({ root, table, serverId, maxCallMs: options.maxCallMs ?? 300_000 });
-  server.addService(moduleServiceDefinition(), { Invoke: invoke });
+  const counters = { inFlight: 0, calls: 0 };
+  const invoke = createInvokeHandler({
+    root,
+    table,
+    serverId,
+    counters,
+    maxCallMs: options.maxCallMs ?? 300_000,
+  });
+  const stats: grpc.handleUnaryCall<unknown, ServerStats> = (_call, callback) => {
+    const held = table.stats();
+    callback(null, { server_id: serverId, ...held, in_flight: counters.inFlight, calls: counters.calls });
+  };
+  server.addService(moduleServiceDefinition(), { Invoke: invoke, Stats: stats });
   const port = await bind(server, `${options.host ?? '127.0.0.1'}:${options.port ?? 0}`);
   table.startSweeping();
   health.setStatus('', 'SERVING');
@@ -109,6 +121,7 @@ interface HandlerContext {
   table: ObjectTable;
   serverId: string;
   maxCallMs: number;
+  counters: { inFlight: number; calls: number };
 }
 
 type UnaryHandler = grpc.handleUnaryCall<PayloadMessage, PayloadMessage>;
@@ -116,7 +129,12 @@ type UnaryHandler = grpc.handleUnaryCall<PayloadMessage, PayloadMessage>;
 function createInvokeHandler(h: HandlerContext): UnaryHandler {
   return (call, callback) => {
     const budget = Math.min(h.maxCallMs, msUntil(call.getDeadline()));
-    withDeadline(respond(call.request.payload, h), budget).then(
+    h.counters.inFlight++;
+    const work = respond(call.request.payload, h).finally(() => {
+      h.counters.inFlight--;
+      h.counters.calls++;
+    });
+    withDeadline(work, budget).then(
       (payload) => callback(null, { payload }),
       (reason: unknown) => {
         const error = SpliceError.from(reason, Code.INTERNAL);

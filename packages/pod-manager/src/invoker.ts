@@ -2,7 +2,13 @@
  * Forwards invocation payloads to module-servers over gRPC, as opaque bytes, with a deadline. One
  * client (one HTTP/2 connection) per server endpoint, dropped when the endpoint goes away.
  */
-import { Code, createModuleClient, type ModuleClient, SpliceError } from '@splice-orc/protocol';
+import {
+  Code,
+  createModuleClient,
+  type ModuleClient,
+  type ServerStats,
+  SpliceError,
+} from '@splice-orc/protocol';
 
 /** Options of {@link Invoker}. */
 export interface InvokerOptions {
@@ -25,6 +31,11 @@ export class Invoker {
     options: { timeoutMs: number; signal?: AbortSignal },
   ): Promise<Buffer> {
     return this.#client(endpoint).invoke(payload, options);
+  }
+
+  /** Asks the server at `endpoint` what it holds. */
+  stats(endpoint: string, options: { timeoutMs: number }): Promise<ServerStats> {
+    return this.#client(endpoint).stats(options);
   }
 
   /** Closes the client of an endpoint that is no longer served. */

@@ -3,6 +3,7 @@
  * ready (waiting for a cold start, single-flight through the backend), forwards calls and counts
  * them.
  */
+import type { ServerStats } from '@splice-orc/protocol';
 import type { Backend, ModuleStatus } from './backends/backend.js';
 import type { Config, ModuleSpec } from './config.js';
 import { ServiceError } from './errors.js';
@@ -15,6 +16,8 @@ export interface ModuleView extends ModuleStatus {
   loadType: ModuleSpec['loadType'];
   /** Calls answered by its servers since the pod-manager started. */
   callsServed: number;
+  /** What the ready server holds now (sessions, objects behind references, calls in flight). */
+  server?: ServerStats | undefined;
 }
 
 /** Options of one forwarded call. */
@@ -53,7 +56,7 @@ export class ModuleRegistry {
   /** Starts the module if needed and resolves once a server is ready. */
   async load(name: string, signal?: AbortSignal): Promise<ModuleView> {
     await this.backend.start(this.spec(name), { signal });
-    return this.view(name);
+    return this.inspect(name);
   }
 
   /** Stops the module's servers. */
@@ -94,6 +97,14 @@ export class ModuleRegistry {
       ...this.backend.status(name),
       callsServed: this.#calls.get(name) ?? 0,
     };
+  }
+
+  /** One module's view with what its ready server reports (asked with a short deadline). */
+  async inspect(name: string): Promise<ModuleView> {
+    const view = this.view(name);
+    if (view.state !== 'ready' || !view.endpoint) return view;
+    const server = await this.invoker.stats(view.endpoint, { timeoutMs: 2_000 }).catch(() => undefined);
+    return { ...view, server };
   }
 
   /** Every configured module's view. */

@@ -31,5 +31,11 @@ export {
   type RemoteErrorValue,
   type Target,
 } from './program.js';
-export { INVOKE_PATH, MODULE_SERVICE_NAME, moduleServiceDefinition, type PayloadMessage } from './proto.js';
+export {
+  INVOKE_PATH,
+  MODULE_SERVICE_NAME,
+  moduleServiceDefinition,
+  type PayloadMessage,
+  type ServerStats,
+} from './proto.js';
 export { Code, codeFromGrpcStatus, grpcStatusFromCode, httpStatusFromCode, isCode } from './status.js';

@@ -5,7 +5,12 @@
 import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import { SpliceError } from './errors.js';
-import { MODULE_SERVICE_NAME, moduleServiceDefinition, type PayloadMessage } from './proto.js';
+import {
+  MODULE_SERVICE_NAME,
+  moduleServiceDefinition,
+  type PayloadMessage,
+  type ServerStats,
+} from './proto.js';
 import { Code, codeFromGrpcStatus } from './status.js';
 
 /** Options of {@link createModuleClient}. */
@@ -31,6 +36,8 @@ export interface ModuleClient {
   invoke(payload: Uint8Array, options: CallOptions): Promise<Buffer>;
   /** Asks the health service whether the module service is serving. */
   health(options: CallOptions): Promise<ServingStatus>;
+  /** What the server holds and does now. */
+  stats(options: CallOptions): Promise<ServerStats>;
   close(): void;
 }
 
@@ -55,9 +62,12 @@ export function createModuleClient(address: string, options: ModuleClientOptions
   const health = new HealthClient(address, grpc.credentials.createInsecure(), {
     channelOverride: client.getChannel(),
   });
-  const invoke = (client as unknown as { Invoke: RawUnary<PayloadMessage, PayloadMessage> }).Invoke.bind(
-    client,
-  );
+  const methods = client as unknown as {
+    Invoke: RawUnary<PayloadMessage, PayloadMessage>;
+    Stats: RawUnary<Record<string, never>, ServerStats>;
+  };
+  const invoke = methods.Invoke.bind(client);
+  const stats = methods.Stats.bind(client);
   const check = (
     health as unknown as { Check: RawUnary<{ service: string }, { status: string }> }
   ).Check.bind(health);
@@ -65,6 +75,7 @@ export function createModuleClient(address: string, options: ModuleClientOptions
     invoke: (payload, call) => unary(invoke, { payload: payload as Buffer }, call).then((res) => res.payload),
     health: (call) =>
       unary(check, { service: MODULE_SERVICE_NAME }, call).then((res) => res.status as ServingStatus),
+    stats: (call) => unary(stats, {}, call),
     close: () => client.close(),
   };
 }

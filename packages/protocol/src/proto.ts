@@ -30,6 +30,8 @@ export function moduleServiceDefinition(): grpc.ServiceDefinition {
     const packageDefinition = protoLoader.loadSync('splice/v1/module.proto', {
       includeDirs: [root],
       keepCase: true,
+      longs: Number,
+      defaults: true,
     });
     const loaded = grpc.loadPackageDefinition(packageDefinition) as unknown as {
       splice: { v1: { ModuleService: grpc.ServiceClientConstructor } };
@@ -37,6 +39,15 @@ export function moduleServiceDefinition(): grpc.ServiceDefinition {
     definition = loaded.splice.v1.ModuleService.service;
   }
   return definition;
+}
+
+/** What `Stats` answers. */
+export interface ServerStats {
+  server_id: string;
+  sessions: number;
+  objects: number;
+  in_flight: number;
+  calls: number;
 }
 
 /** The payload message of both directions of Invoke. */

@@ -32,7 +32,10 @@ export function createLocalBackend(options: LocalBackendOptions): Backend {
   const supervisors = new Map<string, Supervisor>();
   const supervisor = (spec: ModuleSpec) => {
     let s = supervisors.get(spec.name);
-    if (!s) supervisors.set(spec.name, (s = new Supervisor(spec, options)));
+    if (!s) {
+      s = new Supervisor(spec, options);
+      supervisors.set(spec.name, s);
+    }
     return s;
   };
   return {

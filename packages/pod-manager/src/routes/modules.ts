@@ -6,7 +6,7 @@ export function moduleRoutes(app: FastifyInstance, { registry }: { registry: Mod
   app.get('/modules', async () => ({ modules: registry.list() }));
 
   app.get<{ Params: { name: string } }>('/modules/:name', async (request) =>
-    registry.view(request.params.name),
+    registry.inspect(request.params.name),
   );
 
   app.post<{ Params: { name: string } }>('/modules/:name/load', async (request) =>

@@ -1,0 +1,70 @@
+/**
+ * `connect()`: the entry point of the client SDK.
+ */
+import { Code, SpliceError } from '@splice-orc/protocol';
+import { nodeOf } from './remote-proxy.js';
+import { Session } from './session.js';
+import { createTransport, type Transport } from './transport.js';
+import type { Remote } from './types.js';
+
+/** Options of {@link connect}. */
+export interface ConnectOptions {
+  /** The pod-manager's URL. Default: POD_MANAGER_URL from the environment, else http://127.0.0.1:8000. */
+  url?: string;
+  /** Default deadline of each call, ms, including a cold start. Default 30 000. */
+  timeoutMs?: number;
+  /** Keep-alive connections to the pod-manager. Default 16. */
+  connections?: number;
+  /** Extra headers on every request. */
+  headers?: Record<string, string>;
+}
+
+/** A connection to a pod-manager. */
+export interface SpliceClient {
+  /** The remote module, as a proxy: `await math.det(m)`. */
+  // biome-ignore lint/suspicious/noExplicitAny: an untyped module is usable as is
+  module<T = any>(name: string): Remote<T>;
+  /** Frees remote references now (they are also freed when garbage collected). */
+  release(...refs: unknown[]): Promise<void>;
+  /** The pod-manager's view of the configured modules. */
+  modules(): Promise<unknown>;
+  /** Releases what is pending and closes the connections. */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+  /** This client's session id, as module-servers see it. */
+  readonly sessionId: string;
+}
+
+/** Connects to a pod-manager (lazily: nothing is sent before the first call). */
+export function connect(urlOrOptions?: string | ConnectOptions, options: ConnectOptions = {}): SpliceClient {
+  const opts = typeof urlOrOptions === 'string' ? { ...options, url: urlOrOptions } : { ...urlOrOptions };
+  const url = opts.url ?? process.env.POD_MANAGER_URL ?? 'http://127.0.0.1:8000';
+  const timeoutMs = opts.timeoutMs ?? 30_000;
+  const transport: Transport = createTransport(url, { connections: opts.connections, headers: opts.headers });
+  const session = new Session({ transport, timeoutMs });
+  const close = async () => {
+    await session.close();
+    await transport.close();
+  };
+  return {
+    sessionId: session.id,
+    module: <T>(name: string) => session.root(name) as Remote<T>,
+    release: async (...refs) => {
+      await Promise.all(refs.map((ref) => session.release(handleOf(ref))));
+    },
+    modules: () => transport.json('GET', '/modules', { timeoutMs }),
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+function handleOf(ref: unknown) {
+  const node = nodeOf(ref);
+  if (!node?.base || node.steps.length > 0) {
+    throw new SpliceError(
+      Code.INVALID_ARGUMENT,
+      'release() takes remote references (awaited results), not pending calls or plain values',
+    );
+  }
+  return node.base;
+}

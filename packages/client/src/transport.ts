@@ -1,0 +1,114 @@
+/**
+ * HTTP to the pod-manager over keep-alive connections (an undici Pool). Every request has a
+ * deadline; error bodies become SpliceErrors with the pod-manager's code kept as `details.reason`.
+ */
+import { Code, isCode, SpliceError } from '@splice-orc/protocol';
+import { Pool, errors as undiciErrors } from 'undici';
+
+/** Options of {@link createTransport}. */
+export interface TransportOptions {
+  /** Connections kept open to the pod-manager. Default 16. */
+  connections?: number;
+  /** Extra headers on every request. */
+  headers?: Record<string, string>;
+}
+
+/** Options of one request. */
+export interface RequestOptions {
+  timeoutMs: number;
+  signal?: AbortSignal | undefined;
+}
+
+/** The client's connection to one pod-manager. */
+export interface Transport {
+  /** POSTs msgpack bytes to `path` and resolves with the msgpack answer. */
+  invoke(path: string, body: Uint8Array, options: RequestOptions): Promise<Buffer>;
+  /** Sends a JSON request (management endpoints). */
+  json(method: 'GET' | 'POST' | 'DELETE', path: string, options: RequestOptions): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+/** Connects to the pod-manager at `url` (connections open lazily). */
+export function createTransport(url: string, options: TransportOptions = {}): Transport {
+  const base = new URL(url);
+  const prefix = base.pathname.replace(/\/$/, '');
+  const pool = new Pool(base.origin, { connections: options.connections ?? 16, pipelining: 1 });
+  const headers = options.headers ?? {};
+
+  async function send(
+    method: 'GET' | 'POST' | 'DELETE',
+    path: string,
+    request: RequestOptions,
+    body?: Uint8Array,
+  ) {
+    const signal = request.signal
+      ? AbortSignal.any([request.signal, AbortSignal.timeout(request.timeoutMs)])
+      : AbortSignal.timeout(request.timeoutMs);
+    try {
+      const response = await pool.request({
+        method,
+        path: prefix + path,
+        body: body === undefined ? null : body,
+        signal,
+        headers: {
+          ...headers,
+          ...(body === undefined ? {} : { 'content-type': 'application/msgpack' }),
+          'x-splice-timeout-ms': String(request.timeoutMs),
+        },
+      });
+      const payload = Buffer.from(await response.body.arrayBuffer());
+      if (response.statusCode >= 400) throw errorFromResponse(response.statusCode, payload, path);
+      return payload;
+    } catch (error) {
+      throw asSpliceError(error, request, base.origin);
+    }
+  }
+
+  return {
+    invoke: (path, body, request) => send('POST', path, request, body),
+    json: async (method, path, request) => JSON.parse((await send(method, path, request)).toString('utf8')),
+    close: () => pool.close(),
+  };
+}
+
+function errorFromResponse(status: number, payload: Buffer, path: string): SpliceError {
+  let body: { error?: { code?: string; status?: string; message?: string } } | undefined;
+  try {
+    body = JSON.parse(payload.toString('utf8'));
+  } catch {
+    body = undefined;
+  }
+  const error = body?.error;
+  const code = isCode(error?.status) ? error.status : codeFromHttp(status);
+  const message = error?.message ?? `pod-manager answered HTTP ${status} for ${path}`;
+  return new SpliceError(code, message, { details: { reason: error?.code ?? code, httpStatus: status } });
+}
+
+function codeFromHttp(status: number): Code {
+  if (status === 400) return Code.INVALID_ARGUMENT;
+  if (status === 401) return Code.UNAUTHENTICATED;
+  if (status === 403) return Code.PERMISSION_DENIED;
+  if (status === 404) return Code.NOT_FOUND;
+  if (status === 413) return Code.RESOURCE_EXHAUSTED;
+  if (status === 503) return Code.UNAVAILABLE;
+  if (status === 504) return Code.DEADLINE_EXCEEDED;
+  return Code.UNKNOWN;
+}
+
+function asSpliceError(error: unknown, request: RequestOptions, origin: string): SpliceError {
+  if (error instanceof SpliceError) return error;
+  if (request.signal?.aborted)
+    return new SpliceError(Code.CANCELLED, 'the call was aborted', { cause: request.signal.reason });
+  const name = (error as { name?: string })?.name;
+  if (name === 'TimeoutError' || error instanceof undiciErrors.HeadersTimeoutError) {
+    return new SpliceError(
+      Code.DEADLINE_EXCEEDED,
+      `no answer from the pod-manager within ${request.timeoutMs} ms`,
+      { cause: error },
+    );
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return new SpliceError(Code.UNAVAILABLE, `cannot reach the pod-manager at ${origin}: ${message}`, {
+    cause: error,
+  });
+}
