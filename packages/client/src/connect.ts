@@ -3,7 +3,8 @@
  */
 import { Code, SpliceError } from '@splice-orc/protocol';
 import { nodeOf } from './remote-proxy.js';
-import { Session } from './session.js';
+import { type CallOptions, Session } from './session.js';
+
 import { createTransport, type Transport } from './transport.js';
 import type { Remote } from './types.js';
 
@@ -23,7 +24,12 @@ export interface ConnectOptions {
 export interface SpliceClient {
   /** The remote module, as a proxy: `await math.det(m)`. */
   // biome-ignore lint/suspicious/noExplicitAny: an untyped module is usable as is
-  module<T = any>(name: string): Remote<T>;
+  module<T = any>(name: string, options?: CallOptions): Remote<T>;
+  /**
+   * Sends a pending chain with options of its own: `await orc.call(math.det(m), { signal })`.
+   * Resolves like awaiting the chain.
+   */
+  call<T>(chain: PromiseLike<T>, options: CallOptions): Promise<T>;
   /** Frees remote references now (they are also freed when garbage collected). */
   release(...refs: unknown[]): Promise<void>;
   /** The pod-manager's view of the configured modules. */
@@ -48,7 +54,14 @@ export function connect(urlOrOptions?: string | ConnectOptions, options: Connect
   };
   return {
     sessionId: session.id,
-    module: <T>(name: string) => session.root(name) as Remote<T>,
+    module: <T>(name: string, callOptions?: CallOptions) => session.root(name, callOptions) as Remote<T>,
+    call: <T>(chain: PromiseLike<T>, callOptions: CallOptions) => {
+      const node = nodeOf(chain);
+      if (!node || node.steps.length === 0) {
+        return Promise.reject(new SpliceError(Code.INVALID_ARGUMENT, 'call() takes a pending chain such as math.det(m)'));
+      }
+      return session.run(node, callOptions) as Promise<T>;
+    },
     release: async (...refs) => {
       await Promise.all(refs.map((ref) => session.release(handleOf(ref))));
     },
@@ -68,3 +81,5 @@ function handleOf(ref: unknown) {
   }
   return node.base;
 }
+
+export type { CallOptions };

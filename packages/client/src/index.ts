@@ -1,3 +1,3 @@
-export { type ConnectOptions, connect, type SpliceClient } from './connect.js';
+export { type CallOptions, type ConnectOptions, connect, type SpliceClient } from './connect.js';
 export { Code, RemoteError, SpliceError } from './errors.js';
 export type { Remote, RemoteArg, RemoteChain, Resolved } from './types.js';

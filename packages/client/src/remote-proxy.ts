@@ -31,6 +31,9 @@ export type Step =
 /** What a proxy stands for: a start (module root or reference) and the steps taken from it. */
 export interface ProxyNode {
   readonly module: string;
+  /** Per-call options that every call made from this proxy uses. */
+  readonly options?: { timeoutMs?: number; signal?: AbortSignal } | undefined;
+
   readonly base: RefHandle | null;
   readonly steps: readonly Step[];
 }

@@ -69,11 +69,12 @@ export class Session implements ProxyHost {
   }
 
   /** The proxy of a module root. */
-  root(module: string): unknown {
-    return createRemoteProxy({ module, base: null, steps: [] }, this);
+  root(module: string, options?: CallOptions): unknown {
+    return createRemoteProxy({ module, base: null, steps: [], options }, this);
   }
 
-  run(node: ProxyNode, options: CallOptions = {}): Promise<unknown> {
+  run(node: ProxyNode, options: CallOptions = node.options ?? {}): Promise<unknown> {
+
     const ops: Op[] = [];
     const result = compile(node, ops);
     if (result instanceof Slot || result === null) return this.send(node.module, ops, options);
