@@ -58,7 +58,9 @@ export function connect(urlOrOptions?: string | ConnectOptions, options: Connect
     call: <T>(chain: PromiseLike<T>, callOptions: CallOptions) => {
       const node = nodeOf(chain);
       if (!node || node.steps.length === 0) {
-        return Promise.reject(new SpliceError(Code.INVALID_ARGUMENT, 'call() takes a pending chain such as math.det(m)'));
+        return Promise.reject(
+          new SpliceError(Code.INVALID_ARGUMENT, 'call() takes a pending chain such as math.det(m)'),
+        );
       }
       return session.run(node, callOptions) as Promise<T>;
     },

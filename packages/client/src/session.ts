@@ -74,7 +74,6 @@ export class Session implements ProxyHost {
   }
 
   run(node: ProxyNode, options: CallOptions = node.options ?? {}): Promise<unknown> {
-
     const ops: Op[] = [];
     const result = compile(node, ops);
     if (result instanceof Slot || result === null) return this.send(node.module, ops, options);

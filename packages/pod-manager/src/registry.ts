@@ -3,7 +3,8 @@
  * ready (waiting for a cold start, single-flight through the backend), forwards calls and counts
  * them.
  */
-import type { ServerStats } from '@splice-orc/protocol';
+import { Code, type ServerStats, SpliceError } from '@splice-orc/protocol';
+
 import type { Backend, ModuleStatus } from './backends/backend.js';
 import type { Config, ModuleSpec } from './config.js';
 import { ServiceError } from './errors.js';
@@ -79,7 +80,16 @@ export class ModuleRegistry {
     } catch (error) {
       // A server that died between calls refuses the connection: the call never ran, so it is
       // safe to send it once more to the restarted server.
-      if (!neverDelivered(error) || !(await this.backend.reportUnreachable(name, endpoint))) throw error;
+      if (!(error instanceof SpliceError) || error.code !== Code.UNAVAILABLE) throw error;
+      const gone = await this.backend.reportUnreachable(name, endpoint);
+      if (!gone) throw error;
+      if (!neverDelivered(error)) {
+        throw new SpliceError(
+          Code.UNAVAILABLE,
+          `the module-server of ${name} went away during the call, which may or may not have run (${error.message}); the next call goes to a restarted server`,
+          { cause: error },
+        );
+      }
       endpoint = await this.backend.start(spec, { signal: options.signal });
       result = await this.invoker.invoke(endpoint, payload, options);
     }

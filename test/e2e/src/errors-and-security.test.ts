@@ -1,6 +1,6 @@
 import { RemoteError, SpliceError } from '@splice-orc/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type TestPodManager, fixture, http, startPodManager } from './harness.js';
+import { fixture, http, startPodManager, type TestPodManager } from './harness.js';
 
 let pm: TestPodManager;
 let calc: any;
@@ -41,7 +41,10 @@ describe('errors end to end', () => {
   });
 
   it('throws rejected promises and non-error throws as RemoteErrors', async () => {
-    expect(await failure(calc.failLater('later'))).toMatchObject({ remoteName: 'Error', message: expect.stringContaining('later') });
+    expect(await failure(calc.failLater('later'))).toMatchObject({
+      remoteName: 'Error',
+      message: expect.stringContaining('later'),
+    });
     expect(await failure(calc.throwString())).toMatchObject({ remoteName: 'NonErrorThrown' });
   });
 
@@ -88,7 +91,10 @@ describe('errors end to end', () => {
 
   it('answers a module that is not configured with 404 MODULE_NOT_FOUND', async () => {
     const error = await failure(pm.client.module('nope').anything());
-    expect(error).toMatchObject({ code: 'NOT_FOUND', details: { reason: 'MODULE_NOT_FOUND', httpStatus: 404 } });
+    expect(error).toMatchObject({
+      code: 'NOT_FOUND',
+      details: { reason: 'MODULE_NOT_FOUND', httpStatus: 404 },
+    });
     expect(error.message).toContain("module 'nope' is not configured");
   });
 
@@ -124,5 +130,4 @@ describe('errors end to end', () => {
     expect(await failure(scoped.hang())).toMatchObject({ code: 'DEADLINE_EXCEEDED' });
     expect(await calc.add(2, 3)).toBe(5);
   });
-
 });

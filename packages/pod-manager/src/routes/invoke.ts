@@ -25,6 +25,8 @@ interface InvokeRouteOptions {
 
 export function invokeRoutes(app: FastifyInstance, { registry, maxTimeoutMs }: InvokeRouteOptions): void {
   app.addContentTypeParser(MSGPACK_TYPES, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  // Only msgpack and JSON are invocations: anything else is a 415, not a string to misread.
+  app.removeContentTypeParser('text/plain');
 
   app.post<{ Params: { name: string } }>('/modules/:name/invoke', async (request, reply) => {
     const { name } = request.params;
