@@ -60,7 +60,9 @@ describe('errors end to end', () => {
     const attempts = [
       () => calc.add.constructor('return process')(),
       () => new calc.add.constructor('return process'),
+      // biome-ignore lint/suspicious/noProto: the escape under test
       () => calc.add.__proto__.constructor,
+
       () => calc.constants.constructor.constructor('return globalThis')(),
       () => calc.Matrix.prototype,
       () => calc.evil.leakFunction(),

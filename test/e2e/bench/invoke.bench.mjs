@@ -1,0 +1,112 @@
+// `pnpm bench`: latency and throughput of one small invocation (calc.add(1, 2)), measured in the
+// same run for
+//   (a) a raw @grpc/grpc-js Invoke straight to a module-server (the floor), and
+//   (b) the client SDK through the pod-manager (client -> HTTP -> pod-manager -> gRPC -> server),
+// and the ratio b/a. The pod-manager runs as its own process, as in production.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { connect } from '@splice-orc/client';
+import { createModuleClient, decode, encode } from '@splice-orc/protocol';
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 3000);
+const CONCURRENT_MS = Number(process.env.BENCH_CONCURRENT_MS ?? 3000);
+const IN_FLIGHT = 64;
+
+function percentile(sorted, p) {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+async function sequential(call) {
+  for (let i = 0; i < 200; i++) await call(); // warm up
+  const times = [];
+  for (let i = 0; i < SEQUENTIAL; i++) {
+    const t0 = process.hrtime.bigint();
+    await call();
+    times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  times.sort((x, y) => x - y);
+  return { p50: percentile(times, 50), p99: percentile(times, 99) };
+}
+
+async function throughput(call) {
+  let done = 0;
+  const until = Date.now() + CONCURRENT_MS;
+  const worker = async () => {
+    while (Date.now() < until) {
+      await call();
+      done++;
+    }
+  };
+  const t0 = Date.now();
+  await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
+  return done / ((Date.now() - t0) / 1000);
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'splice-bench-'));
+const configPath = join(dir, 'config.json');
+writeFileSync(
+  configPath,
+  JSON.stringify({
+    module_config: { calc: { package: `file:${join(root, 'test/fixtures/calc')}` } },
+    server: { cache_dir: join(root, '.splice-cache'), port: 0 },
+  }),
+);
+const server = spawn(
+  process.execPath,
+  [join(root, 'packages/pod-manager/dist/cli.js'), 'serve', '--config', configPath],
+  {
+    env: { ...process.env, LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  },
+);
+const url = await new Promise((resolve, reject) => {
+  createInterface({ input: server.stdout }).on('line', (line) => {
+    const match = /listening on (http:\/\/\S+)/.exec(line);
+    if (match) resolve(match[1]);
+  });
+  server.once('exit', (code) => reject(new Error(`pod-manager exited with ${code}`)));
+});
+
+try {
+  const status = await fetch(`${url}/modules/calc/load`, { method: 'POST' }).then((r) => r.json());
+  const raw = createModuleClient(status.endpoint);
+  const program = {
+    v: 1,
+    session: 'bench',
+    ops: [{ op: 'call', target: null, path: ['add'], args: [1, 2] }],
+  };
+  const rawCall = async () => {
+    const res = decode(await raw.invoke(encode(program), { timeoutMs: 10_000 }));
+    if (res.value !== 3) throw new Error('wrong answer');
+  };
+  const orc = connect(url);
+  const calc = orc.module('calc');
+  const clientCall = async () => {
+    if ((await calc.add(1, 2)) !== 3) throw new Error('wrong answer');
+  };
+
+  const a = { ...(await sequential(rawCall)), rps: await throughput(rawCall) };
+  const b = { ...(await sequential(clientCall)), rps: await throughput(clientCall) };
+  const f = (x) => x.toFixed(3).padStart(8);
+  const r = (x) => x.toFixed(0).padStart(8);
+  console.log(
+    `\ninvocation of calc.add(1, 2); ${SEQUENTIAL} sequential calls, then ${IN_FLIGHT} in flight for ${CONCURRENT_MS} ms`,
+  );
+  console.log('path                                    p50 ms   p99 ms   calls/s');
+  console.log(`(a) raw grpc-js Invoke -> module-server ${f(a.p50)} ${f(a.p99)} ${r(a.rps)}`);
+  console.log(`(b) client -> pod-manager -> server     ${f(b.p50)} ${f(b.p99)} ${r(b.rps)}`);
+  console.log(
+    `ratio b/a                               ${(b.p50 / a.p50).toFixed(2).padStart(8)} ${(b.p99 / a.p99).toFixed(2).padStart(8)} ${(b.rps / a.rps).toFixed(2).padStart(8)}`,
+  );
+  raw.close();
+  await orc.close();
+} finally {
+  server.kill('SIGTERM');
+  await once(server, 'exit');
+}
