@@ -20,8 +20,8 @@ export type Resolved<T> =
       ? T
       : T extends Fn | Ctor
         ? Remote<T>
-        : T extends ReadonlyArray<infer U>
-          ? Resolved<U>[]
+        : T extends readonly unknown[]
+          ? { -readonly [K in keyof T]: Resolved<T[K]> }
           : T extends Map<infer K, infer V>
             ? Map<Resolved<K>, Resolved<V>>
             : T extends Set<infer U>
