@@ -43,7 +43,6 @@ describe('Remote<T>', () => {
   });
 
   it('leaves an untyped module untyped', () => {
-    // biome-ignore lint/suspicious/noExplicitAny: the point of the test
     expectTypeOf<Remote<any>>().toBeAny();
   });
 });
