@@ -1,10 +1,13 @@
 /**
- * Forwards invocation payloads to module-servers over gRPC, as opaque bytes, with a deadline. One
- * client (one HTTP/2 connection) per server endpoint, dropped when the endpoint goes away.
+ * Forwards invocation payloads to module-servers, as opaque bytes, with a deadline. Per server
+ * endpoint: a lean HTTP/2 gRPC channel for Invoke (the hot path) and a grpc-js client for Stats,
+ * both dropped when the endpoint goes away.
  */
 import {
   Code,
+  createInvokeChannel,
   createModuleClient,
+  type InvokeChannel,
   type ModuleClient,
   type ServerStats,
   SpliceError,
@@ -15,9 +18,14 @@ export interface InvokerOptions {
   maxPayloadBytes: number;
 }
 
-/** The gRPC clients of the pod-manager. */
+interface Connection {
+  channel: InvokeChannel;
+  client?: ModuleClient;
+}
+
+/** The pod-manager's connections to module-servers. */
 export class Invoker {
-  readonly #clients = new Map<string, ModuleClient>();
+  readonly #connections = new Map<string, Connection>();
   readonly #options: InvokerOptions;
 
   constructor(options: InvokerOptions) {
@@ -30,42 +38,48 @@ export class Invoker {
     payload: Uint8Array,
     options: { timeoutMs: number; signal?: AbortSignal },
   ): Promise<Buffer> {
-    return this.#client(endpoint).invoke(payload, options);
+    return this.#connection(endpoint).channel.invoke(payload, options);
   }
 
   /** Asks the server at `endpoint` what it holds. */
   stats(endpoint: string, options: { timeoutMs: number }): Promise<ServerStats> {
-    return this.#client(endpoint).stats(options);
+    const connection = this.#connection(endpoint);
+    connection.client ??= createModuleClient(endpoint);
+    return connection.client.stats(options);
   }
 
-  /** Closes the client of an endpoint that is no longer served. */
+  /** Closes the connections to an endpoint that is no longer served. */
   drop(endpoint: string): void {
-    this.#clients.get(endpoint)?.close();
-    this.#clients.delete(endpoint);
+    const connection = this.#connections.get(endpoint);
+    connection?.channel.close();
+    connection?.client?.close();
+    this.#connections.delete(endpoint);
   }
 
   close(): void {
-    for (const endpoint of [...this.#clients.keys()]) this.drop(endpoint);
+    for (const endpoint of [...this.#connections.keys()]) this.drop(endpoint);
   }
 
-  #client(endpoint: string): ModuleClient {
-    let client = this.#clients.get(endpoint);
-    if (!client) {
-      client = createModuleClient(endpoint, { maxMessageBytes: this.#options.maxPayloadBytes });
-      this.#clients.set(endpoint, client);
+  #connection(endpoint: string): Connection {
+    let connection = this.#connections.get(endpoint);
+    if (!connection) {
+      connection = {
+        channel: createInvokeChannel(endpoint, { maxMessageBytes: this.#options.maxPayloadBytes }),
+      };
+      this.#connections.set(endpoint, connection);
     }
-    return client;
+    return connection;
   }
 }
 
 /**
- * True when the call cannot have reached the server (no connection was made), so sending it again
- * elsewhere runs it at most once.
+ * True when the call cannot have reached the server (no connection was made, or the server
+ * refused the stream), so sending it again elsewhere runs it at most once.
  */
 export function neverDelivered(error: unknown): boolean {
   return (
     error instanceof SpliceError &&
     error.code === Code.UNAVAILABLE &&
-    /No connection established|ECONNREFUSED|connect ECONN/i.test(error.message)
+    /No connection established/.test(error.message)
   );
 }

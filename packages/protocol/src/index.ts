@@ -10,6 +10,7 @@ export {
   Slot,
 } from './codec.js';
 export { SpliceError } from './errors.js';
+export { createInvokeChannel, type InvokeChannel, type InvokeChannelOptions } from './invoke-channel.js';
 export {
   type CallOptions,
   createModuleClient,

@@ -1,6 +1,7 @@
 // `pnpm bench`: latency and throughput of one small invocation (calc.add(1, 2)), measured in the
 // same run for
 //   (a) a raw @grpc/grpc-js Invoke straight to a module-server (the floor), and
+//   (h) the same call over the pod-manager's lean HTTP/2 invoke channel, and
 //   (b) the client SDK through the pod-manager (client -> HTTP -> pod-manager -> gRPC -> server),
 // and the ratio b/a. The pod-manager runs as its own process, as in production.
 import { spawn } from 'node:child_process';
@@ -11,7 +12,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { connect } from '@splice-orc/client';
-import { createModuleClient, decode, encode } from '@splice-orc/protocol';
+import { createInvokeChannel, createModuleClient, decode, encode } from '@splice-orc/protocol';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 3000);
@@ -85,6 +86,11 @@ try {
     const res = decode(await raw.invoke(encode(program), { timeoutMs: 10_000 }));
     if (res.value !== 3) throw new Error('wrong answer');
   };
+  const channel = createInvokeChannel(status.endpoint);
+  const channelCall = async () => {
+    const res = decode(await channel.invoke(encode(program), { timeoutMs: 10_000 }));
+    if (res.value !== 3) throw new Error('wrong answer');
+  };
   const orc = connect(url);
   const calc = orc.module('calc');
   const clientCall = async () => {
@@ -92,6 +98,7 @@ try {
   };
 
   const a = { ...(await sequential(rawCall)), rps: await throughput(rawCall) };
+  const h = { ...(await sequential(channelCall)), rps: await throughput(channelCall) };
   const b = { ...(await sequential(clientCall)), rps: await throughput(clientCall) };
   const f = (x) => x.toFixed(3).padStart(8);
   const r = (x) => x.toFixed(0).padStart(8);
@@ -100,11 +107,14 @@ try {
   );
   console.log('path                                    p50 ms   p99 ms   calls/s');
   console.log(`(a) raw grpc-js Invoke -> module-server ${f(a.p50)} ${f(a.p99)} ${r(a.rps)}`);
+  console.log(`(h) http2 invoke channel -> server      ${f(h.p50)} ${f(h.p99)} ${r(h.rps)}`);
   console.log(`(b) client -> pod-manager -> server     ${f(b.p50)} ${f(b.p99)} ${r(b.rps)}`);
   console.log(
     `ratio b/a                               ${(b.p50 / a.p50).toFixed(2).padStart(8)} ${(b.p99 / a.p99).toFixed(2).padStart(8)} ${(b.rps / a.rps).toFixed(2).padStart(8)}`,
   );
   raw.close();
+  channel.close();
+
   await orc.close();
 } finally {
   server.kill('SIGTERM');
