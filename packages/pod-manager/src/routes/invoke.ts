@@ -18,6 +18,12 @@ export const TIMEOUT_HEADER = 'x-splice-timeout-ms';
 /** Header of a response that waited for its module to start: how long, ms. */
 export const COLD_START_HEADER = 'x-splice-cold-start-ms';
 
+/**
+ * The session of JSON invocations. JSON callers cannot hold references (what a call makes is
+ * released at once), so one session per pod-manager serves them all instead of one per request.
+ */
+const JSON_SESSION = `json-${randomUUID()}`;
+
 interface InvokeRouteOptions {
   registry: ModuleRegistry;
   maxTimeoutMs: number;
@@ -39,7 +45,7 @@ export function invokeRoutes(app: FastifyInstance, { registry, maxTimeoutMs }: I
       return reply.type('application/msgpack').send(result.payload);
     }
     const body = checkJsonBody(request.body);
-    const session = `json-${randomUUID()}`;
+    const session = JSON_SESSION;
     const result = await registry.forward(name, encode(programFromJson(body, session)), {
       timeoutMs,
       signal,
