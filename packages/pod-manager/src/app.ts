@@ -89,6 +89,8 @@ function backendFor(config: Config, app: FastifyInstance, invoker: Invoker): Bac
     leaseMs: config.server.lease_ms,
     maxPayloadBytes: config.server.max_payload_bytes,
     graceMs: config.server.grace_ms,
+    liveness: { intervalMs: config.server.liveness_interval_ms, failures: config.server.liveness_failures },
+
     log: app.log,
     onEndpointGone: (endpoint) => invoker.drop(endpoint),
   });

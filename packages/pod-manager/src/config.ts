@@ -79,6 +79,15 @@ const ServerSection = T.Object(
     lease_ms: T.Integer({ minimum: 100, default: 60_000 }),
     /** Longest a stopping module-server may finish calls in flight, ms. */
     grace_ms: T.Integer({ minimum: 0, default: 5_000 }),
+    /**
+     * How often the health of a ready module-server is checked, ms (0 = never). A server that
+     * fails `liveness_failures` checks in a row (its event loop is stuck, e.g. in a synchronous
+     * endless loop of module code) is killed and restarted, like a failed Kubernetes liveness probe.
+     */
+    liveness_interval_ms: T.Integer({ minimum: 0, default: 10_000 }),
+    /** Failed health checks in a row before a module-server is restarted. */
+    liveness_failures: T.Integer({ minimum: 1, default: 3 }),
+
   },
   { additionalProperties: false, default: {} },
 );

@@ -75,7 +75,19 @@ describe('module-server lifecycle', () => {
     expect(await calc.pid()).not.toBe(firstPid);
   });
 
+  it('restarts a module-server whose event loop is stuck in module code', async () => {
+    await using pm = await startPodManager(undefined, { liveness_interval_ms: 200, liveness_failures: 2 });
+    const calc = pm.client.module<any>('calc');
+    const stuckPid = await calc.pid();
+    const stuck = await pm.client.call(calc.spin(60_000), { timeoutMs: 1_000 }).catch((e: { code: string }) => e.code);
+    expect(['DEADLINE_EXCEEDED', 'UNAVAILABLE']).toContain(stuck);
+    await eventually(async () => !isAlive(stuckPid), 10_000, 'the stuck server to be killed');
+    expect(await calc.pid()).not.toBe(stuckPid);
+    expect((await http(`${pm.url}/modules/calc`)).body).toMatchObject({ state: 'ready', restarts: 1 });
+  });
+
   it('starts and stops a module explicitly', async () => {
+
     await using pm = await startPodManager();
     const loaded = await http(`${pm.url}/modules/greeter/load`, { method: 'POST' });
     expect(loaded.status).toBe(200);

@@ -22,6 +22,8 @@ export interface LocalBackendOptions {
   leaseMs: number;
   maxPayloadBytes: number;
   graceMs: number;
+  /** Health checks of ready servers; a server failing `failures` in a row is restarted. */
+  liveness?: { intervalMs: number; failures: number };
   log: FastifyBaseLogger;
   /** Called when an endpoint stops being served, so clients of it can be dropped. */
   onEndpointGone?: (endpoint: string) => void;
@@ -142,6 +144,7 @@ class Supervisor {
       this.#endpoint = endpoint;
       this.#startedAt = Date.now();
       this.#log.info({ endpoint, pid: this.#child?.pid }, 'module-server ready');
+      this.#watch(endpoint);
       return endpoint;
     } catch (error) {
       this.#state = this.#stopping ? 'absent' : 'failed';
@@ -254,7 +257,36 @@ class Supervisor {
     this.#ready.catch(() => {});
   }
 
+  /** Checks a ready server's health periodically; kills it when it stops answering. */
+  #watch(endpoint: string): void {
+    const { intervalMs = 0, failures = 3 } = this.options.liveness ?? {};
+    const child = this.#child;
+    if (intervalMs <= 0 || !child) return;
+    const client = createModuleClient(endpoint);
+    let failed = 0;
+    let checking = false;
+    const timer = setInterval(async () => {
+      if (checking) return;
+      checking = true;
+      const ok = await client.health({ timeoutMs: Math.min(intervalMs, 5_000) }).then(
+        (status) => status === 'SERVING',
+        () => false,
+      );
+      checking = false;
+      failed = ok ? 0 : failed + 1;
+      if (failed >= failures && child === this.#child) {
+        this.#log.warn({ pid: child.pid, failed }, 'module-server does not answer health checks; killing it');
+        child.kill('SIGKILL');
+      }
+    }, intervalMs).unref();
+    child.once('exit', () => {
+      clearInterval(timer);
+      client.close();
+    });
+  }
+
   #gone(): void {
+
     if (this.#endpoint) this.options.onEndpointGone?.(this.#endpoint);
     this.#child = undefined;
     this.#endpoint = undefined;
