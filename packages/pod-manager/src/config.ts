@@ -87,7 +87,6 @@ const ServerSection = T.Object(
     liveness_interval_ms: T.Integer({ minimum: 0, default: 10_000 }),
     /** Failed health checks in a row before a module-server is restarted. */
     liveness_failures: T.Integer({ minimum: 1, default: 3 }),
-
   },
   { additionalProperties: false, default: {} },
 );

@@ -36,6 +36,29 @@ async function startCli(configPath: string) {
   return { child, url };
 }
 
+describe('splice-orc serve', () => {
+  it('refuses a bad config with every problem and its JSON path, and exit code 2', async () => {
+    const configPath = writeConfig({ calc: { load_type: 'sideways', colour: 'red' } }, { port: 'eighty' });
+    const child = spawn(
+      process.execPath,
+      [join(repoRoot, 'packages/pod-manager/dist/cli.js'), 'serve', '--config', configPath],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let stderr = '';
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(2);
+    expect(stderr).toContain(`invalid config ${configPath}:`);
+    expect(stderr).toContain('/module_config/calc/load_type: must be one of remote, local, auto');
+    expect(stderr).toContain("/module_config/calc: unknown key 'colour'");
+    expect(stderr).toContain('/server/port: must be integer');
+  });
+});
+
 describe('module-server lifecycle', () => {
   it('restarts a killed module-server and serves the next call', async () => {
     await using pm = await startPodManager();
@@ -79,7 +102,9 @@ describe('module-server lifecycle', () => {
     await using pm = await startPodManager(undefined, { liveness_interval_ms: 200, liveness_failures: 2 });
     const calc = pm.client.module<any>('calc');
     const stuckPid = await calc.pid();
-    const stuck = await pm.client.call(calc.spin(60_000), { timeoutMs: 1_000 }).catch((e: { code: string }) => e.code);
+    const stuck = await pm.client
+      .call(calc.spin(60_000), { timeoutMs: 1_000 })
+      .catch((e: { code: string }) => e.code);
     expect(['DEADLINE_EXCEEDED', 'UNAVAILABLE']).toContain(stuck);
     await eventually(async () => !isAlive(stuckPid), 10_000, 'the stuck server to be killed');
     expect(await calc.pid()).not.toBe(stuckPid);
@@ -87,7 +112,6 @@ describe('module-server lifecycle', () => {
   });
 
   it('starts and stops a module explicitly', async () => {
-
     await using pm = await startPodManager();
     const loaded = await http(`${pm.url}/modules/greeter/load`, { method: 'POST' });
     expect(loaded.status).toBe(200);

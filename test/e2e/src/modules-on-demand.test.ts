@@ -11,6 +11,13 @@ describe('modules on demand', () => {
     });
   });
 
+  it("installs a module's dependency list beside it", async () => {
+    await using pm = await startPodManager({
+      'uses-greeter': { package: fixture('uses-greeter'), dependency: [fixture('greeter')] },
+    });
+    expect(await pm.client.module<any>('uses-greeter').welcome('ada')).toBe('hello, ada, welcome');
+  });
+
   it('tells a response that waited for a cold start how long it waited', async () => {
     await using pm = await startPodManager();
     const first = await http(`${pm.url}/modules/calc/invoke`, {

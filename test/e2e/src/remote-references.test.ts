@@ -105,6 +105,22 @@ describe('remote references end to end', () => {
     );
   });
 
+  it('does not leak server objects over many calls whose references are simply dropped', async () => {
+    const before = await heldObjects();
+    for (let batch = 0; batch < 20; batch++) {
+      await Promise.all(Array.from({ length: 50 }, async (_, i) => (await calc.matrix([[i]])).size()));
+    }
+    await eventually(
+      async () => {
+        (globalThis as { gc?: () => void }).gc!();
+        await new Promise((r) => setTimeout(r, 100));
+        return (await heldObjects()) === before;
+      },
+      20_000,
+      'all 1000 dropped references to be released',
+    );
+  });
+
   it('keeps references alive past the lease while the client holds them', async () => {
     await using short = await startPodManager(undefined, { lease_ms: 300 });
     const c = short.client.module('calc') as any;

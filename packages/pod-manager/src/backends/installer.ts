@@ -5,7 +5,8 @@
  */
 import { type SpawnOptions, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { type Dirent, existsSync, readdirSync, statSync } from 'node:fs';
+
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { ModuleSpec } from '../config.js';
@@ -34,11 +35,8 @@ export function installModule(spec: ModuleSpec, options: InstallOptions): Promis
 
 /** A readable, collision-free folder name: the module name and a hash of everything installed. */
 export function installKey(spec: ModuleSpec): string {
-  const what = JSON.stringify([
-    spec.package,
-    [...spec.dependencies].sort(),
-    process.versions.node.split('.')[0],
-  ]);
+  const specs = [spec.package, ...[...spec.dependencies].sort()];
+  const what = JSON.stringify([specs, specs.map(localFingerprint), process.versions.node.split('.')[0]]);
   const hash = createHash('sha256').update(what).digest('hex').slice(0, 16);
   return `${spec.name.replace(/[^\w.-]+/g, '_')}-${hash}`;
 }
@@ -48,16 +46,11 @@ async function install(spec: ModuleSpec, dir: string, timeoutMs: number): Promis
   await mkdir(staging, { recursive: true });
   try {
     await writeFile(join(staging, 'package.json'), '{ "name": "splice-orc-install", "private": true }\n');
-    const args = [
-      'install',
-      '--no-audit',
-      '--no-fund',
-      '--omit=dev',
-      '--loglevel=error',
-      spec.package,
-      ...spec.dependencies,
-    ];
-    await runNpm(args, { cwd: staging, env: npmEnv() }, timeoutMs);
+    // --install-links copies `file:` packages like registry ones instead of linking them, so the
+    // module resolves its `dependency` list from this folder, as it would in a container.
+    const flags = ['--no-audit', '--no-fund', '--omit=dev', '--install-links', '--loglevel=error'];
+    const specs = [spec.package, ...spec.dependencies];
+    await runNpm(['install', ...flags, ...specs], { cwd: staging, env: npmEnv() }, timeoutMs);
     await writeFile(
       join(staging, MARKER),
       `${JSON.stringify({ package: spec.package, dependencies: spec.dependencies })}\n`,
@@ -70,6 +63,34 @@ async function install(spec: ModuleSpec, dir: string, timeoutMs: number): Promis
   } finally {
     await rm(staging, { recursive: true, force: true });
   }
+}
+
+/**
+ * For a `file:` spec, what its folder holds (names, sizes, modification times), so that an edited
+ * local module is installed afresh; for any other spec, nothing (the spec pins it).
+ */
+function localFingerprint(spec: string): string {
+  if (!spec.startsWith('file:')) return '';
+  const hash = createHash('sha256');
+  const walk = (dir: string, depth: number) => {
+    let entries: Dirent[];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+      if (entry.name === 'node_modules' || entry.name === '.git') continue;
+      const path = join(dir, entry.name);
+      if (entry.isDirectory() && depth < 8) walk(path, depth + 1);
+      else if (entry.isFile()) {
+        const { size, mtimeMs } = statSync(path);
+        hash.update(`${path}\0${size}\0${mtimeMs}\n`);
+      }
+    }
+  };
+  walk(spec.slice('file:'.length), 0);
+  return hash.digest('hex');
 }
 
 /** npm that came with this Node, so the install does not depend on PATH. */
@@ -111,7 +132,7 @@ function runNpm(args: string[], options: SpawnOptions, timeoutMs: number): Promi
       reject(
         new ServiceError(
           'INSTALL_FAILED',
-          `npm install ${args.slice(5).join(' ')} failed: ${why}\n${npmSays}`,
+          `npm install ${args.filter((a) => a !== 'install' && !a.startsWith('--')).join(' ')} failed: ${why}\n${npmSays}`,
         ),
       );
     });

@@ -286,7 +286,6 @@ class Supervisor {
   }
 
   #gone(): void {
-
     if (this.#endpoint) this.options.onEndpointGone?.(this.#endpoint);
     this.#child = undefined;
     this.#endpoint = undefined;
