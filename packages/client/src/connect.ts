@@ -18,6 +18,8 @@ export interface ConnectOptions {
   connections?: number;
   /** Extra headers on every request. */
   headers?: Record<string, string>;
+  /** Bearer token of the pod-manager. Default: SPLICE_AUTH_TOKEN from the environment. */
+  token?: string;
 }
 
 /** A connection to a pod-manager. */
@@ -46,7 +48,11 @@ export function connect(urlOrOptions?: string | ConnectOptions, options: Connect
   const opts = typeof urlOrOptions === 'string' ? { ...options, url: urlOrOptions } : { ...urlOrOptions };
   const url = opts.url ?? process.env.POD_MANAGER_URL ?? 'http://127.0.0.1:8000';
   const timeoutMs = opts.timeoutMs ?? 30_000;
-  const transport: Transport = createTransport(url, { connections: opts.connections, headers: opts.headers });
+  const transport: Transport = createTransport(url, {
+    connections: opts.connections,
+    headers: opts.headers,
+    token: opts.token ?? (process.env.SPLICE_AUTH_TOKEN || undefined),
+  });
   const session = new Session({ transport, timeoutMs });
   const close = async () => {
     await session.close();

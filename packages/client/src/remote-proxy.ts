@@ -136,17 +136,19 @@ export function describeNode(node: ProxyNode): string {
 /**
  * Compiles a node into operations appended to `ops`, and returns what stands for its value: the
  * module root, its reference, or the slot of its last operation. Pending proxies among arguments
- * are compiled into the same program first (promise pipelining).
+ * are compiled into the same program first (promise pipelining). The module-server instances
+ * whose references the program uses are added to `servers`: the call must go to that server.
  */
-export function compile(node: ProxyNode, ops: Op[]): Target {
-  let current: Target = node.base ? usable(node.base).ref : null;
+export function compile(node: ProxyNode, ops: Op[], servers: Set<string> = new Set()): Target {
+  if (node.base) servers.add(usable(node.base).ref.server);
+  let current: Target = node.base ? node.base.ref : null;
   let path: string[] = [];
   for (const step of node.steps) {
     if (step.kind === 'get') {
       path.push(step.key);
       continue;
     }
-    const args = step.args.map((a) => substitute(a, node.module, ops));
+    const args = step.args.map((a) => substitute(a, node.module, ops, servers));
     ops.push({ op: step.kind, target: current, path, args });
     current = new Slot(ops.length - 1);
     path = [];
@@ -169,7 +171,7 @@ function usable(handle: RefHandle): RefHandle {
 }
 
 /** Replaces proxies inside an argument by references or slots; plain data is kept as it is. */
-function substitute(value: unknown, module: string, ops: Op[]): unknown {
+function substitute(value: unknown, module: string, ops: Op[], servers: Set<string>): unknown {
   if (value === null || (typeof value !== 'object' && typeof value !== 'function')) return value;
   const node = nodeOf(value);
   if (node) {
@@ -179,7 +181,7 @@ function substitute(value: unknown, module: string, ops: Op[]): unknown {
         `${describeNode(node)} lives in module ${node.module} and cannot be passed to module ${module}`,
       );
     }
-    const result = compile(node, ops);
+    const result = compile(node, ops, servers);
     if (result === null)
       throw new SpliceError(
         Code.INVALID_ARGUMENT,
@@ -188,7 +190,7 @@ function substitute(value: unknown, module: string, ops: Op[]): unknown {
     return result;
   }
   if (ArrayBuffer.isView(value) || value instanceof Date) return value;
-  const walk = (v: unknown) => substitute(v, module, ops);
+  const walk = (v: unknown) => substitute(v, module, ops, servers);
   if (Array.isArray(value)) return value.map(walk);
   if (value instanceof Map) return new Map(Array.from(value, ([k, v]) => [walk(k), walk(v)]));
   if (value instanceof Set) return new Set(Array.from(value, walk));

@@ -1,8 +1,10 @@
 /**
  * A client session: its id, the remote references it holds and their lifetime. References are
  * released explicitly, by `await using`, or when the garbage collector finds no proxy uses them
- * (FinalizationRegistry, batched); while any is live the session renews its lease on that module's
- * server, so the server keeps them exactly as long as this process wants them.
+ * (FinalizationRegistry, batched); while any is live the session renews its lease on the
+ * module-server that holds it, so the server keeps them exactly as long as this process wants them.
+ * A call that uses references is routed to the server holding them (with several replicas, the
+ * pod-manager would otherwise pick any).
  */
 import { randomUUID } from 'node:crypto';
 import {
@@ -21,7 +23,6 @@ import { RemoteError } from './errors.js';
 import {
   compile,
   createRemoteProxy,
-  describeNode,
   type ProxyHost,
   type ProxyNode,
   type RefHandle,
@@ -37,17 +38,22 @@ export interface SessionOptions {
   releaseBatchMs?: number;
 }
 
-/** Options of one call made through {@link Session.call}. */
+/** Options of one call. */
 export interface CallOptions {
   timeoutMs?: number;
   signal?: AbortSignal;
 }
 
-interface ModuleState {
+/** What this session holds on one module-server instance. */
+interface ServerState {
   live: number;
   pendingReleases: Set<number>;
-  leaseMs: number;
   lastCall: number;
+}
+
+interface ModuleState {
+  leaseMs: number;
+  servers: Map<string, ServerState>;
 }
 
 /** The state shared by every proxy of one client. */
@@ -55,13 +61,12 @@ export class Session implements ProxyHost {
   readonly id = randomUUID();
   readonly #options: SessionOptions;
   readonly #modules = new Map<string, ModuleState>();
-  readonly #finalizer = new FinalizationRegistry<{ module: string; id: number }>((held) =>
+  readonly #finalizer = new FinalizationRegistry<{ module: string; server: string; id: number }>((held) =>
     this.#collected(held),
   );
   #flushTimer: NodeJS.Timeout | undefined;
   #renewTimer: NodeJS.Timeout | undefined;
   #renewPeriod = Number.POSITIVE_INFINITY;
-
   #closed = false;
 
   constructor(options: SessionOptions) {
@@ -75,18 +80,32 @@ export class Session implements ProxyHost {
 
   run(node: ProxyNode, options: CallOptions = node.options ?? {}): Promise<unknown> {
     const ops: Op[] = [];
-    const result = compile(node, ops);
-    if (result instanceof Slot || result === null) return this.send(node.module, ops, options);
-    // A bare reference: nothing to run remotely, its value is itself.
-    return Promise.resolve(createRemoteProxy(node, this));
+    const servers = new Set<string>();
+    const result = compile(node, ops, servers);
+    if (!(result instanceof Slot || result === null)) {
+      // A bare reference: nothing to run remotely, its value is itself.
+      return Promise.resolve(createRemoteProxy(node, this));
+    }
+    if (servers.size > 1) {
+      throw new SpliceError(
+        Code.INVALID_ARGUMENT,
+        `one call cannot use references held by different module-server replicas (${[...servers].join(', ')})`,
+      );
+    }
+    return this.send(node.module, ops, { ...options, route: servers.values().next().value });
   }
 
   /** Sends a program to a module and decodes the answer; remote throws become RemoteErrors. */
-  async send(module: string, ops: Op[], options: CallOptions = {}): Promise<unknown> {
+  async send(
+    module: string,
+    ops: Op[],
+    options: CallOptions & { route?: string | undefined } = {},
+  ): Promise<unknown> {
     if (this.#closed) throw new SpliceError(Code.FAILED_PRECONDITION, 'the client is closed');
     const state = this.#state(module);
-    const releases = [...state.pendingReleases];
-    state.pendingReleases.clear();
+    const server = options.route ? this.#server(state, options.route) : undefined;
+    const releases = server ? [...server.pendingReleases] : [];
+    server?.pendingReleases.clear();
     const program = releases.length ? [{ op: 'release', ids: releases } as Op, ...ops] : ops;
     const body = encode({ v: PROGRAM_VERSION, session: this.id, ops: program }, { exportRef: refuseByValue });
     const timeoutMs = options.timeoutMs ?? this.#options.timeoutMs;
@@ -95,16 +114,17 @@ export class Session implements ProxyHost {
       bytes = await this.#options.transport.invoke(invokePath(module), body, {
         timeoutMs,
         signal: options.signal,
+        route: options.route,
       });
     } catch (error) {
-      for (const id of releases) state.pendingReleases.add(id);
+      for (const id of releases) server?.pendingReleases.add(id);
       throw error;
     }
-    state.lastCall = Date.now();
+    if (server) server.lastCall = Date.now();
     const response = decode(bytes, { importRef: (ref) => this.#import(module, ref) }) as InvokeResponse;
     if (state.leaseMs !== response.lease) {
       state.leaseMs = response.lease;
-      if (state.live > 0) this.#startRenewing();
+      this.#startRenewing();
     }
     if (!response.ok) throw new RemoteError(response.error, module);
     return response.value;
@@ -114,10 +134,10 @@ export class Session implements ProxyHost {
     if (handle.released) return;
     handle.released = true;
     this.#finalizer.unregister(handle);
-    const state = this.#state(handle.module);
-    state.live--;
-    state.pendingReleases.add(handle.ref.id);
-    await this.#flushModule(handle.module);
+    const server = this.#server(this.#state(handle.module), handle.ref.server);
+    server.live--;
+    server.pendingReleases.add(handle.ref.id);
+    await this.#flush(handle.module, handle.ref.server);
   }
 
   /** Sends pending releases, stops timers. Further calls fail. */
@@ -125,34 +145,43 @@ export class Session implements ProxyHost {
     if (this.#closed) return;
     clearTimeout(this.#flushTimer);
     clearInterval(this.#renewTimer);
-    await Promise.allSettled([...this.#modules.keys()].map((m) => this.#flushModule(m)));
+    await Promise.allSettled(this.#eachServer().map(([module, id]) => this.#flush(module, id)));
     this.#closed = true;
   }
 
   #import(module: string, ref: RemoteRef): unknown {
     const handle: RefHandle = { module, ref, released: false };
-    this.#finalizer.register(handle, { module, id: ref.id }, handle);
-    this.#state(module).live++;
+    this.#finalizer.register(handle, { module, server: ref.server, id: ref.id }, handle);
+    const server = this.#server(this.#state(module), ref.server);
+    server.live++;
+    server.lastCall = Date.now();
     this.#startRenewing();
     return createRemoteProxy({ module, base: handle, steps: [] }, this);
   }
 
-  #collected({ module, id }: { module: string; id: number }): void {
-    const state = this.#state(module);
+  #collected({ module, server, id }: { module: string; server: string; id: number }): void {
+    const state = this.#server(this.#state(module), server);
     state.live--;
     state.pendingReleases.add(id);
     this.#flushTimer ??= setTimeout(() => {
       this.#flushTimer = undefined;
-      for (const m of this.#modules.keys()) this.#flushModule(m).catch(() => {});
+      for (const [m, s] of this.#eachServer()) this.#flush(m, s).catch(() => {});
     }, this.#options.releaseBatchMs ?? 1_000).unref();
   }
 
-  async #flushModule(module: string): Promise<void> {
-    if (this.#closed || this.#state(module).pendingReleases.size === 0) return;
-    await this.send(module, []);
+  async #flush(module: string, serverId: string): Promise<void> {
+    const server = this.#modules.get(module)?.servers.get(serverId);
+    if (this.#closed || !server || server.pendingReleases.size === 0) return;
+    await this.send(module, [], { route: serverId }).catch((error: unknown) => {
+      // A server that is gone took the references with it: nothing is left to release.
+      if (error instanceof SpliceError && error.code === Code.NOT_FOUND) server.pendingReleases.clear();
+      else throw error;
+    });
+    if (server.live <= 0 && server.pendingReleases.size === 0)
+      this.#modules.get(module)?.servers.delete(serverId);
   }
 
-  /** Keeps the leases of modules with live references from running out. */
+  /** Keeps the leases of servers holding live references from running out. */
   #startRenewing(): void {
     const period = this.#renewEvery();
     if (this.#renewTimer && period >= this.#renewPeriod) return;
@@ -161,7 +190,11 @@ export class Session implements ProxyHost {
     const tick = () => {
       const now = Date.now();
       for (const [module, state] of this.#modules) {
-        if (state.live > 0 && now - state.lastCall > state.leaseMs / 3) this.send(module, []).catch(() => {});
+        for (const [id, server] of state.servers) {
+          if (server.live > 0 && now - server.lastCall > state.leaseMs / 3) {
+            this.send(module, [], { route: id }).catch(() => {});
+          }
+        }
       }
     };
     this.#renewTimer = setInterval(tick, period).unref();
@@ -172,13 +205,29 @@ export class Session implements ProxyHost {
     return Math.max(100, Math.min(...leases) / 4);
   }
 
+  #eachServer(): Array<[string, string]> {
+    const out: Array<[string, string]> = [];
+    for (const [module, state] of this.#modules)
+      for (const id of state.servers.keys()) out.push([module, id]);
+    return out;
+  }
+
   #state(module: string): ModuleState {
     let state = this.#modules.get(module);
     if (!state) {
-      state = { live: 0, pendingReleases: new Set(), leaseMs: 60_000, lastCall: 0 };
+      state = { leaseMs: 60_000, servers: new Map() };
       this.#modules.set(module, state);
     }
     return state;
+  }
+
+  #server(state: ModuleState, id: string): ServerState {
+    let server = state.servers.get(id);
+    if (!server) {
+      server = { live: 0, pendingReleases: new Set(), lastCall: 0 };
+      state.servers.set(id, server);
+    }
+    return server;
   }
 }
 
@@ -193,5 +242,3 @@ function refuseByValue(value: object): never {
     `cannot send ${describe(value)} to a remote module: pass plain data (objects, arrays, typed arrays, Map, Set, Date, errors) or remote references`,
   );
 }
-
-export { describeNode };

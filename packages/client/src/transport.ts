@@ -11,12 +11,16 @@ export interface TransportOptions {
   connections?: number;
   /** Extra headers on every request. */
   headers?: Record<string, string>;
+  /** Bearer token of the pod-manager. */
+  token?: string | undefined;
 }
 
 /** Options of one request. */
 export interface RequestOptions {
   timeoutMs: number;
   signal?: AbortSignal | undefined;
+  /** The replica (module-server instance id) the call must reach: where its references live. */
+  route?: string | undefined;
 }
 
 /** The client's connection to one pod-manager. */
@@ -33,7 +37,8 @@ export function createTransport(url: string, options: TransportOptions = {}): Tr
   const base = new URL(url);
   const prefix = base.pathname.replace(/\/$/, '');
   const pool = new Pool(base.origin, { connections: options.connections ?? 16, pipelining: 1 });
-  const headers = options.headers ?? {};
+  const headers: Record<string, string> = { ...options.headers };
+  if (options.token) headers.authorization = `Bearer ${options.token}`;
 
   async function send(
     method: 'GET' | 'POST' | 'DELETE',
@@ -54,6 +59,7 @@ export function createTransport(url: string, options: TransportOptions = {}): Tr
           ...headers,
           ...(body === undefined ? {} : { 'content-type': 'application/msgpack' }),
           'x-splice-timeout-ms': String(request.timeoutMs),
+          ...(request.route ? { 'x-splice-route': request.route } : {}),
         },
       });
       const payload = Buffer.from(await response.body.arrayBuffer());

@@ -2,6 +2,8 @@
  * The pod-manager's Fastify app. `buildApp` wires config, backend, registry and routes; only
  * `main.ts` makes it listen.
  */
+import { timingSafeEqual } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { Code, SpliceError } from '@splice-orc/protocol';
 import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
 
@@ -10,6 +12,8 @@ import { createLocalBackend } from './backends/local.js';
 import type { Config } from './config.js';
 import { ServiceError } from './errors.js';
 import { Invoker } from './invoker.js';
+import { startLifecycle } from './lifecycle.js';
+import { createMetrics } from './metrics.js';
 import { ModuleRegistry } from './registry.js';
 import { healthRoutes } from './routes/health.js';
 import { invokeRoutes } from './routes/invoke.js';
@@ -27,6 +31,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** The modules and their servers. */
     registry: ModuleRegistry;
+    /** What the pod-manager does by itself ('lifecycle' events), for tracking. */
+    events: EventEmitter;
   }
 }
 
@@ -46,6 +52,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   const registry = new ModuleRegistry(config, backend, invoker);
   const state = { closing: false };
   app.decorate('registry', registry);
+  app.decorate('events', new EventEmitter());
 
   app.setErrorHandler((error, request, reply) => {
     const failure = serviceErrorFrom(error);
@@ -57,18 +64,36 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const failure = new ServiceError('ROUTE_NOT_FOUND', `no route ${request.method} ${request.url}`);
     reply.code(failure.statusCode).send(failure.toJSON());
   });
+  const token = config.server.auth_token;
+  const expected = token ? Buffer.from(`Bearer ${token}`) : undefined;
   app.addHook('onRequest', async (request) => {
-    if (state.closing && !request.url.startsWith('/healthz') && !request.url.startsWith('/readyz')) {
-      throw new ServiceError('SHUTTING_DOWN', 'the pod-manager is shutting down');
+    const open = request.url === '/healthz' || request.url === '/readyz';
+    if (open) return;
+    if (expected && !sameSecret(request.headers.authorization, expected)) {
+      throw new ServiceError(
+        'UNAUTHENTICATED',
+        'missing or wrong bearer token (Authorization: Bearer <token>)',
+      );
     }
+    if (state.closing) throw new ServiceError('SHUTTING_DOWN', 'the pod-manager is shutting down');
   });
   app.addHook('preClose', async () => {
     state.closing = true;
   });
+  const stopLifecycle = startLifecycle(registry, {
+    intervalMs: config.server.lifecycle_interval_ms,
+    scaleWindowMs: config.server.scale_window_s * 1000,
+    scaleDownDelayMs: config.server.scale_down_delay_s * 1000,
+    log: app.log,
+    onEvent: (event) => app.events.emit('lifecycle', event),
+  });
   app.addHook('onClose', async () => {
+    stopLifecycle();
     await backend.close();
     invoker.close();
   });
+  const metrics = createMetrics(registry);
+  app.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.text()));
 
   healthRoutes(app, state);
   moduleRoutes(app, { registry });
@@ -96,7 +121,14 @@ function backendFor(config: Config, app: FastifyInstance, invoker: Invoker): Bac
   });
 }
 
+/** Compares a header with the expected secret in constant time. */
+function sameSecret(header: string | undefined, expected: Buffer): boolean {
+  const given = Buffer.from(header ?? '');
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
 /** Maps anything thrown in a route to the error the client receives. */
+
 function serviceErrorFrom(error: unknown): ServiceError {
   if (error instanceof ServiceError) return error;
   if (error instanceof SpliceError) return ServiceError.fromSplice(error);

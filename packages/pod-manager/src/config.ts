@@ -32,6 +32,16 @@ const ModuleConfig = T.Object(
     load_type: oneOf(['remote', 'local', 'auto'], 'remote'),
     /** npm spec to install (`mathjs@13`, `file:./fixtures/calc`); default: the module name. */
     package: T.Optional(T.String({ minLength: 1 })),
+    /** Stop the module after this long with no call and no live reference, s (0 = never). */
+    idle_timeout_s: T.Number({ minimum: 0, default: 0 }),
+    /** Replicas kept running even when idle; > 0 also keeps the module warm. */
+    min_replicas: T.Integer({ minimum: 0, default: 0 }),
+    /** Most replicas the autoscaler may run. */
+    max_replicas: T.Integer({ minimum: 1, default: 1 }),
+    /** Calls in flight per replica the autoscaler aims for. */
+    target_concurrency: T.Integer({ minimum: 1, default: 32 }),
+    /** Start the module at start-up and bring it back whenever it dies (JSORC's keep_alive). */
+    keep_warm: T.Boolean({ default: false }),
   },
   { additionalProperties: false },
 );
@@ -87,6 +97,23 @@ const ServerSection = T.Object(
     liveness_interval_ms: T.Integer({ minimum: 0, default: 10_000 }),
     /** Failed health checks in a row before a module-server is restarted. */
     liveness_failures: T.Integer({ minimum: 1, default: 3 }),
+    /**
+     * Bearer token every endpoint but /healthz and /readyz requires (or SPLICE_AUTH_TOKEN). Without
+     * one the pod-manager listens on loopback only.
+     */
+    auth_token: T.Optional(T.String({ minLength: 16 })),
+    /** Most calls of one module that may wait for it to start; more are refused with 503. */
+    queue_limit: T.Integer({ minimum: 0, default: 1_000 }),
+    /** Longest a call waits for its module to start, ms; then 503. */
+    queue_timeout_ms: T.Integer({ minimum: 1, default: 120_000 }),
+    /** Calls in flight are averaged over this window before the autoscaler acts, s. */
+    scale_window_s: T.Number({ minimum: 0, default: 10 }),
+    /** A replica is removed only after load has been low for this long, s. */
+    scale_down_delay_s: T.Number({ minimum: 0, default: 30 }),
+    /** Period of the lifecycle loop (idle stop, autoscaling, keep-warm), ms. */
+    lifecycle_interval_ms: T.Integer({ minimum: 10, default: 1_000 }),
+    /** Where runtime changes (module config, policy) are kept across restarts. Default <cache_dir>/state.json. */
+    state_file: T.Optional(T.String({ minLength: 1 })),
   },
   { additionalProperties: false, default: {} },
 );
@@ -130,12 +157,26 @@ export interface ModuleSpec {
   readonly loadType: 'remote' | 'local' | 'auto';
   readonly cpu: string | undefined;
   readonly memory: string | undefined;
+  /** ms without calls and references before the module is stopped; 0 = never. */
+  readonly idleTimeoutMs: number;
+  readonly minReplicas: number;
+  readonly maxReplicas: number;
+  readonly targetConcurrency: number;
+  /** Started at start-up and restarted whenever it dies. */
+  readonly keepWarm: boolean;
 }
 
 /** The pod-manager's validated, frozen configuration. */
 export interface Config {
   readonly raw: RawConfig;
-  readonly server: RawConfig['server'] & { cache_dir: string };
+  /** Folder `file:` specs are relative to (the config file's). */
+  readonly baseDir: string;
+  readonly server: RawConfig['server'] & {
+    cache_dir: string;
+    state_file: string;
+    auth_token: string | undefined;
+  };
+
   readonly modules: ReadonlyMap<string, ModuleSpec>;
 }
 
@@ -177,23 +218,60 @@ export function parseConfig(input: unknown, options: { source?: string; baseDir?
   if (!validate(raw)) throw new ConfigError(source, (validate.errors ?? []).map(describeProblem));
   const baseDir = options.baseDir ?? process.cwd();
   const modules = new Map<string, ModuleSpec>();
-  for (const [name, m] of Object.entries(raw.module_config)) {
-    modules.set(
-      name,
-      Object.freeze({
-        name,
-        package: resolveSpec(m.package ?? name, baseDir),
-        dependencies: Object.freeze(m.dependency.map((d) => resolveSpec(d, baseDir))),
-        loadType: m.load_type,
-        cpu: m.lib_cpu_req,
-        memory: m.lib_mem_size_req,
-      }),
-    );
-  }
+  for (const [name, m] of Object.entries(raw.module_config)) modules.set(name, specFrom(name, m, baseDir));
   const cacheDir = raw.server.cache_dir
     ? resolve(baseDir, raw.server.cache_dir)
     : join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'splice-orc');
-  return deepFreeze({ raw, server: { ...raw.server, cache_dir: cacheDir }, modules });
+  const stateFile = raw.server.state_file
+    ? resolve(baseDir, raw.server.state_file)
+    : join(cacheDir, 'state.json');
+  const authToken = raw.server.auth_token ?? (process.env.SPLICE_AUTH_TOKEN || undefined);
+  return deepFreeze({
+    raw,
+    baseDir,
+    server: { ...raw.server, cache_dir: cacheDir, state_file: stateFile, auth_token: authToken },
+    modules,
+  });
+}
+
+/** One module's raw config, as in module_config. */
+export type RawModuleConfig = Static<typeof ModuleConfig>;
+
+const validateModule = ajv.compile<RawModuleConfig>(ModuleConfig);
+
+/**
+ * Validates one module's config as the file would be (for `PUT /modules/:name/config`); the
+ * problems carry paths below `/module_config/<name>`.
+ */
+export function parseModuleConfig(
+  name: string,
+  input: unknown,
+  baseDir: string,
+): { raw: RawModuleConfig; spec: ModuleSpec } {
+  const raw = structuredClone(input);
+  if (!validateModule(raw)) {
+    const problems = (validateModule.errors ?? []).map((e) =>
+      describeProblem({ ...e, instancePath: `/module_config/${name}${e.instancePath}` }),
+    );
+    throw new ConfigError(`module_config/${name}`, problems);
+  }
+  return { raw, spec: specFrom(name, raw, baseDir) };
+}
+
+function specFrom(name: string, m: RawModuleConfig, baseDir: string): ModuleSpec {
+  return Object.freeze({
+    name,
+    package: resolveSpec(m.package ?? name, baseDir),
+    dependencies: Object.freeze(m.dependency.map((d) => resolveSpec(d, baseDir))),
+    loadType: m.load_type,
+    cpu: m.lib_cpu_req,
+    memory: m.lib_mem_size_req,
+    idleTimeoutMs: m.idle_timeout_s * 1000,
+    minReplicas: m.min_replicas,
+    maxReplicas: Math.max(m.max_replicas, m.min_replicas),
+    targetConcurrency: m.target_concurrency,
+    keepWarm: m.keep_warm || m.min_replicas > 0,
+  });
 }
 
 function resolveSpec(spec: string, baseDir: string): string {

@@ -38,6 +38,30 @@ export const errorTable = {
     meaning: 'The module did not become ready within server.start_timeout_ms.',
     fix: 'Raise start_timeout_ms for slow installs, or look at why the server hangs on start.',
   },
+  QUEUE_FULL: {
+    status: 503,
+    grpc: Code.UNAVAILABLE,
+    meaning: 'server.queue_limit calls already wait for this module to start.',
+    fix: 'Retry shortly, raise queue_limit, or keep the module warm (keep_warm, min_replicas).',
+  },
+  COLD_START_TIMEOUT: {
+    status: 503,
+    grpc: Code.UNAVAILABLE,
+    meaning: 'The call waited server.queue_timeout_ms for its module to start.',
+    fix: 'Retry; raise queue_timeout_ms for modules that start slowly, or keep them warm.',
+  },
+  REPLICA_NOT_FOUND: {
+    status: 404,
+    grpc: Code.NOT_FOUND,
+    meaning: "The replica that holds the call's references is gone (stopped, scaled down or restarted).",
+    fix: 'Make the references again; hold them only while you use them.',
+  },
+  UNAUTHENTICATED: {
+    status: 401,
+    grpc: Code.UNAUTHENTICATED,
+    meaning: 'The bearer token is missing or wrong.',
+    fix: 'Send Authorization: Bearer <token> (client option `token` or SPLICE_AUTH_TOKEN).',
+  },
   BAD_REQUEST: {
     status: 400,
     grpc: Code.INVALID_ARGUMENT,

@@ -6,7 +6,12 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
 import { loadConfig } from './config.js';
 
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
 /** Options of {@link startPodManager}. */
+
 export interface StartOptions {
   configPath: string;
   /** Overrides config.server.host. */
@@ -21,7 +26,16 @@ export interface StartOptions {
 export async function startPodManager(options: StartOptions): Promise<{ app: FastifyInstance; url: string }> {
   const config = loadConfig(options.configPath);
   const app = await buildApp(config);
-  const host = options.host ?? config.server.host;
+  let host = options.host ?? config.server.host;
+  if (!config.server.auth_token && !isLoopback(host)) {
+    app.log.warn(
+      { requested: host },
+      'no auth token configured (server.auth_token or SPLICE_AUTH_TOKEN): listening on 127.0.0.1 only',
+    );
+    host = '127.0.0.1';
+  } else if (!config.server.auth_token) {
+    app.log.info('no auth token configured: listening on loopback only, without authentication');
+  }
   const port = options.port ?? config.server.port;
   await app.listen({ host, port });
   const address = app.server.address();

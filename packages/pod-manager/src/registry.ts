@@ -1,11 +1,10 @@
 /**
  * The configured modules and what runs for them: finds a module's spec, makes sure a server is
- * ready (waiting for a cold start, single-flight through the backend), forwards calls and counts
- * them.
+ * ready (calls that arrive during a cold start wait in a bounded queue), routes each call to a
+ * replica (the one holding the call's references, else the least busy), forwards it and counts it.
  */
 import { Code, type ServerStats, SpliceError } from '@splice-orc/protocol';
-
-import type { Backend, ModuleStatus } from './backends/backend.js';
+import type { Backend, ModuleStatus, ReadyReplica } from './backends/backend.js';
 import type { Config, ModuleSpec } from './config.js';
 import { ServiceError } from './errors.js';
 import { type Invoker, neverDelivered } from './invoker.js';
@@ -15,16 +14,26 @@ export interface ModuleView extends ModuleStatus {
   name: string;
   package: string;
   loadType: ModuleSpec['loadType'];
-  /** Calls answered by its servers since the pod-manager started. */
+  /** Endpoint and pid of the first ready replica (all are in `replicas`). */
+  endpoint?: string | undefined;
+  pid?: number | undefined;
+  startedAt?: string | undefined;
+  /** Calls answered since the pod-manager started. */
   callsServed: number;
-  /** What the ready server holds now (sessions, objects behind references, calls in flight). */
-  server?: ServerStats | undefined;
+  inFlight: number;
+  /** Calls waiting for the module to start. */
+  queued: number;
+  lastCallAt?: string | undefined;
+  /** What the ready servers hold now, summed (sessions, objects behind references, calls in flight). */
+  server?: Omit<ServerStats, 'server_id' | 'calls'> | undefined;
 }
 
 /** Options of one forwarded call. */
 export interface ForwardOptions {
   timeoutMs: number;
   signal?: AbortSignal | undefined;
+  /** Id of the replica that holds the call's references (the client's routing header). */
+  route?: string | undefined;
 }
 
 /** Result of a forwarded call. */
@@ -34,91 +43,301 @@ export interface ForwardResult {
   coldStartMs: number | undefined;
 }
 
+/** What a finished call reports to observers (metrics, benchmark, tracking). */
+export interface CallEvent {
+  module: string;
+  ms: number;
+  outcome: 'ok' | 'error';
+}
+
+/** What happens to a module's calls, kept by the registry. */
+interface Activity {
+  calls: number;
+  inFlight: Map<string, number>;
+  queued: number;
+  lastCallAt: number;
+  /** The cold start under way, shared by the calls that wait for it. */
+  coldStart: Promise<void> | undefined;
+}
+
 /** Modules, their servers and the calls to them. */
 export class ModuleRegistry {
-  readonly #calls = new Map<string, number>();
+  readonly #activity = new Map<string, Activity>();
+  readonly #specs: Map<string, ModuleSpec>;
+  readonly #callListeners: Array<(event: CallEvent) => void> = [];
+  readonly #coldStartListeners: Array<(module: string, ms: number) => void> = [];
+  /** Modules unloaded on purpose: keep-warm leaves them down until the next load or call. */
+  readonly #unloaded = new Set<string>();
 
   constructor(
     readonly config: Config,
     readonly backend: Backend,
     readonly invoker: Invoker,
-  ) {}
+  ) {
+    this.#specs = new Map(config.modules);
+  }
+
+  /** Names of the configured modules. */
+  names(): string[] {
+    return [...this.#specs.keys()];
+  }
 
   /** The module's spec, or MODULE_NOT_FOUND. */
   spec(name: string): ModuleSpec {
-    const spec = this.config.modules.get(name);
+    const spec = this.#specs.get(name);
     if (!spec) {
-      const known = [...this.config.modules.keys()].join(', ') || 'none';
+      const known = this.names().join(', ') || 'none';
       throw new ServiceError('MODULE_NOT_FOUND', `module '${name}' is not configured (configured: ${known})`);
     }
     return spec;
   }
 
+  /** Replaces a module's spec (runtime config change). */
+  setSpec(spec: ModuleSpec): void {
+    this.#specs.set(spec.name, spec);
+  }
+
+  /** Calls `listener` after every forwarded call. */
+  onCall(listener: (event: CallEvent) => void): void {
+    this.#callListeners.push(listener);
+  }
+
+  /** Calls `listener` after every cold start a call waited for, with its duration. */
+  onColdStart(listener: (module: string, ms: number) => void): void {
+    this.#coldStartListeners.push(listener);
+  }
+
   /** Starts the module if needed and resolves once a server is ready. */
   async load(name: string, signal?: AbortSignal): Promise<ModuleView> {
-    await this.backend.start(this.spec(name), { signal });
+    this.#unloaded.delete(name);
+    await this.#waitReady(this.spec(name), signal);
     return this.inspect(name);
   }
 
-  /** Stops the module's servers. */
+  /** Stops the module's servers (each drains its calls in flight). */
   async unload(name: string): Promise<ModuleView> {
     this.spec(name);
+    this.#unloaded.add(name);
     await this.backend.stop(name);
     return this.view(name);
+  }
+
+  /** True for a module unloaded on purpose and not used since. */
+  isUnloaded(name: string): boolean {
+    return this.#unloaded.has(name);
   }
 
   /** Forwards an encoded program; starts the module first if no server runs. */
   async forward(name: string, payload: Uint8Array, options: ForwardOptions): Promise<ForwardResult> {
     const spec = this.spec(name);
-    const started = Date.now();
-    const wasReady = this.backend.status(name).state === 'ready';
-    let endpoint = await this.backend.start(spec, { signal: options.signal });
-    const coldStartMs = wasReady ? undefined : Date.now() - started;
-    let result: Buffer;
+    const activity = this.#activityOf(name);
+    activity.lastCallAt = Date.now();
+    this.#unloaded.delete(name);
+
+    const started = performance.now();
+    let coldStartMs: number | undefined;
+    if (this.backend.ready(name).length === 0) {
+      await this.#waitReady(spec, options.signal);
+      coldStartMs = Math.round(performance.now() - started);
+    }
+    let outcome: CallEvent['outcome'] = 'error';
     try {
-      result = await this.invoker.invoke(endpoint, payload, options);
+      const result = await this.#send(spec, payload, options);
+      outcome = 'ok';
+      return { payload: result, coldStartMs };
+    } finally {
+      activity.calls++;
+      activity.lastCallAt = Date.now();
+      const event: CallEvent = { module: name, ms: performance.now() - started, outcome };
+      for (const listener of this.#callListeners) listener(event);
+    }
+  }
+
+  async #send(spec: ModuleSpec, payload: Uint8Array, options: ForwardOptions): Promise<Buffer> {
+    let replica = this.#pick(spec.name, options.route);
+    try {
+      return await this.#invoke(spec.name, replica, payload, options);
     } catch (error) {
       // A server that died between calls refuses the connection: the call never ran, so it is
       // safe to send it once more to the restarted server.
       if (!(error instanceof SpliceError) || error.code !== Code.UNAVAILABLE) throw error;
-      const gone = await this.backend.reportUnreachable(name, endpoint);
+      const gone = await this.backend.reportUnreachable(spec.name, replica.endpoint);
       if (!gone) throw error;
-      if (!neverDelivered(error)) {
+      if (!neverDelivered(error) || options.route) {
         throw new SpliceError(
           Code.UNAVAILABLE,
-          `the module-server of ${name} went away during the call, which may or may not have run (${error.message}); the next call goes to a restarted server`,
+          `the module-server of ${spec.name} went away during the call, which may or may not have run (${error.message}); the next call goes to a restarted server`,
           { cause: error },
         );
       }
-      endpoint = await this.backend.start(spec, { signal: options.signal });
-      result = await this.invoker.invoke(endpoint, payload, options);
+      await this.#waitReady(spec, options.signal);
+      replica = this.#pick(spec.name, undefined);
+      return this.#invoke(spec.name, replica, payload, options);
     }
-    this.#calls.set(name, (this.#calls.get(name) ?? 0) + 1);
-    return { payload: result, coldStartMs };
+  }
+
+  async #invoke(
+    name: string,
+    replica: ReadyReplica,
+    payload: Uint8Array,
+    options: ForwardOptions,
+  ): Promise<Buffer> {
+    const inFlight = this.#activityOf(name).inFlight;
+    inFlight.set(replica.id, (inFlight.get(replica.id) ?? 0) + 1);
+    try {
+      return await this.invoker.invoke(replica.endpoint, payload, options);
+    } finally {
+      const left = (inFlight.get(replica.id) ?? 1) - 1;
+      if (left > 0) inFlight.set(replica.id, left);
+      else inFlight.delete(replica.id);
+    }
+  }
+
+  /** The replica a call goes to: the one its references live on, else the least busy ready one. */
+  #pick(name: string, route: string | undefined): ReadyReplica {
+    const ready = this.backend.ready(name);
+    if (route) {
+      const holder = ready.find((r) => r.id === route);
+      if (!holder) {
+        throw new ServiceError(
+          'REPLICA_NOT_FOUND',
+          `the module-server ${route} of ${name} that holds this call's references is gone (stopped, scaled down or restarted)`,
+        );
+      }
+      return holder;
+    }
+    const inFlight = this.#activityOf(name).inFlight;
+    let best = ready[0];
+    if (!best) throw new ServiceError('MODULE_START_FAILED', `no server of ${name} is ready`);
+    for (const r of ready) if ((inFlight.get(r.id) ?? 0) < (inFlight.get(best.id) ?? 0)) best = r;
+    return best;
+  }
+
+  /** Waits for a ready server in the bounded cold-start queue. */
+  async #waitReady(spec: ModuleSpec, signal?: AbortSignal): Promise<void> {
+    if (this.backend.ready(spec.name).length > 0) return;
+    const activity = this.#activityOf(spec.name);
+    const { queue_limit: limit, queue_timeout_ms: timeoutMs } = this.config.server;
+    if (activity.queued >= limit) {
+      throw new ServiceError(
+        'QUEUE_FULL',
+        `${limit} calls already wait for ${spec.name} to start; try again shortly`,
+      );
+    }
+    activity.queued++;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const expired = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new ServiceError(
+                'COLD_START_TIMEOUT',
+                `${spec.name} did not become ready within ${timeoutMs} ms`,
+              ),
+            ),
+          timeoutMs,
+        );
+      });
+      await Promise.race([this.#coldStart(spec, activity), expired, aborted(signal)]);
+    } finally {
+      clearTimeout(timer);
+      activity.queued--;
+    }
+  }
+
+  #coldStart(spec: ModuleSpec, activity: Activity): Promise<void> {
+    if (!activity.coldStart) {
+      const t0 = performance.now();
+      activity.coldStart = this.backend
+        .start(spec)
+        .then(() => {
+          for (const listener of this.#coldStartListeners) listener(spec.name, performance.now() - t0);
+        })
+        .finally(() => {
+          activity.coldStart = undefined;
+        });
+    }
+    return activity.coldStart;
+  }
+
+  /** One module's view with what its ready servers report (asked with a short deadline). */
+  async inspect(name: string): Promise<ModuleView> {
+    const view = this.view(name);
+    const stats = await this.replicaStats(name);
+    if (stats.length === 0) return view;
+    const server = { sessions: 0, objects: 0, in_flight: 0 };
+    for (const s of stats) {
+      server.sessions += s.sessions;
+      server.objects += s.objects;
+      server.in_flight += s.in_flight;
+    }
+    return { ...view, server };
+  }
+
+  /** What each ready replica reports; replicas that do not answer in time are left out. */
+  async replicaStats(name: string): Promise<ServerStats[]> {
+    const ready = this.backend.ready(name);
+    const answers = await Promise.all(
+      ready.map((r) => this.invoker.stats(r.endpoint, { timeoutMs: 2_000 }).catch(() => undefined)),
+    );
+    return answers.filter((s): s is ServerStats => s !== undefined);
   }
 
   /** One module's view. */
   view(name: string): ModuleView {
     const spec = this.spec(name);
+    const status = this.backend.status(name);
+    const activity = this.#activityOf(name);
+    const first = status.replicas.find((r) => r.state === 'ready');
+    let inFlight = 0;
+    for (const n of activity.inFlight.values()) inFlight += n;
     return {
       name,
       package: spec.package,
       loadType: spec.loadType,
-      ...this.backend.status(name),
-      callsServed: this.#calls.get(name) ?? 0,
+      ...status,
+      endpoint: first?.endpoint,
+      pid: first?.pid,
+      startedAt: first?.startedAt,
+      callsServed: activity.calls,
+      inFlight,
+      queued: activity.queued,
+      lastCallAt: activity.lastCallAt ? new Date(activity.lastCallAt).toISOString() : undefined,
     };
   }
 
-  /** One module's view with what its ready server reports (asked with a short deadline). */
-  async inspect(name: string): Promise<ModuleView> {
-    const view = this.view(name);
-    if (view.state !== 'ready' || !view.endpoint) return view;
-    const server = await this.invoker.stats(view.endpoint, { timeoutMs: 2_000 }).catch(() => undefined);
-    return { ...view, server };
+  /** Calls in flight to a module now, per replica id. */
+  inFlight(name: string): ReadonlyMap<string, number> {
+    return this.#activityOf(name).inFlight;
+  }
+
+  /** ms since the module's last call (Infinity if none). */
+  idleFor(name: string): number {
+    const last = this.#activityOf(name).lastCallAt;
+    return last ? Date.now() - last : Number.POSITIVE_INFINITY;
   }
 
   /** Every configured module's view. */
   list(): ModuleView[] {
-    return [...this.config.modules.keys()].map((name) => this.view(name));
+    return this.names().map((name) => this.view(name));
   }
+
+  #activityOf(name: string): Activity {
+    let activity = this.#activity.get(name);
+    if (!activity) {
+      activity = { calls: 0, inFlight: new Map(), queued: 0, lastCallAt: 0, coldStart: undefined };
+      this.#activity.set(name, activity);
+    }
+    return activity;
+  }
+}
+
+function aborted(signal: AbortSignal | undefined): Promise<never> {
+  return new Promise((_, reject) => {
+    if (!signal) return;
+    const fail = () => reject(new ServiceError(Code.CANCELLED, 'the client went away'));
+    if (signal.aborted) fail();
+    else signal.addEventListener('abort', fail, { once: true });
+  });
 }

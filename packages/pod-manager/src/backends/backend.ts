@@ -1,44 +1,71 @@
 /**
  * What the rest of the pod-manager knows of where module-servers run. The local backend runs child
  * processes on this machine; a Kubernetes backend runs pods. Nothing outside `backends/` imports an
- * implementation's SDK.
+ * implementation's SDK. Routing, queuing and scaling decisions are made above this interface, the
+ * same for every backend.
  */
 import type { ModuleSpec } from '../config.js';
 
 /** Life of a module's servers, as `GET /modules/:name` shows it. */
 export type ModuleState = 'absent' | 'installing' | 'starting' | 'ready' | 'failed' | 'stopping';
 
-/** A snapshot of one module's servers. */
-export interface ModuleStatus {
-  state: ModuleState;
-  /** `host:port` of the ready server. */
+/** One server of a module. */
+export interface ReplicaStatus {
+  /** The module-server instance id once it runs (what references carry), else a placeholder. */
+  id: string;
+  state: ModuleState | 'draining';
+  /** `host:port` of a ready server. */
   endpoint?: string | undefined;
   /** Process id (local backend). */
   pid?: number | undefined;
   /** Pod name (Kubernetes backend). */
   pod?: string | undefined;
-  /** ISO time the current server became ready. */
+  /** ISO time the server became ready. */
   startedAt?: string | undefined;
+  /** Why it failed, or why it is restarting. */
+  reason?: string | undefined;
+}
+
+/** A snapshot of one module's servers. */
+export interface ModuleStatus {
+  /** ready when any replica is; otherwise the most advanced state of a replica. */
+  state: ModuleState;
+  replicas: ReplicaStatus[];
   /** How often a dead server was restarted. */
   restarts: number;
-  /** Why the module failed (state `failed`), or why it is restarting. */
+  /** Why the module failed (state `failed`). */
   reason?: string | undefined;
+}
+
+/** A server that takes calls. */
+export interface ReadyReplica {
+  id: string;
+  endpoint: string;
 }
 
 /** Options of {@link Backend.start}. */
 export interface StartOptions {
-  /** Gives up waiting (the start itself goes on unless the backend decides otherwise). */
+  /** Gives up waiting (the start itself goes on). */
   signal?: AbortSignal | undefined;
 }
 
 /** Starts, stops and reports on the servers of modules. */
 export interface Backend {
   /**
-   * Ensures a ready server for the module and resolves with its endpoint. Single-flight: while a
-   * start is under way every caller waits for that same start.
+   * Ensures at least one ready server for the module (starting one if there is none) and resolves
+   * once there is. Single-flight: concurrent callers wait for the same start.
    */
-  start(spec: ModuleSpec, options?: StartOptions): Promise<string>;
-  /** Stops the module's servers; resolves once they are gone. Stopping an absent module is a no-op. */
+  start(spec: ModuleSpec, options?: StartOptions): Promise<void>;
+  /** The servers that take calls now (not starting, not draining). */
+  ready(name: string): ReadyReplica[];
+  /** Adds a server (scale up); resolves when it is ready. */
+  addReplica(spec: ModuleSpec): Promise<void>;
+  /**
+   * Removes a server (scale down): it takes no new calls at once, finishes those in flight within
+   * the grace period, then stops.
+   */
+  removeReplica(name: string, id: string): Promise<void>;
+  /** Stops all the module's servers, draining each. Stopping an absent module is a no-op. */
   stop(name: string): Promise<void>;
   /** The module's current state. */
   status(name: string): ModuleStatus;

@@ -1,327 +1,110 @@
 /**
- * The local backend, the embedded default: each module's server is a child process on a free
- * loopback port. A server that dies is restarted with backoff; a pod-manager that stops takes its
- * children with it (and a pod-manager that is killed closes their IPC channel, on which they exit).
+ * The local backend, the embedded default: each module's servers are child processes on free
+ * loopback ports (see local-replica.ts for one of them). A pod-manager that stops takes its
+ * children with it; one that is killed closes their IPC channel, on which they exit.
  */
-import { type ChildProcess, fork } from 'node:child_process';
-import { once } from 'node:events';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { createModuleClient } from '@splice-orc/protocol';
-import type { FastifyBaseLogger } from 'fastify';
 import type { ModuleSpec } from '../config.js';
-import { ServiceError } from '../errors.js';
-import type { Backend, ModuleState, ModuleStatus, StartOptions } from './backend.js';
-import { installModule } from './installer.js';
+import type { Backend, ModuleState, ModuleStatus, ReadyReplica } from './backend.js';
+import { type LocalBackendOptions, Replica } from './local-replica.js';
 
-/** Options of {@link createLocalBackend}. */
-export interface LocalBackendOptions {
-  cacheDir: string;
-  /** Longest install + start, ms. */
-  startTimeoutMs: number;
-  leaseMs: number;
-  maxPayloadBytes: number;
-  graceMs: number;
-  /** Health checks of ready servers; a server failing `failures` in a row is restarted. */
-  liveness?: { intervalMs: number; failures: number };
-  log: FastifyBaseLogger;
-  /** Called when an endpoint stops being served, so clients of it can be dropped. */
-  onEndpointGone?: (endpoint: string) => void;
-}
+export type { LocalBackendOptions };
 
 /** Creates the local-process backend. */
 export function createLocalBackend(options: LocalBackendOptions): Backend {
-  const supervisors = new Map<string, Supervisor>();
-  const supervisor = (spec: ModuleSpec) => {
-    let s = supervisors.get(spec.name);
-    if (!s) {
-      s = new Supervisor(spec, options);
-      supervisors.set(spec.name, s);
+  const modules = new Map<string, LocalModule>();
+  const moduleFor = (spec: ModuleSpec) => {
+    let m = modules.get(spec.name);
+    if (!m) {
+      m = new LocalModule(options);
+      modules.set(spec.name, m);
     }
-    return s;
+    m.spec = spec;
+    return m;
   };
   return {
-    start: (spec, startOptions) => supervisor(spec).start(startOptions),
-    stop: async (name) => supervisors.get(name)?.stop(),
-    status: (name) => supervisors.get(name)?.status() ?? { state: 'absent', restarts: 0 },
+    start: (spec, startOptions) => moduleFor(spec).start(startOptions?.signal),
+    ready: (name) => modules.get(name)?.ready() ?? [],
+    addReplica: (spec) => moduleFor(spec).add(),
+    removeReplica: async (name, id) => modules.get(name)?.remove(id),
+    stop: async (name) => modules.get(name)?.stopAll(),
+    status: (name) => modules.get(name)?.status() ?? { state: 'absent', replicas: [], restarts: 0 },
     reportUnreachable: (name, endpoint) =>
-      supervisors.get(name)?.reportUnreachable(endpoint) ?? Promise.resolve(false),
+      modules.get(name)?.reportUnreachable(endpoint) ?? Promise.resolve(false),
     close: async () => {
-      await Promise.all([...supervisors.values()].map((s) => s.stop()));
+      await Promise.all([...modules.values()].map((m) => m.stopAll()));
     },
   };
 }
 
-const serverEntry = fileURLToPath(import.meta.resolve('@splice-orc/module-server/main'));
-/** A server that stayed up this long is healthy again: its next crash restarts without delay. */
-const STABLE_MS = 30_000;
-const MAX_BACKOFF_MS = 10_000;
-const OUTPUT_LINES = 30;
+/** Order in which a module's state is reported when no replica is ready: the most advanced wins. */
+const progress: ModuleState[] = ['absent', 'failed', 'stopping', 'installing', 'starting', 'ready'];
 
-class Supervisor {
-  #state: ModuleState = 'absent';
-  #endpoint: string | undefined;
-  #startedAt: number | undefined;
-  #restarts = 0;
-  #crashes = 0;
-  #reason: string | undefined;
-  #child: ChildProcess | undefined;
-  #ready: Promise<string> | undefined;
-  #stopping = false;
-  #restartTimer: NodeJS.Timeout | undefined;
-  readonly #output: string[] = [];
-  readonly #log: FastifyBaseLogger;
+class LocalModule {
+  spec: ModuleSpec | undefined;
+  #replicas: Replica[] = [];
+  #removed = 0;
+  #next = 1;
 
-  constructor(
-    readonly spec: ModuleSpec,
-    readonly options: LocalBackendOptions,
-  ) {
-    this.#log = options.log.child({ module: spec.name });
+  constructor(readonly options: LocalBackendOptions) {}
+
+  /** At least one replica ready: waits for the first of those starting, or starts one. */
+  async start(signal?: AbortSignal): Promise<void> {
+    if (this.ready().length > 0) return;
+    if (this.#replicas.length === 0) this.#add();
+    const starts = this.#replicas.map((r) => r.start({ signal }));
+    try {
+      await Promise.any(starts);
+    } catch (error) {
+      throw error instanceof AggregateError ? error.errors[0] : error;
+    }
   }
 
-  start(options: StartOptions = {}): Promise<string> {
-    if (this.#state === 'ready' && this.#endpoint) return Promise.resolve(this.#endpoint);
-    if (!this.#ready || this.#state === 'failed' || this.#state === 'absent' || this.#state === 'stopping') {
-      this.#ready = this.#boot();
-      this.#ready.catch(() => {}); // callers see the rejection; an unwatched restart must not crash us
+  async add(): Promise<void> {
+    await this.#add().start();
+  }
+
+  ready(): ReadyReplica[] {
+    const out: ReadyReplica[] = [];
+    for (const r of this.#replicas) {
+      const serving = r.serving;
+      if (serving) out.push(serving);
     }
-    return options.signal ? abortable(this.#ready, options.signal) : this.#ready;
+    return out;
+  }
+
+  async remove(id: string): Promise<void> {
+    const replica = this.#replicas.find((r) => r.status().id === id);
+    if (!replica) return;
+    this.#replicas = this.#replicas.filter((r) => r !== replica);
+    this.#removed += replica.restarts;
+    await replica.drain();
+  }
+
+  async stopAll(): Promise<void> {
+    const replicas = this.#replicas;
+    this.#replicas = [];
+    for (const r of replicas) this.#removed += r.restarts;
+    await Promise.all(replicas.map((r) => r.drain()));
   }
 
   status(): ModuleStatus {
-    return {
-      state: this.#state,
-      endpoint: this.#state === 'ready' ? this.#endpoint : undefined,
-      pid: this.#child?.pid,
-      startedAt: this.#startedAt === undefined ? undefined : new Date(this.#startedAt).toISOString(),
-      restarts: this.#restarts,
-      reason: this.#reason,
-    };
+    const replicas = this.#replicas.map((r) => r.status());
+    let state: ModuleState = 'absent';
+    for (const r of this.#replicas) if (progress.indexOf(r.state) > progress.indexOf(state)) state = r.state;
+    const failed = replicas.find((r) => r.state === 'failed');
+    const restarts = this.#replicas.reduce((sum, r) => sum + r.restarts, this.#removed);
+    return { state, replicas, restarts, reason: state === 'failed' ? failed?.reason : undefined };
   }
 
   async reportUnreachable(endpoint: string): Promise<boolean> {
-    if (endpoint !== this.#endpoint) return true; // already replaced
-    const child = this.#child;
-    if (!child) return true;
-    if (child.exitCode !== null || child.signalCode !== null) return true;
-    // The exit may not have been reported yet: give the event loop a moment to deliver it.
-    const exited = once(child, 'exit').then(() => true);
-    const timeout = new Promise<boolean>((r) => setTimeout(() => r(false), 500).unref());
-    return Promise.race([exited, timeout]);
+    const replica = this.#replicas.find((r) => r.status().endpoint === endpoint);
+    return replica ? replica.reportUnreachable(endpoint) : true;
   }
 
-  async stop(): Promise<void> {
-    this.#stopping = true;
-    clearTimeout(this.#restartTimer);
-    const child = this.#child;
-    if (child && child.exitCode === null && child.signalCode === null) {
-      this.#state = 'stopping';
-      const exited = once(child, 'exit');
-      child.kill('SIGTERM');
-      const killer = setTimeout(() => child.kill('SIGKILL'), this.options.graceMs + 2_000);
-      await exited;
-      clearTimeout(killer);
-    }
-    this.#gone();
-    this.#state = 'absent';
-    this.#reason = undefined;
+  #add(): Replica {
+    if (!this.spec) throw new Error('module spec missing');
+    const replica = new Replica(this.spec, this.options, `starting-${this.#next++}`);
+    this.#replicas.push(replica);
+    return replica;
   }
-
-  async #boot(): Promise<string> {
-    this.#stopping = false;
-    this.#state = 'installing';
-    this.#reason = undefined;
-    const deadline = Date.now() + this.options.startTimeoutMs;
-    try {
-      const dir = await installModule(this.spec, {
-        cacheDir: this.options.cacheDir,
-        timeoutMs: this.options.startTimeoutMs,
-      });
-      this.#checkNotStopped();
-      this.#state = 'starting';
-      const endpoint = await this.#spawn(dir, deadline);
-      this.#state = 'ready';
-      this.#endpoint = endpoint;
-      this.#startedAt = Date.now();
-      this.#log.info({ endpoint, pid: this.#child?.pid }, 'module-server ready');
-      this.#watch(endpoint);
-      return endpoint;
-    } catch (error) {
-      this.#state = this.#stopping ? 'absent' : 'failed';
-      this.#reason = error instanceof Error ? error.message : String(error);
-      this.#log.warn({ reason: this.#reason }, 'module failed to start');
-      throw error;
-    }
-  }
-
-  async #spawn(dir: string, deadline: number): Promise<string> {
-    this.#output.length = 0;
-    const child = fork(serverEntry, [], {
-      env: {
-        ...process.env,
-        MODULE_NAME: this.spec.name,
-        MODULE_RESOLVE_FROM: dir,
-        HOST: '127.0.0.1',
-        PORT: '0',
-        SPLICE_LEASE_MS: String(this.options.leaseMs),
-        SPLICE_MAX_MESSAGE_BYTES: String(this.options.maxPayloadBytes),
-        SPLICE_GRACE_MS: String(this.options.graceMs),
-      },
-      execArgv: [],
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-    });
-    this.#child = child;
-    this.#capture(child);
-    child.once('exit', (code, signal) => this.#onExit(child, code, signal));
-    try {
-      const port = await this.#listening(child, deadline);
-      const endpoint = `127.0.0.1:${port}`;
-      await this.#serving(endpoint, deadline);
-      this.#checkNotStopped();
-      return endpoint;
-    } catch (error) {
-      child.kill('SIGKILL');
-      throw error;
-    }
-  }
-
-  #listening(child: ChildProcess, deadline: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => {
-          reject(
-            new ServiceError(
-              'START_TIMEOUT',
-              `${this.spec.name} did not start within ${this.options.startTimeoutMs} ms${this.#lastOutput()}`,
-            ),
-          );
-        },
-        Math.max(0, deadline - Date.now()),
-      );
-      const done = () => {
-        clearTimeout(timer);
-        child.off('message', onMessage);
-        child.off('exit', onExit);
-      };
-      const onMessage = (m: { type?: string; port?: number; message?: string }) => {
-        if (m?.type === 'listening' && typeof m.port === 'number') {
-          done();
-          resolve(m.port);
-        }
-      };
-      const onExit = (code: number | null, signal: string | null) => {
-        done();
-        const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
-        reject(
-          new ServiceError(
-            'MODULE_START_FAILED',
-            `module-server for ${this.spec.name} ${how} before it was ready${this.#lastOutput()}`,
-          ),
-        );
-      };
-      child.on('message', onMessage);
-      child.on('exit', onExit);
-    });
-  }
-
-  async #serving(endpoint: string, deadline: number): Promise<void> {
-    const client = createModuleClient(endpoint);
-    try {
-      const status = await client.health({ timeoutMs: Math.max(1, deadline - Date.now()) });
-      if (status !== 'SERVING') {
-        throw new ServiceError(
-          'MODULE_START_FAILED',
-          `module-server for ${this.spec.name} reports ${status}`,
-        );
-      }
-    } finally {
-      client.close();
-    }
-  }
-
-  #onExit(child: ChildProcess, code: number | null, signal: string | null): void {
-    if (child !== this.#child) return;
-    const wasReady = this.#state === 'ready';
-    const upFor = this.#startedAt === undefined ? 0 : Date.now() - this.#startedAt;
-    this.#gone();
-    if (this.#stopping || !wasReady) return;
-    this.#crashes = upFor > STABLE_MS ? 1 : this.#crashes + 1;
-    this.#restarts++;
-    const delay = Math.min(MAX_BACKOFF_MS, 100 * 2 ** (this.#crashes - 1));
-    this.#state = 'starting';
-    this.#reason = `module-server exited (${signal ?? `code ${code}`}); restarting in ${delay} ms${this.#lastOutput()}`;
-    this.#log.warn({ code, signal, delay }, 'module-server died; restarting');
-    this.#ready = new Promise<void>((resolve) => {
-      this.#restartTimer = setTimeout(resolve, delay);
-    }).then(() => this.#boot());
-    this.#ready.catch(() => {});
-  }
-
-  /** Checks a ready server's health periodically; kills it when it stops answering. */
-  #watch(endpoint: string): void {
-    const { intervalMs = 0, failures = 3 } = this.options.liveness ?? {};
-    const child = this.#child;
-    if (intervalMs <= 0 || !child) return;
-    const client = createModuleClient(endpoint);
-    let failed = 0;
-    let checking = false;
-    const timer = setInterval(async () => {
-      if (checking) return;
-      checking = true;
-      const ok = await client.health({ timeoutMs: Math.min(intervalMs, 5_000) }).then(
-        (status) => status === 'SERVING',
-        () => false,
-      );
-      checking = false;
-      failed = ok ? 0 : failed + 1;
-      if (failed >= failures && child === this.#child) {
-        this.#log.warn({ pid: child.pid, failed }, 'module-server does not answer health checks; killing it');
-        child.kill('SIGKILL');
-      }
-    }, intervalMs).unref();
-    child.once('exit', () => {
-      clearInterval(timer);
-      client.close();
-    });
-  }
-
-  #gone(): void {
-    if (this.#endpoint) this.options.onEndpointGone?.(this.#endpoint);
-    this.#child = undefined;
-    this.#endpoint = undefined;
-    this.#startedAt = undefined;
-  }
-
-  #checkNotStopped(): void {
-    if (this.#stopping)
-      throw new ServiceError('SHUTTING_DOWN', `${this.spec.name} was stopped while it started`);
-  }
-
-  #capture(child: ChildProcess): void {
-    for (const [stream, level] of [
-      [child.stdout, 'debug'],
-      [child.stderr, 'warn'],
-    ] as const) {
-      if (!stream) continue;
-      createInterface({ input: stream }).on('line', (line) => {
-        this.#output.push(line);
-        if (this.#output.length > OUTPUT_LINES) this.#output.shift();
-        this.#log[level]({ pid: child.pid, out: line }, 'module-server output');
-      });
-    }
-  }
-
-  #lastOutput(): string {
-    const lines = this.#output.slice(-10);
-    return lines.length ? `; last output:\n${lines.join('\n')}` : '';
-  }
-}
-
-function abortable<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
 }

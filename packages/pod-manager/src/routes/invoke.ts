@@ -15,6 +15,11 @@ export const MSGPACK_TYPES = ['application/msgpack', 'application/x-msgpack', 'a
 
 /** Header in which a client asks for a shorter invoke deadline, ms. */
 export const TIMEOUT_HEADER = 'x-splice-timeout-ms';
+/**
+ * Header naming the replica (module-server instance id) that holds the references a call uses; the
+ * client copies it from the references, so the pod-manager routes without decoding payloads.
+ */
+export const ROUTE_HEADER = 'x-splice-route';
 /** Header of a response that waited for its module to start: how long, ms. */
 export const COLD_START_HEADER = 'x-splice-cold-start-ms';
 
@@ -40,7 +45,13 @@ export function invokeRoutes(app: FastifyInstance, { registry, maxTimeoutMs }: I
     const timeoutMs = timeoutFrom(request.headers[TIMEOUT_HEADER], maxTimeoutMs);
     const signal = abortOnDisconnect(reply);
     if (Buffer.isBuffer(request.body)) {
-      const result = await registry.forward(name, request.body, { timeoutMs, signal });
+      const route = request.headers[ROUTE_HEADER];
+      const result = await registry.forward(name, request.body, {
+        timeoutMs,
+        signal,
+        route: typeof route === 'string' && route ? route : undefined,
+      });
+
       if (result.coldStartMs !== undefined) reply.header(COLD_START_HEADER, result.coldStartMs);
       return reply.type('application/msgpack').send(result.payload);
     }

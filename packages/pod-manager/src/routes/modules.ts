@@ -16,4 +16,8 @@ export function moduleRoutes(app: FastifyInstance, { registry }: { registry: Mod
   app.delete<{ Params: { name: string } }>('/modules/:name', async (request) =>
     registry.unload(request.params.name),
   );
+
+  app.post<{ Params: { name: string } }>('/modules/:name/unload', async (request) =>
+    registry.unload(request.params.name),
+  );
 }

@@ -1,0 +1,331 @@
+/**
+ * One module-server process of the local backend, and the slot it lives in: a process that dies is
+ * replaced in the same slot with backoff, until the slot is stopped.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { createModuleClient } from '@splice-orc/protocol';
+import type { FastifyBaseLogger } from 'fastify';
+import type { ModuleSpec } from '../config.js';
+import { ServiceError } from '../errors.js';
+import type { ModuleState, ReplicaStatus, StartOptions } from './backend.js';
+import { installModule } from './installer.js';
+
+/** Options of the local backend, shared by its replicas. */
+export interface LocalBackendOptions {
+  cacheDir: string;
+  /** Longest install + start, ms. */
+  startTimeoutMs: number;
+  leaseMs: number;
+  maxPayloadBytes: number;
+  graceMs: number;
+  /** Health checks of ready servers; a server failing `failures` in a row is restarted. */
+  liveness?: { intervalMs: number; failures: number };
+  log: FastifyBaseLogger;
+  /** Called when an endpoint stops being served, so clients of it can be dropped. */
+  onEndpointGone?: (endpoint: string) => void;
+}
+
+const serverEntry = fileURLToPath(import.meta.resolve('@splice-orc/module-server/main'));
+/** A server that stayed up this long is healthy again: its next crash restarts without delay. */
+const STABLE_MS = 30_000;
+const MAX_BACKOFF_MS = 10_000;
+const OUTPUT_LINES = 30;
+
+/** A slot for one module-server process. */
+export class Replica {
+  #state: ModuleState = 'absent';
+  #serverId: string | undefined;
+  #draining = false;
+  #endpoint: string | undefined;
+  #startedAt: number | undefined;
+  #restarts = 0;
+  #crashes = 0;
+  #reason: string | undefined;
+  #child: ChildProcess | undefined;
+  #ready: Promise<string> | undefined;
+  #stopping = false;
+  #restartTimer: NodeJS.Timeout | undefined;
+  readonly #output: string[] = [];
+  readonly #log: FastifyBaseLogger;
+
+  constructor(
+    readonly spec: ModuleSpec,
+    readonly options: LocalBackendOptions,
+    /** Id shown until the server reports its own. */
+    readonly placeholder: string,
+  ) {
+    this.#log = options.log.child({ module: spec.name });
+  }
+
+  start(options: StartOptions = {}): Promise<string> {
+    if (this.#state === 'ready' && this.#endpoint) return Promise.resolve(this.#endpoint);
+    if (!this.#ready || this.#state === 'failed' || this.#state === 'absent' || this.#state === 'stopping') {
+      this.#ready = this.#boot();
+      this.#ready.catch(() => {}); // callers see the rejection; an unwatched restart must not crash us
+    }
+    return options.signal ? abortable(this.#ready, options.signal) : this.#ready;
+  }
+
+  status(): ReplicaStatus {
+    return {
+      id: this.#serverId ?? this.placeholder,
+      state: this.#draining ? 'draining' : this.#state,
+      endpoint: this.#state === 'ready' ? this.#endpoint : undefined,
+      pid: this.#child?.pid,
+      startedAt: this.#startedAt === undefined ? undefined : new Date(this.#startedAt).toISOString(),
+      reason: this.#reason,
+    };
+  }
+
+  /** The server's instance id and endpoint while it takes calls. */
+  get serving(): { id: string; endpoint: string } | undefined {
+    if (this.#state !== 'ready' || this.#draining || !this.#endpoint || !this.#serverId) return undefined;
+    return { id: this.#serverId, endpoint: this.#endpoint };
+  }
+
+  /** Dead servers replaced in this slot. */
+  get restarts(): number {
+    return this.#restarts;
+  }
+
+  get state(): ModuleState {
+    return this.#state;
+  }
+
+  /** Takes the slot out of routing, then stops it: calls in flight finish within the grace period. */
+  async drain(): Promise<void> {
+    this.#draining = true;
+    await this.stop();
+  }
+
+  async reportUnreachable(endpoint: string): Promise<boolean> {
+    if (endpoint !== this.#endpoint) return true; // already replaced
+    const child = this.#child;
+    if (!child) return true;
+    if (child.exitCode !== null || child.signalCode !== null) return true;
+    // The exit may not have been reported yet: give the event loop a moment to deliver it.
+    const exited = once(child, 'exit').then(() => true);
+    const timeout = new Promise<boolean>((r) => setTimeout(() => r(false), 500).unref());
+    return Promise.race([exited, timeout]);
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    clearTimeout(this.#restartTimer);
+    const child = this.#child;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      this.#state = 'stopping';
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      const killer = setTimeout(() => child.kill('SIGKILL'), this.options.graceMs + 2_000);
+      await exited;
+      clearTimeout(killer);
+    }
+    this.#gone();
+    this.#state = 'absent';
+    this.#reason = undefined;
+  }
+
+  async #boot(): Promise<string> {
+    this.#stopping = false;
+    this.#state = 'installing';
+    this.#reason = undefined;
+    const deadline = Date.now() + this.options.startTimeoutMs;
+    try {
+      const dir = await installModule(this.spec, {
+        cacheDir: this.options.cacheDir,
+        timeoutMs: this.options.startTimeoutMs,
+      });
+      this.#checkNotStopped();
+      this.#state = 'starting';
+      const endpoint = await this.#spawn(dir, deadline);
+      this.#state = 'ready';
+      this.#endpoint = endpoint;
+      this.#startedAt = Date.now();
+      this.#log.info({ endpoint, pid: this.#child?.pid }, 'module-server ready');
+      this.#watch(endpoint);
+      return endpoint;
+    } catch (error) {
+      this.#state = this.#stopping ? 'absent' : 'failed';
+      this.#reason = error instanceof Error ? error.message : String(error);
+      this.#log.warn({ reason: this.#reason }, 'module failed to start');
+      throw error;
+    }
+  }
+
+  async #spawn(dir: string, deadline: number): Promise<string> {
+    this.#output.length = 0;
+    const child = fork(serverEntry, [], {
+      env: {
+        ...process.env,
+        MODULE_NAME: this.spec.name,
+        MODULE_RESOLVE_FROM: dir,
+        HOST: '127.0.0.1',
+        PORT: '0',
+        SPLICE_LEASE_MS: String(this.options.leaseMs),
+        SPLICE_MAX_MESSAGE_BYTES: String(this.options.maxPayloadBytes),
+        SPLICE_GRACE_MS: String(this.options.graceMs),
+      },
+      execArgv: [],
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
+    this.#child = child;
+    this.#capture(child);
+    child.once('exit', (code, signal) => this.#onExit(child, code, signal));
+    try {
+      const port = await this.#listening(child, deadline);
+      const endpoint = `127.0.0.1:${port}`;
+      await this.#serving(endpoint, deadline);
+      this.#checkNotStopped();
+      return endpoint;
+    } catch (error) {
+      child.kill('SIGKILL');
+      throw error;
+    }
+  }
+
+  #listening(child: ChildProcess, deadline: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => {
+          reject(
+            new ServiceError(
+              'START_TIMEOUT',
+              `${this.spec.name} did not start within ${this.options.startTimeoutMs} ms${this.#lastOutput()}`,
+            ),
+          );
+        },
+        Math.max(0, deadline - Date.now()),
+      );
+      const done = () => {
+        clearTimeout(timer);
+        child.off('message', onMessage);
+        child.off('exit', onExit);
+      };
+      const onMessage = (m: { type?: string; port?: number; serverId?: string; message?: string }) => {
+        if (m?.type === 'listening' && typeof m.port === 'number') {
+          this.#serverId = m.serverId;
+          done();
+          resolve(m.port);
+        }
+      };
+      const onExit = (code: number | null, signal: string | null) => {
+        done();
+        const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+        reject(
+          new ServiceError(
+            'MODULE_START_FAILED',
+            `module-server for ${this.spec.name} ${how} before it was ready${this.#lastOutput()}`,
+          ),
+        );
+      };
+      child.on('message', onMessage);
+      child.on('exit', onExit);
+    });
+  }
+
+  async #serving(endpoint: string, deadline: number): Promise<void> {
+    const client = createModuleClient(endpoint);
+    try {
+      const status = await client.health({ timeoutMs: Math.max(1, deadline - Date.now()) });
+      if (status !== 'SERVING') {
+        throw new ServiceError(
+          'MODULE_START_FAILED',
+          `module-server for ${this.spec.name} reports ${status}`,
+        );
+      }
+    } finally {
+      client.close();
+    }
+  }
+
+  #onExit(child: ChildProcess, code: number | null, signal: string | null): void {
+    if (child !== this.#child) return;
+    const wasReady = this.#state === 'ready';
+    const upFor = this.#startedAt === undefined ? 0 : Date.now() - this.#startedAt;
+    this.#gone();
+    if (this.#stopping || !wasReady) return;
+    this.#crashes = upFor > STABLE_MS ? 1 : this.#crashes + 1;
+    this.#restarts++;
+    const delay = Math.min(MAX_BACKOFF_MS, 100 * 2 ** (this.#crashes - 1));
+    this.#state = 'starting';
+    this.#reason = `module-server exited (${signal ?? `code ${code}`}); restarting in ${delay} ms${this.#lastOutput()}`;
+    this.#log.warn({ code, signal, delay }, 'module-server died; restarting');
+    this.#ready = new Promise<void>((resolve) => {
+      this.#restartTimer = setTimeout(resolve, delay);
+    }).then(() => this.#boot());
+    this.#ready.catch(() => {});
+  }
+
+  /** Checks a ready server's health periodically; kills it when it stops answering. */
+  #watch(endpoint: string): void {
+    const { intervalMs = 0, failures = 3 } = this.options.liveness ?? {};
+    const child = this.#child;
+    if (intervalMs <= 0 || !child) return;
+    const client = createModuleClient(endpoint);
+    let failed = 0;
+    let checking = false;
+    const timer = setInterval(async () => {
+      if (checking) return;
+      checking = true;
+      const ok = await client.health({ timeoutMs: Math.min(intervalMs, 5_000) }).then(
+        (status) => status === 'SERVING',
+        () => false,
+      );
+      checking = false;
+      failed = ok ? 0 : failed + 1;
+      if (failed >= failures && child === this.#child) {
+        this.#log.warn({ pid: child.pid, failed }, 'module-server does not answer health checks; killing it');
+        child.kill('SIGKILL');
+      }
+    }, intervalMs).unref();
+    child.once('exit', () => {
+      clearInterval(timer);
+      client.close();
+    });
+  }
+
+  #gone(): void {
+    if (this.#endpoint) this.options.onEndpointGone?.(this.#endpoint);
+    this.#child = undefined;
+    this.#endpoint = undefined;
+    this.#startedAt = undefined;
+    this.#serverId = undefined;
+  }
+
+  #checkNotStopped(): void {
+    if (this.#stopping)
+      throw new ServiceError('SHUTTING_DOWN', `${this.spec.name} was stopped while it started`);
+  }
+
+  #capture(child: ChildProcess): void {
+    for (const [stream, level] of [
+      [child.stdout, 'debug'],
+      [child.stderr, 'warn'],
+    ] as const) {
+      if (!stream) continue;
+      createInterface({ input: stream }).on('line', (line) => {
+        this.#output.push(line);
+        if (this.#output.length > OUTPUT_LINES) this.#output.shift();
+        this.#log[level]({ pid: child.pid, out: line }, 'module-server output');
+      });
+    }
+  }
+
+  #lastOutput(): string {
+    const lines = this.#output.slice(-10);
+    return lines.length ? `; last output:\n${lines.join('\n')}` : '';
+  }
+}
+
+function abortable<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
