@@ -19,7 +19,9 @@ const add: Op[] = [{ op: 'call', target: null, path: ['add'], args: [2, 3] }];
 describe('invoke channel (gRPC over node:http2) against the grpc-js module-server', () => {
   it('sends a program and receives the answer', async () => {
     const channel = createInvokeChannel(`127.0.0.1:${server.port}`);
-    const answer = decode(await channel.invoke(program(add), { timeoutMs: 2_000 })) as InvokeResponse;
+    const answer = decode(
+      (await channel.invoke(program(add), { timeoutMs: 2_000 })).payload,
+    ) as InvokeResponse;
     expect(answer).toMatchObject({ ok: true, value: 5 });
     channel.close();
   });
@@ -28,7 +30,7 @@ describe('invoke channel (gRPC over node:http2) against the grpc-js module-serve
     const channel = createInvokeChannel(`127.0.0.1:${server.port}`);
     const big = new Float64Array(10_000).map((_, i) => i * 1.5);
     const ops: Op[] = [{ op: 'call', target: null, path: ['echo'], args: [big] }];
-    const answer = decode(await channel.invoke(program(ops), { timeoutMs: 5_000 })) as {
+    const answer = decode((await channel.invoke(program(ops), { timeoutMs: 5_000 })).payload) as {
       value: Float64Array;
     };
     expect(answer.value).toStrictEqual(big);
@@ -54,7 +56,9 @@ describe('invoke channel (gRPC over node:http2) against the grpc-js module-serve
     await expect(channel.invoke(program(hang), { timeoutMs: 150 })).rejects.toMatchObject({
       code: 'DEADLINE_EXCEEDED',
     });
-    expect(decode(await channel.invoke(program(add), { timeoutMs: 2_000 }))).toMatchObject({ value: 5 });
+    expect(decode((await channel.invoke(program(add), { timeoutMs: 2_000 })).payload)).toMatchObject({
+      value: 5,
+    });
     channel.close();
   });
 
@@ -81,7 +85,9 @@ describe('invoke channel (gRPC over node:http2) against the grpc-js module-serve
     await using other = await createModuleServer({ moduleName: calc });
     const port = other.port;
     const channel = createInvokeChannel(`127.0.0.1:${port}`);
-    expect(decode(await channel.invoke(program(add), { timeoutMs: 2_000 }))).toMatchObject({ value: 5 });
+    expect(decode((await channel.invoke(program(add), { timeoutMs: 2_000 })).payload)).toMatchObject({
+      value: 5,
+    });
     await other.close();
     await expect(channel.invoke(program(add), { timeoutMs: 2_000 })).rejects.toMatchObject({
       code: 'UNAVAILABLE',
@@ -89,7 +95,9 @@ describe('invoke channel (gRPC over node:http2) against the grpc-js module-serve
     });
     await using again = await createModuleServer({ moduleName: calc, port });
     expect(again.port).toBe(port);
-    expect(decode(await channel.invoke(program(add), { timeoutMs: 2_000 }))).toMatchObject({ value: 5 });
+    expect(decode((await channel.invoke(program(add), { timeoutMs: 2_000 })).payload)).toMatchObject({
+      value: 5,
+    });
     channel.close();
   });
 });

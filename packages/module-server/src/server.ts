@@ -7,24 +7,16 @@ import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import {
   Code,
-  decode,
-  describe,
-  encode,
   grpcStatusFromCode,
-  type InvokeResponse,
   MODULE_SERVICE_NAME,
   moduleServiceDefinition,
+  OUTCOME_TRAILER,
   type PayloadMessage,
-  PROGRAM_VERSION,
-  parseRequest,
-  RemoteRef,
   type ServerStats,
   SpliceError,
 } from '@splice-orc/protocol';
+import { createInvocationHandler, type InvocationResult, loadModule, ObjectTable } from '@splice-orc/runtime';
 import { HealthImplementation } from 'grpc-health-check';
-import { type ExecutionContext, execute } from './executor.js';
-import { loadModule } from './module-host.js';
-import { ObjectTable } from './object-table.js';
 
 /** Options of {@link createModuleServer}. */
 export interface ModuleServerOptions {
@@ -70,13 +62,8 @@ export async function createModuleServer(options: ModuleServerOptions): Promise<
   const health = new HealthImplementation({ '': 'NOT_SERVING', [MODULE_SERVICE_NAME]: 'NOT_SERVING' });
   health.addToServer(server);
   const counters = { inFlight: 0, calls: 0 };
-  const invoke = createInvokeHandler({
-    root,
-    table,
-    serverId,
-    counters,
-    maxCallMs: options.maxCallMs ?? 300_000,
-  });
+  const handle = createInvocationHandler({ root, table, serverId });
+  const invoke = createInvokeHandler({ handle, counters, maxCallMs: options.maxCallMs ?? 300_000 });
   const stats: grpc.handleUnaryCall<unknown, ServerStats> = (_call, callback) => {
     const held = table.stats();
     callback(null, { server_id: serverId, ...held, in_flight: counters.inFlight, calls: counters.calls });
@@ -117,9 +104,7 @@ function shutdown(server: grpc.Server, graceMs: number): Promise<void> {
 }
 
 interface HandlerContext {
-  root: object;
-  table: ObjectTable;
-  serverId: string;
+  handle: (payload: Uint8Array) => Promise<InvocationResult>;
   maxCallMs: number;
   counters: { inFlight: number; calls: number };
 }
@@ -130,69 +115,27 @@ function createInvokeHandler(h: HandlerContext): UnaryHandler {
   return (call, callback) => {
     const budget = Math.min(h.maxCallMs, msUntil(call.getDeadline()));
     h.counters.inFlight++;
-    const work = respond(call.request.payload, h).finally(() => {
+    const work = h.handle(call.request.payload).finally(() => {
       h.counters.inFlight--;
       h.counters.calls++;
     });
     withDeadline(work, budget).then(
-      (payload) => callback(null, { payload }),
+      ({ payload, threw }) => {
+        // The pod-manager counts outcomes without decoding payloads: a throw is flagged in a trailer.
+        const trailer = new grpc.Metadata();
+        if (threw) trailer.set(OUTCOME_TRAILER, 'remote-error');
+        callback(
+          null,
+          { payload: Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength) },
+          trailer,
+        );
+      },
       (reason: unknown) => {
         const error = SpliceError.from(reason, Code.INTERNAL);
         callback({ code: grpcStatusFromCode(error.code), details: error.message });
       },
     );
   };
-}
-
-async function respond(payload: Buffer, h: HandlerContext): Promise<Buffer> {
-  const request = parseRequest(decode(payload));
-  h.table.touch(request.session);
-  const ctx: ExecutionContext = {
-    root: h.root,
-    table: h.table,
-    serverId: h.serverId,
-    session: request.session,
-  };
-  let response: InvokeResponse;
-  try {
-    response = { v: PROGRAM_VERSION, ok: true, value: await execute(request, ctx), lease: h.table.leaseMs };
-  } catch (thrown) {
-    if (thrown instanceof SpliceError) throw thrown;
-    response = { v: PROGRAM_VERSION, ok: false, error: asError(thrown), lease: h.table.leaseMs };
-  }
-  return Buffer.from(encodeResponse(response, ctx));
-}
-
-function encodeResponse(response: InvokeResponse, ctx: ExecutionContext): Uint8Array {
-  const exportRef = (value: object) => {
-    const id = ctx.table.add(ctx.session, value);
-    return new RemoteRef(
-      ctx.serverId,
-      id,
-      typeof value === 'function' ? 'function' : 'object',
-      labelOf(value),
-    );
-  };
-  try {
-    return encode(response, { exportRef });
-  } catch (cause) {
-    const reason = SpliceError.from(cause, Code.INTERNAL);
-    throw new SpliceError(reason.code, `the result cannot be sent: ${reason.message}`, { cause });
-  }
-}
-
-/** A module may throw anything; the client always receives an Error. */
-function asError(thrown: unknown): Error {
-  if (thrown instanceof Error) return thrown;
-  const error = new Error(typeof thrown === 'string' ? thrown : `non-error thrown: ${describe(thrown)}`);
-  error.name = 'NonErrorThrown';
-  return error;
-}
-
-function labelOf(value: object): string {
-  if (typeof value === 'function') return value.name || 'function';
-  const name = Object.getPrototypeOf(value)?.constructor?.name;
-  return typeof name === 'string' && name ? name : 'Object';
 }
 
 function msUntil(deadline: grpc.Deadline): number {

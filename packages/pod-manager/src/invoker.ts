@@ -7,6 +7,7 @@ import {
   Code,
   createInvokeChannel,
   createModuleClient,
+  type InvokeAnswer,
   type InvokeChannel,
   type ModuleClient,
   type ServerStats,
@@ -37,7 +38,7 @@ export class Invoker {
     endpoint: string,
     payload: Uint8Array,
     options: { timeoutMs: number; signal?: AbortSignal },
-  ): Promise<Buffer> {
+  ): Promise<InvokeAnswer> {
     return this.#connection(endpoint).channel.invoke(payload, options);
   }
 

@@ -20,7 +20,7 @@ export function createMetrics(registry: ModuleRegistry): Metrics {
   const register = new client.Registry();
   const invocations = new client.Counter({
     name: 'splice_invocations_total',
-    help: 'Invocations forwarded, by module and outcome (ok, error).',
+    help: 'Invocations forwarded, by module and outcome: ok, remote_error (the module threw), error (the call failed).',
     labelNames: ['module', 'outcome'],
     registers: [register],
   });

@@ -3,7 +3,7 @@
  * ready (calls that arrive during a cold start wait in a bounded queue), routes each call to a
  * replica (the one holding the call's references, else the least busy), forwards it and counts it.
  */
-import { Code, type ServerStats, SpliceError } from '@splice-orc/protocol';
+import { Code, type InvokeAnswer, type ServerStats, SpliceError } from '@splice-orc/protocol';
 import type { Backend, ModuleStatus, ReadyReplica } from './backends/backend.js';
 import type { Config, ModuleSpec } from './config.js';
 import { ServiceError } from './errors.js';
@@ -47,7 +47,8 @@ export interface ForwardResult {
 export interface CallEvent {
   module: string;
   ms: number;
-  outcome: 'ok' | 'error';
+  /** ok; remote_error: the module threw; error: the call failed (refused, timed out, unavailable). */
+  outcome: 'ok' | 'remote_error' | 'error';
 }
 
 /** What happens to a module's calls, kept by the registry. */
@@ -142,9 +143,9 @@ export class ModuleRegistry {
     }
     let outcome: CallEvent['outcome'] = 'error';
     try {
-      const result = await this.#send(spec, payload, options);
-      outcome = 'ok';
-      return { payload: result, coldStartMs };
+      const answer = await this.#send(spec, payload, options);
+      outcome = answer.threw ? 'remote_error' : 'ok';
+      return { payload: answer.payload, coldStartMs };
     } finally {
       activity.calls++;
       activity.lastCallAt = Date.now();
@@ -153,7 +154,7 @@ export class ModuleRegistry {
     }
   }
 
-  async #send(spec: ModuleSpec, payload: Uint8Array, options: ForwardOptions): Promise<Buffer> {
+  async #send(spec: ModuleSpec, payload: Uint8Array, options: ForwardOptions): Promise<InvokeAnswer> {
     let replica = this.#pick(spec.name, options.route);
     try {
       return await this.#invoke(spec.name, replica, payload, options);
@@ -181,7 +182,7 @@ export class ModuleRegistry {
     replica: ReadyReplica,
     payload: Uint8Array,
     options: ForwardOptions,
-  ): Promise<Buffer> {
+  ): Promise<InvokeAnswer> {
     const inFlight = this.#activityOf(name).inFlight;
     inFlight.set(replica.id, (inFlight.get(replica.id) ?? 0) + 1);
     try {

@@ -10,7 +10,12 @@ export {
   Slot,
 } from './codec.js';
 export { SpliceError } from './errors.js';
-export { createInvokeChannel, type InvokeChannel, type InvokeChannelOptions } from './invoke-channel.js';
+export {
+  createInvokeChannel,
+  type InvokeAnswer,
+  type InvokeChannel,
+  type InvokeChannelOptions,
+} from './invoke-channel.js';
 export {
   type CallOptions,
   createModuleClient,
@@ -36,6 +41,7 @@ export {
   INVOKE_PATH,
   MODULE_SERVICE_NAME,
   moduleServiceDefinition,
+  OUTCOME_TRAILER,
   type PayloadMessage,
   type ServerStats,
 } from './proto.js';

@@ -12,7 +12,7 @@
  */
 import * as http2 from 'node:http2';
 import { SpliceError } from './errors.js';
-import { INVOKE_PATH } from './proto.js';
+import { INVOKE_PATH, OUTCOME_TRAILER } from './proto.js';
 import { Code, codeFromGrpcStatus } from './status.js';
 
 /** Options of {@link createInvokeChannel}. */
@@ -21,13 +21,21 @@ export interface InvokeChannelOptions {
   maxMessageBytes?: number;
 }
 
+/** What Invoke answered. */
+export interface InvokeAnswer {
+  /** The encoded response (opaque to the caller). */
+  payload: Buffer;
+  /** The module threw: the server flagged the answer in the `splice-outcome` trailer. */
+  threw: boolean;
+}
+
 /** A connection to one module-server for Invoke calls. */
 export interface InvokeChannel {
-  /** Sends an encoded program; resolves with the encoded response or rejects with a SpliceError. */
+  /** Sends an encoded program; resolves with the encoded answer or rejects with a SpliceError. */
   invoke(
     payload: Uint8Array,
     options: { timeoutMs: number; signal?: AbortSignal | undefined },
-  ): Promise<Buffer>;
+  ): Promise<InvokeAnswer>;
   close(): void;
 }
 
@@ -106,14 +114,14 @@ interface UnaryOptions {
   reached: () => boolean;
 }
 
-function unary(session: http2.ClientHttp2Session, body: Buffer, o: UnaryOptions): Promise<Buffer> {
+function unary(session: http2.ClientHttp2Session, body: Buffer, o: UnaryOptions): Promise<InvokeAnswer> {
   return new Promise((resolve, reject) => {
     if (o.signal?.aborted) return reject(new SpliceError(Code.CANCELLED, 'the call was aborted'));
     let settled = false;
     const chunks: Buffer[] = [];
     let received = 0;
     let headers: http2.IncomingHttpHeaders | undefined;
-    const finish = (error: SpliceError | undefined, value?: Buffer) => {
+    const finish = (error: SpliceError | undefined, value?: InvokeAnswer) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
@@ -168,7 +176,8 @@ function unary(session: http2.ClientHttp2Session, body: Buffer, o: UnaryOptions)
         );
       }
       try {
-        finish(undefined, unframe(Buffer.concat(chunks, received)));
+        const threw = headers?.[OUTCOME_TRAILER] === 'remote-error';
+        finish(undefined, { payload: unframe(Buffer.concat(chunks, received)), threw });
       } catch (error) {
         finish(SpliceError.from(error, Code.INTERNAL));
       }

@@ -10,6 +10,12 @@ import * as protoLoader from '@grpc/proto-loader';
 /** Package-qualified name of the service, as it appears in gRPC paths and health checks. */
 export const MODULE_SERVICE_NAME = 'splice.v1.ModuleService';
 
+/**
+ * Trailer a module-server sets on an Invoke answer whose module threw (value `remote-error`), so the
+ * pod-manager can count outcomes without decoding payloads.
+ */
+export const OUTCOME_TRAILER = 'splice-outcome';
+
 /** Full gRPC method path of Invoke, for code that sends raw calls. */
 export const INVOKE_PATH = `/${MODULE_SERVICE_NAME}/Invoke`;
 

@@ -88,7 +88,7 @@ try {
   };
   const channel = createInvokeChannel(status.endpoint);
   const channelCall = async () => {
-    const res = decode(await channel.invoke(encode(program), { timeoutMs: 10_000 }));
+    const res = decode((await channel.invoke(encode(program), { timeoutMs: 10_000 })).payload);
     if (res.value !== 3) throw new Error('wrong answer');
   };
   const orc = connect(url);

@@ -42,6 +42,8 @@ const progress: ModuleState[] = ['absent', 'failed', 'stopping', 'installing', '
 class LocalModule {
   spec: ModuleSpec | undefined;
   #replicas: Replica[] = [];
+  /** Replicas being drained: shown in status until they are gone, never routed to. */
+  #draining = new Set<Replica>();
   #removed = 0;
   #next = 1;
 
@@ -76,20 +78,28 @@ class LocalModule {
     const replica = this.#replicas.find((r) => r.status().id === id);
     if (!replica) return;
     this.#replicas = this.#replicas.filter((r) => r !== replica);
-    this.#removed += replica.restarts;
-    await replica.drain();
+    await this.#drain(replica);
   }
 
   async stopAll(): Promise<void> {
     const replicas = this.#replicas;
     this.#replicas = [];
-    for (const r of replicas) this.#removed += r.restarts;
-    await Promise.all(replicas.map((r) => r.drain()));
+    await Promise.all(replicas.map((r) => this.#drain(r)));
+  }
+
+  async #drain(replica: Replica): Promise<void> {
+    this.#draining.add(replica);
+    try {
+      await replica.drain();
+    } finally {
+      this.#draining.delete(replica);
+      this.#removed += replica.restarts;
+    }
   }
 
   status(): ModuleStatus {
-    const replicas = this.#replicas.map((r) => r.status());
-    let state: ModuleState = 'absent';
+    const replicas = [...this.#replicas, ...this.#draining].map((r) => r.status());
+    let state: ModuleState = this.#draining.size > 0 ? 'stopping' : 'absent';
     for (const r of this.#replicas) if (progress.indexOf(r.state) > progress.indexOf(state)) state = r.state;
     const failed = replicas.find((r) => r.state === 'failed');
     const restarts = this.#replicas.reduce((sum, r) => sum + r.restarts, this.#removed);

@@ -1,0 +1,8 @@
+export { FORBIDDEN_KEYS } from './guard.js';
+export {
+  createInvocationHandler,
+  type InvocationHandlerOptions,
+  type InvocationResult,
+} from './invocation-handler.js';
+export { type LoadedModule, type LoadModuleOptions, loadModule } from './module-host.js';
+export { ObjectTable, type ObjectTableOptions } from './object-table.js';
