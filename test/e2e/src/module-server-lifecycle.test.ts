@@ -59,6 +59,32 @@ describe('splice-orc serve', () => {
   });
 });
 
+describe('splice-orc serve without a token', () => {
+  it('listens on loopback only, even when asked for every address, and says so', async () => {
+    const configPath = writeConfig(standardModules, { host: '0.0.0.0' });
+    const child = spawn(
+      process.execPath,
+      [join(repoRoot, 'packages/pod-manager/dist/cli.js'), 'serve', '--config', configPath, '--port', '0'],
+      {
+        env: { ...process.env, SPLICE_AUTH_TOKEN: '', LOG_LEVEL: 'info' },
+        stdio: ['ignore', 'pipe', 'ignore'],
+      },
+    );
+    let out = '';
+    const url = await new Promise<string>((resolve) => {
+      child.stdout.on('data', (chunk) => {
+        out += chunk;
+        const match = /listening on (http:\/\/\S+)/.exec(out);
+        if (match) resolve(match[1]!);
+      });
+    });
+    child.kill('SIGTERM');
+    await once(child, 'exit');
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(out).toContain('listening on 127.0.0.1 only');
+  });
+});
+
 describe('module-server lifecycle', () => {
   it('restarts a killed module-server and serves the next call', async () => {
     await using pm = await startPodManager();
