@@ -9,15 +9,18 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController
 
 import type { Backend } from './backends/backend.js';
 import { createLocalBackend } from './backends/local.js';
-import type { Config } from './config.js';
+import { type Config, parseModuleConfig } from './config.js';
 import { ServiceError } from './errors.js';
 import { Invoker } from './invoker.js';
 import { startLifecycle } from './lifecycle.js';
 import { createMetrics } from './metrics.js';
+import { PlacementEngine } from './placement-engine.js';
 import { ModuleRegistry } from './registry.js';
 import { healthRoutes } from './routes/health.js';
 import { invokeRoutes } from './routes/invoke.js';
 import { moduleRoutes } from './routes/modules.js';
+import { policyRoutes } from './routes/policy.js';
+import { readState, writeState } from './state-store.js';
 
 /** Options of {@link buildApp}. */
 export interface BuildAppOptions {
@@ -49,10 +52,27 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   });
   const invoker = new Invoker({ maxPayloadBytes: config.server.max_payload_bytes });
   const backend = options.backend ?? backendFor(config, app, invoker);
+  app.decorate('events', new EventEmitter());
   const registry = new ModuleRegistry(config, backend, invoker);
+  const saved = readState(config.server.state_file);
+  for (const [name, raw] of Object.entries(saved.modules)) {
+    if (config.modules.has(name)) registry.setSpec(parseModuleConfig(name, raw, config.baseDir).spec, raw);
+  }
+  const placement = new PlacementEngine({
+    settings: saved.policy ?? config.raw.policy,
+    modes: saved.modes,
+    specs: () => registry.names().map((name) => registry.spec(name)),
+    onEvent: (event) => app.events.emit('placement', event),
+  });
+  placement.start();
+  const persist = () =>
+    writeState(config.server.state_file, {
+      modules: registry.overrides(),
+      modes: placement.modes(),
+      policy: placement.settings,
+    });
   const state = { closing: false };
   app.decorate('registry', registry);
-  app.decorate('events', new EventEmitter());
 
   app.setErrorHandler((error, request, reply) => {
     const failure = serviceErrorFrom(error);
@@ -89,6 +109,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   });
   app.addHook('onClose', async () => {
     stopLifecycle();
+    placement.stop();
     await backend.close();
     invoker.close();
   });
@@ -96,8 +117,9 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   app.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.text()));
 
   healthRoutes(app, state);
-  moduleRoutes(app, { registry });
-  invokeRoutes(app, { registry, maxTimeoutMs: config.server.invoke_timeout_ms });
+  moduleRoutes(app, { registry, placement, baseDir: config.baseDir, persist });
+  policyRoutes(app, { registry, placement, persist });
+  invokeRoutes(app, { registry, placement, maxTimeoutMs: config.server.invoke_timeout_ms });
   return app;
 }
 

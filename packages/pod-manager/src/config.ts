@@ -14,10 +14,11 @@ import { Ajv, type ErrorObject } from 'ajv';
 const oneOf = <const V extends string>(values: readonly V[], fallback: V) =>
   T.Unsafe<V>({ type: 'string', enum: values, default: fallback });
 
-const quantity = (example: string) =>
+const quantity = (example: string, fallback?: string) =>
   T.String({
     pattern: '^[0-9]+(\\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$',
     description: `Kubernetes quantity, e.g. ${example}`,
+    ...(fallback === undefined ? {} : { default: fallback }),
   });
 
 const ModuleConfig = T.Object(
@@ -134,6 +135,19 @@ const ConfigSchema = T.Object(
       {
         additionalProperties: false,
       },
+    ),
+    policy: T.Object(
+      {
+        /** Placement policy: default (follow load_type) or adaptive (see placement.ts). */
+        name: oneOf(['default', 'adaptive'], 'default'),
+        /** How often the adaptive policy re-evaluates, s. */
+        interval_s: T.Number({ exclusiveMinimum: 0, default: 30 }),
+        /** Memory a client may give local modules when it reports none. */
+        client_memory_budget: quantity('512Mi', '512Mi'),
+        /** Least time saved per call, ms, for local placement to be worth it. */
+        min_gain_ms: T.Number({ minimum: 0, default: 0.2 }),
+      },
+      { additionalProperties: false, default: {} },
     ),
     environment: T.Object(
       { POD_MANAGER_URL: T.Optional(T.String()) },

@@ -5,7 +5,7 @@
  */
 import { Code, type InvokeAnswer, type ServerStats, SpliceError } from '@splice-orc/protocol';
 import type { Backend, ModuleStatus, ReadyReplica } from './backends/backend.js';
-import type { Config, ModuleSpec } from './config.js';
+import type { Config, ModuleSpec, RawModuleConfig } from './config.js';
 import { ServiceError } from './errors.js';
 import { type Invoker, neverDelivered } from './invoker.js';
 
@@ -65,6 +65,7 @@ interface Activity {
 export class ModuleRegistry {
   readonly #activity = new Map<string, Activity>();
   readonly #specs: Map<string, ModuleSpec>;
+  readonly #overrides: Record<string, RawModuleConfig> = {};
   readonly #callListeners: Array<(event: CallEvent) => void> = [];
   readonly #coldStartListeners: Array<(module: string, ms: number) => void> = [];
   /** Modules unloaded on purpose: keep-warm leaves them down until the next load or call. */
@@ -93,9 +94,15 @@ export class ModuleRegistry {
     return spec;
   }
 
-  /** Replaces a module's spec (runtime config change). */
-  setSpec(spec: ModuleSpec): void {
+  /** Replaces a module's spec (runtime config change); `raw` is what was set, for persisting. */
+  setSpec(spec: ModuleSpec, raw: RawModuleConfig): void {
     this.#specs.set(spec.name, spec);
+    this.#overrides[spec.name] = raw;
+  }
+
+  /** Module configs set at runtime, by name. */
+  overrides(): Record<string, RawModuleConfig> {
+    return { ...this.#overrides };
   }
 
   /** Calls `listener` after every forwarded call. */

@@ -37,7 +37,11 @@ export interface TestPodManager {
 export function writeConfig(modules: Record<string, object>, server: Record<string, unknown> = {}): string {
   const dir = mkdtempSync(join(tmpdir(), 'splice-e2e-'));
   const path = join(dir, 'config.json');
-  const config = { module_config: modules, server: { cache_dir: cacheDir, port: 0, ...server } };
+  const config = {
+    module_config: modules,
+    server: { cache_dir: cacheDir, port: 0, state_file: join(dir, 'state.json'), ...server },
+  };
+
   writeFileSync(path, JSON.stringify(config, null, 2));
   return path;
 }

@@ -8,6 +8,7 @@ import { decode, encode, type InvokeResponse, PROGRAM_VERSION, type RemoteRef } 
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { ServiceError } from '../errors.js';
 import { errorJson, JsonInvokeBody, jsonFromValue, programFromJson } from '../json-invoke.js';
+import type { PlacementEngine } from '../placement-engine.js';
 import type { ModuleRegistry } from '../registry.js';
 
 /** Content types taken as msgpack. */
@@ -20,6 +21,8 @@ export const TIMEOUT_HEADER = 'x-splice-timeout-ms';
  * client copies it from the references, so the pod-manager routes without decoding payloads.
  */
 export const ROUTE_HEADER = 'x-splice-route';
+/** Header of every invoke response: where the module's new calls should run now (remote | local). */
+export const PLACEMENT_HEADER = 'x-splice-placement';
 /** Header of a response that waited for its module to start: how long, ms. */
 export const COLD_START_HEADER = 'x-splice-cold-start-ms';
 
@@ -31,10 +34,14 @@ const JSON_SESSION = `json-${randomUUID()}`;
 
 interface InvokeRouteOptions {
   registry: ModuleRegistry;
+  placement: PlacementEngine;
   maxTimeoutMs: number;
 }
 
-export function invokeRoutes(app: FastifyInstance, { registry, maxTimeoutMs }: InvokeRouteOptions): void {
+export function invokeRoutes(
+  app: FastifyInstance,
+  { registry, placement, maxTimeoutMs }: InvokeRouteOptions,
+): void {
   app.addContentTypeParser(MSGPACK_TYPES, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   // Only msgpack and JSON are invocations: anything else is a 415, not a string to misread.
   app.removeContentTypeParser('text/plain');
@@ -44,6 +51,7 @@ export function invokeRoutes(app: FastifyInstance, { registry, maxTimeoutMs }: I
     registry.spec(name);
     const timeoutMs = timeoutFrom(request.headers[TIMEOUT_HEADER], maxTimeoutMs);
     const signal = abortOnDisconnect(reply);
+    reply.header(PLACEMENT_HEADER, placement.decision(name).placement);
     if (Buffer.isBuffer(request.body)) {
       const route = request.headers[ROUTE_HEADER];
       const result = await registry.forward(name, request.body, {

@@ -1,23 +1,89 @@
-/** Module management: list, inspect, start and stop modules explicitly. */
+/**
+ * Module management (JSORC's actions load / unload / status / config): list, inspect, start and
+ * stop modules, set their mode and their config at runtime.
+ */
+import { Type as T } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 import type { FastifyInstance } from 'fastify';
-import type { ModuleRegistry } from '../registry.js';
+import { ConfigError, parseModuleConfig } from '../config.js';
+import { ServiceError } from '../errors.js';
+import type { PlacementEngine } from '../placement-engine.js';
+import type { ModuleRegistry, ModuleView } from '../registry.js';
 
-export function moduleRoutes(app: FastifyInstance, { registry }: { registry: ModuleRegistry }): void {
-  app.get('/modules', async () => ({ modules: registry.list() }));
+/** What the module routes need. */
+export interface ModuleRouteOptions {
+  registry: ModuleRegistry;
+  placement: PlacementEngine;
+  baseDir: string;
+  /** Saves what was changed at runtime. */
+  persist: () => void;
+}
 
-  app.get<{ Params: { name: string } }>('/modules/:name', async (request) =>
-    registry.inspect(request.params.name),
+const LoadBody = T.Object(
+  { mode: T.Optional(T.Union([T.Literal('remote'), T.Literal('local'), T.Literal('auto')])) },
+  { additionalProperties: false },
+);
+
+type Params = { Params: { name: string } };
+
+export function moduleRoutes(app: FastifyInstance, o: ModuleRouteOptions): void {
+  const { registry, placement } = o;
+  /** A module's view with its mode and placement. */
+  const withPlacement = (view: ModuleView) => {
+    const decision = placement.decision(view.name);
+    return {
+      ...view,
+      mode: placement.mode(registry.spec(view.name)),
+      placement: decision.placement,
+      placementReason: decision.reason,
+    };
+  };
+
+  app.get('/modules', async () => ({ modules: registry.list().map(withPlacement) }));
+
+  app.get<Params>('/modules/:name', async (request) =>
+    withPlacement(await registry.inspect(request.params.name)),
   );
 
-  app.post<{ Params: { name: string } }>('/modules/:name/load', async (request) =>
-    registry.load(request.params.name),
-  );
+  app.post<Params & { Body: unknown }>('/modules/:name/load', async (request) => {
+    const { name } = request.params;
+    const spec = registry.spec(name);
+    const body = request.body ?? {};
+    if (!Value.Check(LoadBody, body)) {
+      throw new ServiceError('BAD_REQUEST', 'the load body is {"mode"?: "remote" | "local" | "auto"}');
+    }
+    if (body.mode && body.mode !== placement.mode(spec)) {
+      placement.setMode(name, body.mode);
+      o.persist();
+    }
+    // A module placed local runs in the clients: nothing to start here.
+    if (placement.decision(name).placement === 'local') return withPlacement(registry.view(name));
+    return withPlacement(await registry.load(name));
+  });
 
-  app.delete<{ Params: { name: string } }>('/modules/:name', async (request) =>
-    registry.unload(request.params.name),
-  );
+  const unload = async (name: string) => withPlacement(await registry.unload(name));
+  app.delete<Params>('/modules/:name', async (request) => unload(request.params.name));
+  app.post<Params>('/modules/:name/unload', async (request) => unload(request.params.name));
 
-  app.post<{ Params: { name: string } }>('/modules/:name/unload', async (request) =>
-    registry.unload(request.params.name),
-  );
+  app.put<Params & { Body: unknown }>('/modules/:name/config', async (request) => {
+    const { name } = request.params;
+    const before = registry.spec(name);
+    let parsed: ReturnType<typeof parseModuleConfig>;
+    try {
+      parsed = parseModuleConfig(name, request.body, o.baseDir);
+    } catch (error) {
+      if (error instanceof ConfigError)
+        throw new ServiceError('BAD_REQUEST', error.message, { extra: { problems: error.problems } });
+      throw error;
+    }
+    registry.setSpec(parsed.spec, parsed.raw);
+    placement.evaluate();
+    o.persist();
+    // What is installed changed: running servers are replaced (the next call or keep-warm starts new ones).
+    const reinstall =
+      before.package !== parsed.spec.package ||
+      before.dependencies.join('\n') !== parsed.spec.dependencies.join('\n');
+    if (reinstall) await registry.backend.stop(name);
+    return withPlacement(registry.view(name));
+  });
 }

@@ -1,0 +1,165 @@
+/**
+ * Runs the placement policy: keeps each module's mode (load_type, or the mode set at runtime), the
+ * call statistics clients report, the decisions and their history, and re-evaluates periodically.
+ */
+import type { ModuleSpec } from './config.js';
+import { ServiceError } from './errors.js';
+import {
+  type Decision,
+  decide,
+  type ModuleCallStats,
+  type Placement,
+  type PolicySettings,
+} from './placement.js';
+
+/** What a client reports (`POST /stats`): calls per module since its last report. */
+export interface ClientReport {
+  /** Memory the client gives local modules, bytes. */
+  memoryBudget?: number | undefined;
+  modules: Record<
+    string,
+    {
+      local?: { calls: number; totalMs: number };
+      remote?: { calls: number; totalMs: number };
+      localUnavailable?: boolean;
+    }
+  >;
+}
+
+/** A change of placement or of policy, for call tracking. */
+export interface PlacementEvent {
+  at: string;
+  module?: string | undefined;
+  from?: Placement | undefined;
+  to?: Placement | undefined;
+  policy: string;
+  reason: string;
+}
+
+/** Options of {@link PlacementEngine}. */
+export interface PlacementEngineOptions {
+  settings: PolicySettings;
+  modes: Record<string, ModuleSpec['loadType']>;
+  specs: () => ModuleSpec[];
+  onEvent?: (event: PlacementEvent) => void;
+}
+
+/** The placement state of the pod-manager. */
+export class PlacementEngine {
+  #settings: PolicySettings;
+  readonly #modes: Map<string, ModuleSpec['loadType']>;
+  readonly #decisions = new Map<string, Decision>();
+  #stats = new Map<string, ModuleCallStats>();
+  #budgets: number[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  readonly #options: PlacementEngineOptions;
+
+  constructor(options: PlacementEngineOptions) {
+    this.#options = options;
+    this.#settings = options.settings;
+    this.#modes = new Map(Object.entries(options.modes));
+    this.evaluate();
+  }
+
+  get settings(): PolicySettings {
+    return this.#settings;
+  }
+
+  /** Replaces the policy, re-evaluates at once and restarts the periodic evaluation. */
+  setPolicy(settings: PolicySettings): void {
+    const before = this.#settings.name;
+    this.#settings = settings;
+    this.#options.onEvent?.({
+      at: new Date().toISOString(),
+      policy: settings.name,
+      reason: `policy ${before} -> ${settings.name}`,
+    });
+    this.evaluate();
+    if (this.#timer) this.start();
+  }
+
+  /** A module's mode: its load_type, or what `load {mode}` set. */
+  mode(spec: ModuleSpec): ModuleSpec['loadType'] {
+    return this.#modes.get(spec.name) ?? spec.loadType;
+  }
+
+  setMode(name: string, mode: ModuleSpec['loadType']): void {
+    this.#modes.set(name, mode);
+    this.evaluate();
+  }
+
+  modes(): Record<string, ModuleSpec['loadType']> {
+    return Object.fromEntries(this.#modes);
+  }
+
+  /** The module's placement and why. */
+  decision(name: string): Decision {
+    return this.#decisions.get(name) ?? { placement: 'remote', reason: 'not evaluated yet' };
+  }
+
+  /** Every module's placement. */
+  placements(): Record<string, Placement> {
+    return Object.fromEntries([...this.#decisions].map(([name, d]) => [name, d.placement]));
+  }
+
+  /** Adds a client's report to the statistics of the current window. */
+  report(report: ClientReport, known: (name: string) => boolean): void {
+    if (report.memoryBudget !== undefined) this.#budgets.push(report.memoryBudget);
+    for (const [name, r] of Object.entries(report.modules)) {
+      if (!known(name))
+        throw new ServiceError(
+          'MODULE_NOT_FOUND',
+          `stats report names module '${name}', which is not configured`,
+        );
+      const s = this.#stats.get(name) ?? {
+        local: { calls: 0, totalMs: 0 },
+        remote: { calls: 0, totalMs: 0 },
+        localUnavailable: false,
+      };
+      s.local.calls += r.local?.calls ?? 0;
+      s.local.totalMs += r.local?.totalMs ?? 0;
+      s.remote.calls += r.remote?.calls ?? 0;
+      s.remote.totalMs += r.remote?.totalMs ?? 0;
+      s.localUnavailable ||= r.localUnavailable === true;
+      this.#stats.set(name, s);
+    }
+  }
+
+  /** Decides every module's placement from the window's statistics, then opens a new window. */
+  evaluate(): void {
+    const specs = this.#options.specs();
+    const decisions = decide(this.#settings, {
+      modules: specs.map((s) => ({ ...s, mode: this.mode(s) })),
+      stats: this.#stats,
+      clientBudget: this.#budgets.length ? Math.min(...this.#budgets) : undefined,
+      current: new Map([...this.#decisions].map(([k, d]) => [k, d.placement])),
+    });
+    for (const [name, decision] of decisions) {
+      const before = this.#decisions.get(name);
+      this.#decisions.set(name, decision);
+      if (before?.placement !== decision.placement) {
+        this.#options.onEvent?.({
+          at: new Date().toISOString(),
+          module: name,
+          from: before?.placement,
+          to: decision.placement,
+          policy: this.#settings.name,
+          reason: decision.reason,
+        });
+      }
+    }
+    this.#stats = new Map();
+    this.#budgets = [];
+  }
+
+  /** Re-evaluates every policy interval. */
+  start(): void {
+    clearInterval(this.#timer);
+    this.#timer = setInterval(() => this.evaluate(), this.#settings.interval_s * 1000);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * Placement policy (JSORC's actionpolicy set/get) and the call statistics clients report for it.
+ */
+import { Type as T } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import type { FastifyInstance } from 'fastify';
+import { ServiceError } from '../errors.js';
+import type { PolicySettings } from '../placement.js';
+import type { ClientReport, PlacementEngine } from '../placement-engine.js';
+import type { ModuleRegistry } from '../registry.js';
+
+const Calls = T.Object(
+  { calls: T.Integer({ minimum: 0 }), totalMs: T.Number({ minimum: 0 }) },
+  { additionalProperties: false },
+);
+
+const ReportBody = T.Object(
+  {
+    memoryBudget: T.Optional(T.Number({ minimum: 0 })),
+    modules: T.Record(
+      T.String(),
+      T.Object(
+        { local: T.Optional(Calls), remote: T.Optional(Calls), localUnavailable: T.Optional(T.Boolean()) },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const PolicyBody = T.Object(
+  {
+    name: T.Union([T.Literal('default'), T.Literal('adaptive')]),
+    interval_s: T.Optional(T.Number({ exclusiveMinimum: 0 })),
+    client_memory_budget: T.Optional(T.String({ pattern: '^[0-9]+(\\.[0-9]+)?(k|M|G|T|Ki|Mi|Gi|Ti)?$' })),
+    min_gain_ms: T.Optional(T.Number({ minimum: 0 })),
+  },
+  { additionalProperties: false },
+);
+
+/** What the policy routes need. */
+export interface PolicyRouteOptions {
+  registry: ModuleRegistry;
+  placement: PlacementEngine;
+  persist: () => void;
+}
+
+export function policyRoutes(
+  app: FastifyInstance,
+  { registry, placement, persist }: PolicyRouteOptions,
+): void {
+  app.get('/policy', async () => ({ ...placement.settings, placements: placement.placements() }));
+
+  app.put<{ Body: unknown }>('/policy', async (request) => {
+    const body = check(
+      PolicyBody,
+      request.body,
+      '{"name": "default" | "adaptive", "interval_s"?, "client_memory_budget"?, "min_gain_ms"?}',
+    );
+    const settings: PolicySettings = { ...placement.settings, ...body };
+    placement.setPolicy(settings);
+    persist();
+    return { ...placement.settings, placements: placement.placements() };
+  });
+
+  app.post<{ Body: unknown }>('/stats', async (request) => {
+    const report = check(
+      ReportBody,
+      request.body,
+      '{"memoryBudget"?: bytes, "modules": {name: {"local"?, "remote"?: {calls, totalMs}, "localUnavailable"?}}}',
+    );
+    placement.report(report as ClientReport, (name) => registry.names().includes(name));
+    return { placements: placement.placements(), intervalMs: placement.settings.interval_s * 1000 };
+  });
+}
+
+function check<S extends Parameters<typeof Value.Check>[0]>(schema: S, body: unknown, shape: string) {
+  if (Value.Check(schema, body)) return body as import('@sinclair/typebox').Static<S>;
+  const problems = [...Value.Errors(schema, body)].map((e) => `${e.path || '/'}: ${e.message}`);
+  throw new ServiceError('BAD_REQUEST', `expected ${shape}: ${problems.slice(0, 5).join('; ')}`);
+}
