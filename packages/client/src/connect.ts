@@ -2,6 +2,7 @@
  * `connect()`: the entry point of the client SDK.
  */
 import { Code, SpliceError } from '@splice-orc/protocol';
+import { PlacementTracker } from './placement.js';
 import { nodeOf } from './remote-proxy.js';
 import { type CallOptions, Session } from './session.js';
 
@@ -20,6 +21,15 @@ export interface ConnectOptions {
   headers?: Record<string, string>;
   /** Bearer token of the pod-manager. Default: SPLICE_AUTH_TOKEN from the environment. */
   token?: string;
+  /**
+   * Imports a module that the policy places local (run in this process). Default: `import(name)`
+   * from this package, which finds the app's own dependencies.
+   */
+  importModule?: (name: string) => Promise<unknown>;
+  /** Memory this client gives local modules: bytes or a quantity such as `512Mi`. Reported to the policy. */
+  memoryBudget?: number | string;
+  /** How often call statistics are reported to the pod-manager's policy, ms; 0 = never. Default 5 000. */
+  reportIntervalMs?: number;
 }
 
 /** A connection to a pod-manager. */
@@ -53,7 +63,15 @@ export function connect(urlOrOptions?: string | ConnectOptions, options: Connect
     headers: opts.headers,
     token: opts.token ?? (process.env.SPLICE_AUTH_TOKEN || undefined),
   });
-  const session = new Session({ transport, timeoutMs });
+  const placement = new PlacementTracker({
+    transport,
+    importModule: opts.importModule ?? ((name) => import(name)),
+    memoryBudget:
+      typeof opts.memoryBudget === 'string' ? bytesFromQuantity(opts.memoryBudget) : opts.memoryBudget,
+    reportIntervalMs: opts.reportIntervalMs ?? 5_000,
+    timeoutMs,
+  });
+  const session = new Session({ transport, timeoutMs, placement });
   const close = async () => {
     await session.close();
     await transport.close();
@@ -91,3 +109,20 @@ function handleOf(ref: unknown) {
 }
 
 export type { CallOptions };
+
+const units: Record<string, number> = {
+  '': 1,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  Ki: 1024,
+  Mi: 1024 ** 2,
+  Gi: 1024 ** 3,
+};
+
+function bytesFromQuantity(quantity: string): number {
+  const match = /^([0-9.]+)([a-zA-Z]*)$/.exec(quantity);
+  const factor = match ? units[match[2] ?? ''] : undefined;
+  if (!match || factor === undefined) throw new TypeError(`memoryBudget: not a memory quantity: ${quantity}`);
+  return Number(match[1]) * factor;
+}

@@ -20,6 +20,7 @@ import {
   SpliceError,
 } from '@splice-orc/protocol';
 import { RemoteError } from './errors.js';
+import type { PlacementTracker } from './placement.js';
 import {
   compile,
   createRemoteProxy,
@@ -32,6 +33,8 @@ import type { Transport } from './transport.js';
 /** Options of a session. */
 export interface SessionOptions {
   transport: Transport;
+  /** Where modules run, and the modules imported here. */
+  placement: PlacementTracker;
   /** Default per-call timeout, ms. */
   timeoutMs: number;
   /** How long GC-found releases wait to be sent together, ms. Default 1 000. */
@@ -109,13 +112,9 @@ export class Session implements ProxyHost {
     const program = releases.length ? [{ op: 'release', ids: releases } as Op, ...ops] : ops;
     const body = encode({ v: PROGRAM_VERSION, session: this.id, ops: program }, { exportRef: refuseByValue });
     const timeoutMs = options.timeoutMs ?? this.#options.timeoutMs;
-    let bytes: Buffer;
+    let bytes: Uint8Array;
     try {
-      bytes = await this.#options.transport.invoke(invokePath(module), body, {
-        timeoutMs,
-        signal: options.signal,
-        route: options.route,
-      });
+      bytes = await this.#dispatch(module, body, { timeoutMs, signal: options.signal, route: options.route });
     } catch (error) {
       for (const id of releases) server?.pendingReleases.add(id);
       throw error;
@@ -128,6 +127,38 @@ export class Session implements ProxyHost {
     }
     if (!response.ok) throw new RemoteError(response.error, module);
     return response.value;
+  }
+
+  /**
+   * Runs an encoded program where it belongs: where its references live, else where the module is
+   * placed now. Calls are timed for the placement policy.
+   */
+  async #dispatch(
+    module: string,
+    body: Uint8Array,
+    o: { timeoutMs: number; signal?: AbortSignal | undefined; route?: string | undefined },
+  ): Promise<Uint8Array> {
+    const tracker = this.#options.placement;
+    const local = o.route ? tracker.isLocal(o.route) : (await tracker.placement(module)) === 'local';
+    const started = performance.now();
+    if (local) {
+      const host = await tracker.host(module, this.#state(module).leaseMs).catch((error: unknown) => {
+        if (o.route) throw error;
+        // Placed local but not importable here: warn once, report it, and run it remotely.
+        process.emitWarning((error as Error).message, { code: 'SPLICE_LOCAL_UNAVAILABLE' });
+        tracker.localUnavailable(module);
+        return undefined;
+      });
+      if (host) {
+        const { payload } = await withDeadline(host.handle(body), o.timeoutMs, o.signal);
+        tracker.record(module, 'local', performance.now() - started);
+        return payload;
+      }
+    }
+    const answer = await this.#options.transport.invoke(invokePath(module), body, o);
+    tracker.update(module, answer.placement);
+    tracker.record(module, 'remote', performance.now() - started);
+    return answer.payload;
   }
 
   async release(handle: RefHandle): Promise<void> {
@@ -145,6 +176,8 @@ export class Session implements ProxyHost {
     if (this.#closed) return;
     clearTimeout(this.#flushTimer);
     clearInterval(this.#renewTimer);
+    this.#options.placement.close();
+    await this.#options.placement.report().catch(() => {});
     await Promise.allSettled(this.#eachServer().map(([module, id]) => this.#flush(module, id)));
     this.#closed = true;
   }
@@ -241,4 +274,22 @@ function refuseByValue(value: object): never {
     Code.INVALID_ARGUMENT,
     `cannot send ${describe(value)} to a remote module: pass plain data (objects, arrays, typed arrays, Map, Set, Date, errors) or remote references`,
   );
+}
+
+/** A local call cannot be stopped, but its caller stops waiting at the deadline or on abort. */
+function withDeadline<T>(work: Promise<T>, ms: number, signal: AbortSignal | undefined): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(
+      () =>
+        reject(new SpliceError(Code.DEADLINE_EXCEEDED, `no answer from the local module within ${ms} ms`)),
+      ms,
+    );
+    const onAbort = () => reject(new SpliceError(Code.CANCELLED, 'the call was aborted'));
+    if (signal?.aborted) onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    });
+  });
 }

@@ -25,10 +25,19 @@ export interface RequestOptions {
 
 /** The client's connection to one pod-manager. */
 export interface Transport {
-  /** POSTs msgpack bytes to `path` and resolves with the msgpack answer. */
-  invoke(path: string, body: Uint8Array, options: RequestOptions): Promise<Buffer>;
+  /** POSTs msgpack bytes to `path` and resolves with the msgpack answer and the module's placement. */
+  invoke(
+    path: string,
+    body: Uint8Array,
+    options: RequestOptions,
+  ): Promise<{ payload: Buffer; placement?: string }>;
   /** Sends a JSON request (management endpoints). */
-  json(method: 'GET' | 'POST' | 'DELETE', path: string, options: RequestOptions): Promise<unknown>;
+  json(
+    method: 'GET' | 'POST' | 'PUT' | 'DELETE',
+    path: string,
+    options: RequestOptions,
+    body?: unknown,
+  ): Promise<unknown>;
   close(): Promise<void>;
 }
 
@@ -41,10 +50,10 @@ export function createTransport(url: string, options: TransportOptions = {}): Tr
   if (options.token) headers.authorization = `Bearer ${options.token}`;
 
   async function send(
-    method: 'GET' | 'POST' | 'DELETE',
+    method: 'GET' | 'POST' | 'PUT' | 'DELETE',
     path: string,
     request: RequestOptions,
-    body?: Uint8Array,
+    body?: { bytes: Uint8Array | string; type: string },
   ) {
     const signal = request.signal
       ? AbortSignal.any([request.signal, AbortSignal.timeout(request.timeoutMs)])
@@ -53,26 +62,30 @@ export function createTransport(url: string, options: TransportOptions = {}): Tr
       const response = await pool.request({
         method,
         path: prefix + path,
-        body: body === undefined ? null : body,
+        body: body === undefined ? null : body.bytes,
         signal,
         headers: {
           ...headers,
-          ...(body === undefined ? {} : { 'content-type': 'application/msgpack' }),
+          ...(body === undefined ? {} : { 'content-type': body.type }),
           'x-splice-timeout-ms': String(request.timeoutMs),
           ...(request.route ? { 'x-splice-route': request.route } : {}),
         },
       });
       const payload = Buffer.from(await response.body.arrayBuffer());
       if (response.statusCode >= 400) throw errorFromResponse(response.statusCode, payload, path);
-      return payload;
+      const placement = response.headers['x-splice-placement'];
+      return { payload, placement: typeof placement === 'string' ? placement : undefined };
     } catch (error) {
       throw asSpliceError(error, request, base.origin);
     }
   }
 
   return {
-    invoke: (path, body, request) => send('POST', path, request, body),
-    json: async (method, path, request) => JSON.parse((await send(method, path, request)).toString('utf8')),
+    invoke: (path, bytes, request) => send('POST', path, request, { bytes, type: 'application/msgpack' }),
+    json: async (method, path, request, body) => {
+      const json = body === undefined ? undefined : { bytes: JSON.stringify(body), type: 'application/json' };
+      return JSON.parse((await send(method, path, request, json)).payload.toString('utf8'));
+    },
     close: () => pool.close(),
   };
 }

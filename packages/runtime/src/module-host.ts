@@ -49,7 +49,7 @@ async function importFrom({ name, resolveFrom }: LoadModuleOptions): Promise<unk
  * properties; its real root is `module.exports` (the default), which also keeps functions that
  * the export lexer could not see and lets a module that exports a function be called.
  */
-function rootOf(namespace: Record<string, unknown>): object {
+export function rootOf(namespace: Record<string, unknown>): object {
   const fallback = namespace.default;
   if (fallback === null || (typeof fallback !== 'object' && typeof fallback !== 'function')) return namespace;
   const defaults = fallback as Record<string, unknown>;

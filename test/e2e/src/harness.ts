@@ -50,8 +50,9 @@ export function writeConfig(modules: Record<string, object>, server: Record<stri
 export async function startPodManager(
   modules: Record<string, object> = standardModules,
   server: Record<string, unknown> = {},
+  existingConfig?: string,
 ): Promise<TestPodManager> {
-  const configPath = writeConfig(modules, server);
+  const configPath = existingConfig ?? writeConfig(modules, server);
   const app = await buildApp(loadConfig(configPath), {
     logger: { level: process.env.LOG_LEVEL ?? 'silent' },
   });

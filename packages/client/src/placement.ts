@@ -1,0 +1,167 @@
+/**
+ * Where this client runs each module's new calls: through the pod-manager (remote) or in this
+ * process (local), as the pod-manager's policy decides. The client asks once per module, then
+ * follows the placement every answer carries and the one its periodic statistics report returns.
+ * A module placed local is imported here and run with the module-server's own runtime, so the
+ * proxy API and its semantics (values by copy, references, errors) do not change.
+ */
+import { randomBytes } from 'node:crypto';
+import { Code, SpliceError } from '@splice-orc/protocol';
+import { createInvocationHandler, type InvocationResult, ObjectTable, rootOf } from '@splice-orc/runtime';
+import type { Transport } from './transport.js';
+
+/** Where a module's calls run. */
+export type Placement = 'remote' | 'local';
+
+/** A module imported into this process. */
+export interface LocalHost {
+  /** Instance id carried by the references it makes, like a module-server's. */
+  serverId: string;
+  handle(payload: Uint8Array): Promise<InvocationResult>;
+}
+
+/** Options of {@link PlacementTracker}. */
+export interface PlacementOptions {
+  transport: Transport;
+  /** Imports a module for local placement. */
+  importModule: (name: string) => Promise<unknown>;
+  /** Memory this client gives local modules, bytes (reported to the policy). */
+  memoryBudget: number | undefined;
+  /** How often call statistics are reported, ms; 0 = never. */
+  reportIntervalMs: number;
+  timeoutMs: number;
+}
+
+interface Counters {
+  local: { calls: number; totalMs: number };
+  remote: { calls: number; totalMs: number };
+  localUnavailable?: boolean;
+}
+
+/** The client's view of placements, its local hosts and its call statistics. */
+export class PlacementTracker {
+  readonly #placements = new Map<string, Placement>();
+  readonly #asked = new Map<string, Promise<Placement>>();
+  readonly #hosts = new Map<string, Promise<LocalHost>>();
+  readonly #localIds = new Set<string>();
+  #counters = new Map<string, Counters>();
+  #timer: NodeJS.Timeout | undefined;
+  readonly #options: PlacementOptions;
+
+  constructor(options: PlacementOptions) {
+    this.#options = options;
+  }
+
+  /** The module's placement, asked of the pod-manager the first time. */
+  placement(module: string): Placement | Promise<Placement> {
+    const known = this.#placements.get(module);
+    if (known) return known;
+    let asking = this.#asked.get(module);
+    if (!asking) {
+      asking = this.#options.transport
+        .json('GET', `/modules/${encodeURIComponent(module)}`, { timeoutMs: this.#options.timeoutMs })
+        .then((view) => {
+          const placement = (view as { placement?: Placement }).placement === 'local' ? 'local' : 'remote';
+          if (!this.#placements.has(module)) this.#placements.set(module, placement);
+          return this.#placements.get(module)!;
+        })
+        .finally(() => this.#asked.delete(module));
+      this.#asked.set(module, asking);
+    }
+    return asking;
+  }
+
+  /** Follows what the pod-manager said (an answer's header, a report's response). */
+  update(module: string, placement: string | undefined): void {
+    if (placement === 'local' || placement === 'remote') this.#placements.set(module, placement);
+  }
+
+  /** True when references of this instance id live in this process. */
+  isLocal(serverId: string): boolean {
+    return this.#localIds.has(serverId);
+  }
+
+  /** The module imported into this process (once). */
+  host(module: string, leaseMs: number): Promise<LocalHost> {
+    let host = this.#hosts.get(module);
+    if (!host) {
+      host = this.#load(module, leaseMs);
+      host.catch(() => this.#hosts.delete(module));
+      this.#hosts.set(module, host);
+    }
+    return host;
+  }
+
+  /** Counts a call for the policy's statistics. */
+  record(module: string, where: Placement, ms: number): void {
+    const c = this.#countersOf(module);
+    c[where].calls++;
+    c[where].totalMs += ms;
+    this.#startReporting();
+  }
+
+  /** Notes that the module could not be imported here; its calls go remote. */
+  localUnavailable(module: string): void {
+    this.#countersOf(module).localUnavailable = true;
+    this.#placements.set(module, 'remote');
+  }
+
+  /** Sends the statistics gathered since the last report and follows the placements returned. */
+  async report(): Promise<void> {
+    if (this.#counters.size === 0) return;
+    const modules = Object.fromEntries(this.#counters);
+    this.#counters = new Map();
+    const body = { memoryBudget: this.#options.memoryBudget, modules };
+    const answer = (await this.#options.transport.json(
+      'POST',
+      '/stats',
+      { timeoutMs: this.#options.timeoutMs },
+      body,
+    )) as {
+      placements?: Record<string, string>;
+    };
+    for (const [module, placement] of Object.entries(answer.placements ?? {})) this.update(module, placement);
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+  }
+
+  #startReporting(): void {
+    if (this.#timer || this.#options.reportIntervalMs <= 0) return;
+    this.#timer = setInterval(() => this.report().catch(() => {}), this.#options.reportIntervalMs);
+    this.#timer.unref();
+  }
+
+  #countersOf(module: string): Counters {
+    let c = this.#counters.get(module);
+    if (!c) {
+      c = { local: { calls: 0, totalMs: 0 }, remote: { calls: 0, totalMs: 0 } };
+      this.#counters.set(module, c);
+    }
+    return c;
+  }
+
+  async #load(module: string, leaseMs: number): Promise<LocalHost> {
+    let namespace: unknown;
+    try {
+      namespace = await this.#options.importModule(module);
+    } catch (cause) {
+      throw new SpliceError(
+        Code.FAILED_PRECONDITION,
+        `module ${module} is placed local but cannot be imported in this process (${(cause as Error).message}); install it in the app, pass connect({ importModule }), or set its load_type to remote`,
+        { cause },
+      );
+    }
+    const serverId = `local-${randomBytes(6).toString('hex')}`;
+    const table = new ObjectTable({ leaseMs });
+    table.startSweeping();
+    this.#localIds.add(serverId);
+    const handle = createInvocationHandler({
+      root: rootOf(namespace as Record<string, unknown>),
+      table,
+      serverId,
+    });
+    return { serverId, handle };
+  }
+}
