@@ -9,6 +9,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController
 
 import type { Backend } from './backends/backend.js';
 import { createLocalBackend } from './backends/local.js';
+import { Benchmark } from './benchmark.js';
 import { type Config, parseModuleConfig } from './config.js';
 import { ServiceError } from './errors.js';
 import { Invoker } from './invoker.js';
@@ -19,8 +20,10 @@ import { ModuleRegistry } from './registry.js';
 import { healthRoutes } from './routes/health.js';
 import { invokeRoutes } from './routes/invoke.js';
 import { moduleRoutes } from './routes/modules.js';
+import { observeRoutes } from './routes/observe.js';
 import { policyRoutes } from './routes/policy.js';
 import { readState, writeState } from './state-store.js';
+import { Tracking } from './tracking.js';
 
 /** Options of {@link buildApp}. */
 export interface BuildAppOptions {
@@ -100,6 +103,14 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   app.addHook('preClose', async () => {
     state.closing = true;
   });
+  const benchmark = new Benchmark();
+  const tracking = new Tracking();
+  registry.onCall((event) => {
+    benchmark.record(event);
+    tracking.call(event);
+  });
+  app.events.on('placement', (event) => tracking.placement(event));
+  app.events.on('lifecycle', (event) => tracking.lifecycle(event));
   const stopLifecycle = startLifecycle(registry, {
     intervalMs: config.server.lifecycle_interval_ms,
     scaleWindowMs: config.server.scale_window_s * 1000,
@@ -119,6 +130,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   healthRoutes(app, state);
   moduleRoutes(app, { registry, placement, baseDir: config.baseDir, persist });
   policyRoutes(app, { registry, placement, persist });
+  observeRoutes(app, { registry, benchmark, tracking });
   invokeRoutes(app, { registry, placement, maxTimeoutMs: config.server.invoke_timeout_ms });
   return app;
 }

@@ -59,3 +59,76 @@ describe('access', () => {
     await client.close();
   });
 });
+
+describe('benchmark, tracking and usage', () => {
+  it('reports throughput and latency percentiles per module and overall between start and stop', async () => {
+    await using pm = await startPodManager();
+    const calc = pm.client.module<any>('calc');
+    const greeter = pm.client.module<any>('greeter');
+    await calc.add(0, 0);
+    await greeter('warm');
+    const started = await http(`${pm.url}/benchmark/start`, { method: 'POST' });
+    expect(started.body).toMatchObject({ active: true, overall: { calls: 0 } });
+    for (let i = 0; i < 20; i++) await calc.add(i, 1);
+    for (let i = 0; i < 10; i++) await greeter('x');
+    await calc.delayed(1, 50);
+    const stopped = (await http(`${pm.url}/benchmark/stop`, { method: 'POST' })).body;
+    await calc.add(1, 1); // after stop: not counted
+    const report = (await http(`${pm.url}/benchmark/report`)).body;
+    expect(report).toEqual(stopped);
+    expect(report.active).toBe(false);
+    expect(report.modules.calc.calls).toBe(21);
+    expect(report.modules.greeter.calls).toBe(10);
+    expect(report.overall.calls).toBe(31);
+    expect(report.overall.throughput).toBeGreaterThan(0);
+    const calc_ = report.modules.calc;
+    expect(calc_.p50_ms).toBeLessThanOrEqual(calc_.p90_ms);
+    expect(calc_.p90_ms).toBeLessThanOrEqual(calc_.p95_ms);
+    expect(calc_.p95_ms).toBeLessThanOrEqual(calc_.p99_ms);
+    expect(calc_.p99_ms).toBeGreaterThanOrEqual(50);
+    expect(calc_.mean_ms).toBeGreaterThan(0);
+  });
+
+  it('tracks placement and policy changes over time and the mean call time per module', async () => {
+    await using pm = await startPodManager();
+    await http(`${pm.url}/tracking/start`, { method: 'POST' });
+    await pm.client.module<any>('calc').add(1, 1);
+    await http(`${pm.url}/modules/greeter/load`, { method: 'POST', body: { mode: 'local' } });
+    await http(`${pm.url}/policy`, { method: 'PUT', body: { name: 'adaptive' } });
+    const report = (await http(`${pm.url}/tracking`)).body;
+    expect(report.active).toBe(true);
+    expect(report.modules.calc.calls).toBe(1);
+    expect(report.modules.calc.mean_ms).toBeGreaterThan(0);
+    expect(report.events).toEqual([
+      expect.objectContaining({
+        kind: 'placement',
+        module: 'greeter',
+        from: 'remote',
+        to: 'local',
+        reason: 'load_type local',
+      }),
+      expect.objectContaining({
+        kind: 'placement',
+        policy: 'adaptive',
+        reason: 'policy default -> adaptive',
+      }),
+    ]);
+    await http(`${pm.url}/tracking/stop`, { method: 'POST' });
+    await http(`${pm.url}/modules/greeter/load`, { method: 'POST', body: { mode: 'remote' } });
+    expect((await http(`${pm.url}/tracking`)).body.events).toHaveLength(2);
+  });
+
+  it('shows the CPU and memory of each module server', async () => {
+    await using pm = await startPodManager();
+    await pm.client.module<any>('calc').add(1, 1);
+    const usage = (await http(`${pm.url}/usage`)).body;
+    expect(usage.modules.greeter).toEqual([]);
+    expect(usage.modules.calc).toHaveLength(1);
+    expect(usage.modules.calc[0]).toMatchObject({
+      cpu_percent: expect.any(Number),
+      memory_bytes: expect.any(Number),
+    });
+    expect(usage.modules.calc[0].memory_bytes).toBeGreaterThan(10 * 1024 * 1024);
+    expect((await http(`${pm.url}/modules/calc`)).body.usage[0].memory_bytes).toBeGreaterThan(0);
+  });
+});

@@ -43,6 +43,11 @@ export interface ReadyReplica {
   endpoint: string;
 }
 
+/** Resource use of one server, or why it is not known. */
+export type ReplicaUsage =
+  | { id: string; cpu_percent: number; memory_bytes: number }
+  | { id: string; unavailable: string };
+
 /** Options of {@link Backend.start}. */
 export interface StartOptions {
   /** Gives up waiting (the start itself goes on). */
@@ -74,6 +79,8 @@ export interface Backend {
    * (a restart is under way, which `start` waits for), false when it still seems to run.
    */
   reportUnreachable(name: string, endpoint: string): Promise<boolean>;
+  /** CPU and memory of each server of the module, as far as the platform tells. */
+  usage(name: string): Promise<ReplicaUsage[]>;
   /** Stops everything; no process or pod it started outlives this. */
   close(): Promise<void>;
 }

@@ -3,8 +3,17 @@
  * loopback ports (see local-replica.ts for one of them). A pod-manager that stops takes its
  * children with it; one that is killed closes their IPC channel, on which they exit.
  */
+
+import pidusage from 'pidusage';
 import type { ModuleSpec } from '../config.js';
-import type { Backend, ModuleState, ModuleStatus, ReadyReplica } from './backend.js';
+import type {
+  Backend,
+  ModuleState,
+  ModuleStatus,
+  ReadyReplica,
+  ReplicaStatus,
+  ReplicaUsage,
+} from './backend.js';
 import { type LocalBackendOptions, Replica } from './local-replica.js';
 
 export type { LocalBackendOptions };
@@ -28,12 +37,28 @@ export function createLocalBackend(options: LocalBackendOptions): Backend {
     removeReplica: async (name, id) => modules.get(name)?.remove(id),
     stop: async (name) => modules.get(name)?.stopAll(),
     status: (name) => modules.get(name)?.status() ?? { state: 'absent', replicas: [], restarts: 0 },
+    usage: async (name) => usageOf(modules.get(name)?.status().replicas ?? []),
     reportUnreachable: (name, endpoint) =>
       modules.get(name)?.reportUnreachable(endpoint) ?? Promise.resolve(false),
     close: async () => {
       await Promise.all([...modules.values()].map((m) => m.stopAll()));
     },
   };
+}
+
+/** CPU (percent of one core since the last sample) and resident memory of each server process. */
+async function usageOf(replicas: ReplicaStatus[]): Promise<ReplicaUsage[]> {
+  return Promise.all(
+    replicas.map(async (r): Promise<ReplicaUsage> => {
+      if (!r.pid) return { id: r.id, unavailable: 'no process' };
+      try {
+        const stat = await pidusage(r.pid);
+        return { id: r.id, cpu_percent: Math.round(stat.cpu * 10) / 10, memory_bytes: stat.memory };
+      } catch (error) {
+        return { id: r.id, unavailable: (error as Error).message };
+      }
+    }),
+  );
 }
 
 /** Order in which a module's state is reported when no replica is ready: the most advanced wins. */

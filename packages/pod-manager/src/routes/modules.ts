@@ -41,9 +41,10 @@ export function moduleRoutes(app: FastifyInstance, o: ModuleRouteOptions): void 
 
   app.get('/modules', async () => ({ modules: registry.list().map(withPlacement) }));
 
-  app.get<Params>('/modules/:name', async (request) =>
-    withPlacement(await registry.inspect(request.params.name)),
-  );
+  app.get<Params>('/modules/:name', async (request) => {
+    const { name } = request.params;
+    return { ...withPlacement(await registry.inspect(name)), usage: await registry.backend.usage(name) };
+  });
 
   app.post<Params & { Body: unknown }>('/modules/:name/load', async (request) => {
     const { name } = request.params;
