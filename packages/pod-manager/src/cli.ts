@@ -1,8 +1,7 @@
 #!/usr/bin/env node
 /** `splice-orc`: the command line of the pod-manager. */
 import { Command, InvalidArgumentError } from 'commander';
-import { ConfigError } from './config.js';
-import { startPodManager } from './main.js';
+import { addRemoteCommands, CliError } from './cli-remote.js';
 
 function port(value: string): number {
   const n = Number(value);
@@ -20,6 +19,11 @@ program
   .option('-p, --port <n>', 'port to listen on (overrides server.port; 0 = any free port)', port)
   .option('-H, --host <address>', 'address to listen on (overrides server.host)')
   .action(async (opts: { config: string; port?: number; host?: string }) => {
+    // Loaded here so that the remote commands start fast.
+    const [{ startPodManager }, { ConfigError }] = await Promise.all([
+      import('./main.js'),
+      import('./config.js'),
+    ]);
     try {
       const { url } = await startPodManager({ configPath: opts.config, port: opts.port, host: opts.host });
       process.stdout.write(`splice-orc pod-manager listening on ${url}\n`);
@@ -29,4 +33,11 @@ program
     }
   });
 
-await program.parseAsync();
+addRemoteCommands(program);
+
+try {
+  await program.parseAsync();
+} catch (error) {
+  process.stderr.write(`splice-orc: ${error instanceof CliError ? error.message : String(error)}\n`);
+  process.exit(1);
+}

@@ -100,6 +100,12 @@ export class ModuleRegistry {
     this.#overrides[spec.name] = raw;
   }
 
+  /** A module's config as written (set at runtime, else from the file, defaults filled in). */
+  rawConfig(name: string): RawModuleConfig {
+    this.spec(name);
+    return this.#overrides[name] ?? (this.config.raw.module_config[name] as RawModuleConfig);
+  }
+
   /** Module configs set at runtime, by name. */
   overrides(): Record<string, RawModuleConfig> {
     return { ...this.#overrides };

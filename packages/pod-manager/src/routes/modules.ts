@@ -66,6 +66,8 @@ export function moduleRoutes(app: FastifyInstance, o: ModuleRouteOptions): void 
   app.delete<Params>('/modules/:name', async (request) => unload(request.params.name));
   app.post<Params>('/modules/:name/unload', async (request) => unload(request.params.name));
 
+  app.get<Params>('/modules/:name/config', async (request) => registry.rawConfig(request.params.name));
+
   app.put<Params & { Body: unknown }>('/modules/:name/config', async (request) => {
     const { name } = request.params;
     const before = registry.spec(name);

@@ -1,0 +1,232 @@
+/**
+ * The `splice-orc` commands that talk to a running pod-manager: modules, policy, benchmark and
+ * tracking. Output is a readable table where the answer is a list, indented JSON otherwise.
+ */
+import type { Command } from 'commander';
+
+/** Options every remote command takes. */
+interface RemoteOptions {
+  url: string;
+  token?: string;
+}
+
+/** Adds the remote commands to the program. */
+export function addRemoteCommands(program: Command): void {
+  const remote = (cmd: Command) =>
+    cmd
+      .option('-u, --url <url>', 'pod-manager URL', process.env.POD_MANAGER_URL || 'http://127.0.0.1:8000')
+      .option(
+        '-t, --token <token>',
+        'bearer token (default: SPLICE_AUTH_TOKEN)',
+        process.env.SPLICE_AUTH_TOKEN,
+      );
+
+  const modules = program.command('modules').description('list, inspect, load, unload and configure modules');
+  remote(modules.command('list').description('every configured module and its state')).action(
+    async (o: RemoteOptions) => {
+      const { modules: list } = (await call(o, 'GET', '/modules')) as {
+        modules: Array<Record<string, unknown>>;
+      };
+      table(
+        ['MODULE', 'MODE', 'PLACEMENT', 'STATE', 'REPLICAS', 'CALLS', 'IN FLIGHT'],
+        list.map((m) => [
+          m.name,
+          m.mode,
+          m.placement,
+          m.state,
+          (m.replicas as unknown[]).length,
+          m.callsServed,
+          m.inFlight,
+        ]),
+      );
+    },
+  );
+  remote(modules.command('status <name>').description('one module in detail')).action(
+    async (name: string, o: RemoteOptions) =>
+      json(await call(o, 'GET', `/modules/${encodeURIComponent(name)}`)),
+  );
+  remote(
+    modules
+      .command('load <name>')
+      .description('start a module (and set its mode) and wait until it is ready'),
+  )
+    .option('-m, --mode <mode>', 'remote | local | auto')
+    .action(async (name: string, o: RemoteOptions & { mode?: string }) => {
+      const path = `/modules/${encodeURIComponent(name)}`;
+      const done = progress(o, path);
+      try {
+        json(await call(o, 'POST', `${path}/load`, o.mode ? { mode: o.mode } : {}, 900_000));
+      } finally {
+        done();
+      }
+    });
+  remote(modules.command('unload <name>').description("stop a module's servers")).action(
+    async (name: string, o: RemoteOptions) =>
+      json(await call(o, 'POST', `/modules/${encodeURIComponent(name)}/unload`)),
+  );
+  remote(modules.command('config <name>').description("show a module's config, or set it from a JSON file"))
+    .option('-f, --file <file>', 'JSON file with the new module config (validated like config.json)')
+    .action(async (name: string, o: RemoteOptions & { file?: string }) => {
+      const path = `/modules/${encodeURIComponent(name)}/config`;
+      if (!o.file) return json(await call(o, 'GET', path));
+      const { readFile } = await import('node:fs/promises');
+      json(await call(o, 'PUT', path, JSON.parse(await readFile(o.file, 'utf8'))));
+    });
+
+  const policy = program.command('policy').description('the placement policy');
+  remote(policy.command('get').description('the active policy and placements')).action(
+    async (o: RemoteOptions) => json(await call(o, 'GET', '/policy')),
+  );
+  remote(policy.command('set <name>').description('default | adaptive'))
+    .option('--interval <s>', 're-evaluation period, s', Number)
+    .option('--budget <quantity>', 'client memory budget, e.g. 512Mi')
+    .option('--min-gain <ms>', 'least time saved per call for local placement, ms', Number)
+    .action(
+      async (name: string, o: RemoteOptions & { interval?: number; budget?: string; minGain?: number }) => {
+        const body = { name, interval_s: o.interval, client_memory_budget: o.budget, min_gain_ms: o.minGain };
+        json(
+          await call(
+            o,
+            'PUT',
+            '/policy',
+            Object.fromEntries(Object.entries(body).filter(([, v]) => v !== undefined)),
+          ),
+        );
+      },
+    );
+
+  const benchmark = program.command('benchmark').description('latency and throughput of forwarded calls');
+  for (const [verb, method, path] of [
+    ['start', 'POST', '/benchmark/start'],
+    ['stop', 'POST', '/benchmark/stop'],
+    ['report', 'GET', '/benchmark/report'],
+  ] as const) {
+    remote(benchmark.command(verb)).action(async (o: RemoteOptions) =>
+      benchmarkTable(await call(o, method, path)),
+    );
+  }
+
+  const tracking = program.command('tracking').description('placement changes over time and mean call times');
+  for (const [verb, method, path] of [
+    ['start', 'POST', '/tracking/start'],
+    ['stop', 'POST', '/tracking/stop'],
+    ['show', 'GET', '/tracking'],
+  ] as const) {
+    remote(tracking.command(verb)).action(async (o: RemoteOptions) =>
+      trackingTable(await call(o, method, path)),
+    );
+  }
+}
+
+async function call(
+  o: RemoteOptions,
+  method: string,
+  path: string,
+  body?: unknown,
+  timeoutMs = 30_000,
+): Promise<unknown> {
+  const response = await fetch(new URL(path, o.url), {
+    method,
+    headers: {
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      ...(o.token ? { authorization: `Bearer ${o.token}` } : {}),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(timeoutMs),
+  }).catch((error: Error) => {
+    throw new CliError(
+      `cannot reach the pod-manager at ${o.url}: ${error.cause instanceof Error ? error.cause.message : error.message}`,
+    );
+  });
+  const answer = (await response.json().catch(() => ({}))) as { error?: { code: string; message: string } };
+  if (!response.ok)
+    throw new CliError(
+      `${answer.error?.code ?? response.status}: ${answer.error?.message ?? 'request failed'}`,
+    );
+  return answer;
+}
+
+/** Shows the module's state while a long load runs (install, cold start). */
+function progress(o: RemoteOptions, path: string): () => void {
+  const started = Date.now();
+  let last = '';
+  const timer = setInterval(async () => {
+    const view = (await call(o, 'GET', path).catch(() => undefined)) as { state?: string } | undefined;
+    const state = view?.state ?? '?';
+    const line = `${state} (${((Date.now() - started) / 1000).toFixed(0)} s)`;
+    if (state !== last || process.stderr.isTTY)
+      process.stderr.write(`${process.stderr.isTTY ? '\r' : ''}${line}${process.stderr.isTTY ? '' : '\n'}`);
+    last = state;
+  }, 500);
+  return () => {
+    clearInterval(timer);
+    if (process.stderr.isTTY) process.stderr.write('\n');
+  };
+}
+
+function benchmarkTable(answer: unknown): void {
+  const r = answer as {
+    active: boolean;
+    duration_s: number;
+    overall: Record<string, number>;
+    modules: Record<string, Record<string, number>>;
+  };
+  process.stdout.write(`benchmark ${r.active ? 'running' : 'stopped'}, ${r.duration_s} s\n`);
+  const row = (name: string, f: Record<string, number>) => [
+    name,
+    f.calls,
+    f.throughput,
+    f.mean_ms,
+    f.p50_ms,
+    f.p90_ms,
+    f.p95_ms,
+    f.p99_ms,
+    f.errors,
+  ];
+  table(
+    ['MODULE', 'CALLS', 'REQ/S', 'MEAN MS', 'P50', 'P90', 'P95', 'P99', 'ERRORS'],
+    [...Object.entries(r.modules).map(([name, f]) => row(name, f)), row('(overall)', r.overall)],
+  );
+}
+
+function trackingTable(answer: unknown): void {
+  const r = answer as {
+    active: boolean;
+    events: Array<Record<string, string>>;
+    modules: Record<string, { calls: number; mean_ms: number }>;
+  };
+  process.stdout.write(`tracking ${r.active ? 'on' : 'off'}\n`);
+  table(
+    ['AT', 'KIND', 'MODULE', 'CHANGE', 'REASON'],
+    r.events.map((e) => [
+      e.at,
+      e.kind,
+      e.module ?? '',
+      e.kind === 'placement' ? `${e.from ?? ''} -> ${e.to ?? e.policy}` : e.action,
+      e.reason,
+    ]),
+  );
+  table(
+    ['MODULE', 'CALLS', 'MEAN MS'],
+    Object.entries(r.modules).map(([name, m]) => [name, m.calls, m.mean_ms]),
+  );
+}
+
+function table(head: string[], rows: unknown[][]): void {
+  const cells = [head, ...rows.map((r) => r.map((c) => (c === undefined || c === null ? '' : String(c))))];
+  const widths = head.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  for (const r of cells)
+    process.stdout.write(
+      `${r
+        .map((c, i) => (c ?? '').padEnd(widths[i] ?? 0))
+        .join('  ')
+        .trimEnd()}\n`,
+    );
+}
+
+function json(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** An error the CLI reports as one line and exit code 1. */
+export class CliError extends Error {}
