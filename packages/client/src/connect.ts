@@ -1,7 +1,7 @@
 /**
  * `connect()`: the entry point of the client SDK.
  */
-import { Code, SpliceError } from '@splice-orc/protocol';
+import { bytesFromQuantity, Code, SpliceError } from '@splice-orc/protocol';
 import { PlacementTracker } from './placement.js';
 import { nodeOf } from './remote-proxy.js';
 import { type CallOptions, Session } from './session.js';
@@ -109,20 +109,3 @@ function handleOf(ref: unknown) {
 }
 
 export type { CallOptions };
-
-const units: Record<string, number> = {
-  '': 1,
-  k: 1e3,
-  M: 1e6,
-  G: 1e9,
-  Ki: 1024,
-  Mi: 1024 ** 2,
-  Gi: 1024 ** 3,
-};
-
-function bytesFromQuantity(quantity: string): number {
-  const match = /^([0-9.]+)([a-zA-Z]*)$/.exec(quantity);
-  const factor = match ? units[match[2] ?? ''] : undefined;
-  if (!match || factor === undefined) throw new TypeError(`memoryBudget: not a memory quantity: ${quantity}`);
-  return Number(match[1]) * factor;
-}

@@ -107,5 +107,6 @@ describe('placement policies', () => {
     expect(bytesFromQuantity('100Mi')).toBe(100 * 1024 * 1024);
     expect(bytesFromQuantity('1G')).toBe(1e9);
     expect(() => bytesFromQuantity('lots')).toThrow(/not a memory quantity/);
+    expect(bytesFromQuantity('500m')).toBe(0.5);
   });
 });

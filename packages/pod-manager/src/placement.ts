@@ -13,6 +13,7 @@
  *   the rest are remote. A module without calls in the window keeps its placement; one that some
  *   client cannot import stays remote.
  */
+import { bytesFromQuantity } from '@splice-orc/protocol';
 import type { ModuleSpec } from './config.js';
 
 /** Where a module's calls run. */
@@ -53,6 +54,9 @@ export interface Decision {
 }
 
 const MiB = 1024 * 1024;
+
+export { bytesFromQuantity };
+
 const UNKNOWN_MEMORY = 256 * MiB;
 
 /** Decides every module's placement under the given policy. */
@@ -123,27 +127,6 @@ export function decide(settings: PolicySettings, inputs: PolicyInputs): Map<stri
 
 function callsOf(stats: ModuleCallStats | undefined): number {
   return stats ? stats.local.calls + stats.remote.calls : 0;
-}
-
-const units: Record<string, number> = {
-  '': 1,
-  k: 1e3,
-  M: 1e6,
-  G: 1e9,
-  T: 1e12,
-  Ki: 1024,
-  Mi: MiB,
-  Gi: 1024 * MiB,
-  Ti: 1024 * 1024 * MiB,
-  m: 1e-3,
-};
-
-/** Bytes of a Kubernetes memory quantity such as `100Mi` or `1G`. */
-export function bytesFromQuantity(quantity: string): number {
-  const match = /^([0-9.]+)([a-zA-Z]*)$/.exec(quantity);
-  const factor = match ? units[match[2] ?? ''] : undefined;
-  if (!match || factor === undefined) throw new Error(`not a memory quantity: ${quantity}`);
-  return Number(match[1]) * factor;
 }
 
 function formatBytes(bytes: number): string {

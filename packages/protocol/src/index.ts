@@ -45,4 +45,5 @@ export {
   type PayloadMessage,
   type ServerStats,
 } from './proto.js';
+export { bytesFromQuantity } from './quantity.js';
 export { Code, codeFromGrpcStatus, grpcStatusFromCode, httpStatusFromCode, isCode } from './status.js';

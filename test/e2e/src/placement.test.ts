@@ -110,6 +110,7 @@ describe('placement', () => {
     await using second = await startPodManager(undefined, {}, configPath);
     expect((await http(`${second.url}/modules/calc`)).body).toMatchObject({ mode: 'local' });
     expect((await http(`${second.url}/policy`)).body).toMatchObject({ name: 'adaptive' });
+    expect((await http(`${second.url}/modules/greeter/config`)).body).toMatchObject({ max_replicas: 2 });
   });
 
   it('validates a runtime module config like the file, listing every problem', async () => {
