@@ -3,7 +3,8 @@
 //   (a) a raw @grpc/grpc-js Invoke straight to a module-server (the floor), and
 //   (h) the same call over the pod-manager's lean HTTP/2 invoke channel, and
 //   (b) the client SDK through the pod-manager (client -> HTTP -> pod-manager -> gRPC -> server),
-// and the ratio b/a. The pod-manager runs as its own process, as in production.
+// and the ratio b/a; then dependent calls in separate round trips against one pipelined program,
+// and the same call placed local. The pod-manager runs as its own process, as in production.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -54,7 +55,11 @@ const configPath = join(dir, 'config.json');
 writeFileSync(
   configPath,
   JSON.stringify({
-    module_config: { calc: { package: `file:${join(root, 'test/fixtures/calc')}` } },
+    module_config: {
+      calc: { package: `file:${join(root, 'test/fixtures/calc')}` },
+      // The same module placed local: the client runs it in its own process.
+      calc_local: { package: `file:${join(root, 'test/fixtures/calc')}`, load_type: 'local' },
+    },
     server: { cache_dir: join(root, '.splice-cache'), port: 0 },
   }),
 );
@@ -112,6 +117,41 @@ try {
   console.log(
     `ratio b/a                               ${(b.p50 / a.p50).toFixed(2).padStart(8)} ${(b.p99 / a.p99).toFixed(2).padStart(8)} ${(b.rps / a.rps).toFixed(2).padStart(8)}`,
   );
+
+  // Three dependent operations: separate round trips (and a release of what they made), or one program.
+  const x = [
+    [2, 0],
+    [0, 3],
+  ];
+  const threeTrips = async () => {
+    const m = await calc.matrix(x);
+    const scaled = await m.scale(2);
+    if ((await calc.det(scaled)) !== 24) throw new Error('wrong answer');
+    await orc.release(m, scaled);
+  };
+  const pipelined = async () => {
+    if ((await calc.det(calc.matrix(x).scale(2))) !== 24) throw new Error('wrong answer');
+  };
+  const local = connect(url, { importModule: () => import(join(root, 'test/fixtures/calc/index.js')) });
+  const calcLocal = local.module('calc_local');
+  const localCall = async () => {
+    if ((await calcLocal.add(1, 2)) !== 3) throw new Error('wrong answer');
+  };
+  const t = await sequential(threeTrips);
+  const p = await sequential(pipelined);
+  const l = { ...(await sequential(localCall)), rps: await throughput(localCall) };
+  console.log(`\ndet(matrix(x).scale(2)): separate round trips vs one pipelined program, sequential`);
+  console.log(`(t) 4 round trips (3 calls + release)   ${f(t.p50)} ${f(t.p99)}`);
+  console.log(`(p) one pipelined program               ${f(p.p50)} ${f(p.p99)}`);
+  console.log(
+    `ratio p/t                               ${(p.p50 / t.p50).toFixed(2).padStart(8)} ${(p.p99 / t.p99).toFixed(2).padStart(8)}`,
+  );
+  console.log(`\ncalc.add(1, 2) placed local (same proxy API, in-process runtime)`);
+  console.log(`(l) local placement                     ${f(l.p50)} ${f(l.p99)} ${r(l.rps)}`);
+  console.log(
+    `ratio l/b                               ${(l.p50 / b.p50).toFixed(2).padStart(8)} ${(l.p99 / b.p99).toFixed(2).padStart(8)} ${(l.rps / b.rps).toFixed(2).padStart(8)}`,
+  );
+  await local.close();
   raw.close();
   channel.close();
 
