@@ -58,6 +58,14 @@ const escapes: Array<[string, Op[]]> = [
     [{ op: 'get', target: null, path: ['delayed', 'constructor'] }],
   ],
   [
+    'Function nested in a returned object',
+    [{ op: 'call', target: null, path: ['leaks', 'nestedFunction'], args: [] }],
+  ],
+  [
+    'globalThis nested in a returned array',
+    [{ op: 'call', target: null, path: ['leaks', 'nestedGlobal'], args: [] }],
+  ],
+  [
     'valueOf on Object.prototype then constructor',
     [{ op: 'get', target: null, path: ['constants', 'valueOf', 'constructor'] }],
   ],

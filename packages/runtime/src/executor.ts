@@ -37,6 +37,7 @@ async function runOp(op: Op, ctx: ExecutionContext, results: unknown[]): Promise
     return undefined;
   }
   const base = resolveTarget(op.target, ctx, results);
+  checkValue(base, []);
   const n = op.path.length;
   if (op.op === 'get') return walk(base, op.path, 0, n);
   const args = bindArgs(op.args, ctx, results);

@@ -15,6 +15,7 @@ import {
   SpliceError,
 } from '@splice-orc/protocol';
 import { type ExecutionContext, execute } from './executor.js';
+import { checkValue } from './guard.js';
 import type { ObjectTable } from './object-table.js';
 
 /** Options of {@link createInvocationHandler}. */
@@ -58,6 +59,8 @@ export function createInvocationHandler(
 
 function encodeResponse(response: InvokeResponse, ctx: ExecutionContext): Uint8Array {
   const exportRef = (value: object) => {
+    // A host intrinsic nested in a result (`{ f: Function }`) must not become a callable reference.
+    checkValue(value, ['(result)']);
     const id = ctx.table.add(ctx.session, value);
     return new RemoteRef(
       ctx.serverId,
