@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { createModuleClient, decode, encode, type Op } from '@splice-orc/protocol';
+import { createModuleClient, decode, encode, type Op, type RemoteRef, Slot } from '@splice-orc/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createModuleServer, type ModuleServer } from './server.js';
 
@@ -70,6 +70,71 @@ const escapes: Array<[string, Op[]]> = [
     [{ op: 'get', target: null, path: ['constants', 'valueOf', 'constructor'] }],
   ],
 ];
+
+/** A reference to a function the module made (makeAdder), for the escapes that need one. */
+async function functionRef(): Promise<RemoteRef> {
+  const answer = (await send([{ op: 'call', target: null, path: ['makeAdder'], args: [1] }])) as {
+    value: RemoteRef;
+  };
+  return answer.value;
+}
+
+describe('guard against module helpers that read properties by name', () => {
+  it('refuses what such a helper compiles from the Function constructor', async () => {
+    const f = await functionRef();
+    const compile: Op[] = [
+      { op: 'call', target: null, path: ['invokeByName'], args: [f, 'constructor', 'return process.pid'] },
+    ];
+    await expect(send(compile)).rejects.toMatchObject({
+      code: 'PERMISSION_DENIED',
+      message: expect.stringMatching(/compiled at run time/),
+    });
+  });
+
+  it('refuses the Function constructor inside a returned array, also when kept in a slot', async () => {
+    const f = await functionRef();
+    const viaSlot: Op[] = [
+      { op: 'call', target: null, path: ['at'], args: [f, ['constructor']] },
+      { op: 'call', target: null, path: ['apply'], args: [new Slot(0), 1] },
+    ];
+    await expect(send(viaSlot)).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
+  });
+
+  it('refuses Function.prototype.call, apply and bind by identity', async () => {
+    for (const key of ['call', 'apply', 'bind']) {
+      await expect(send([{ op: 'get', target: null, path: ['add', key] }])).rejects.toMatchObject({
+        code: 'PERMISSION_DENIED',
+      });
+    }
+  });
+
+  it('refuses a slot that is not the index of an earlier operation', async () => {
+    const bad = Buffer.from([0xd4, 0x05, 0x00, 0xa4, ...Buffer.from('push')]);
+    const program = Buffer.from(
+      encode({
+        v: 1,
+        session: 'g',
+        ops: [{ op: 'call', target: null, path: ['echo'], args: [new Slot(0)] }],
+      }),
+    );
+    // Replace the slot's index (the packed 0 after d4 05 00) by the string 'push'.
+    const at = program.indexOf(Buffer.from([0xd4, 0x05, 0x00, 0x00]));
+    const patched = Buffer.concat([program.subarray(0, at), bad, program.subarray(at + 4)]);
+    await expect(client.invoke(patched, { timeoutMs: 2_000 })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
+    expect(([] as unknown[])[0]).toBeUndefined();
+  });
+
+  it('does not adopt a plain object with a then key as a promise', async () => {
+    const f = await functionRef();
+    // biome-ignore lint/suspicious/noThenProperty: the thenable under test
+    const answer = (await send([{ op: 'call', target: null, path: ['echo'], args: [{ then: f }] }])) as {
+      ok: boolean;
+    };
+    expect(answer.ok).toBe(true);
+  });
+});
 
 describe('guard', () => {
   for (const [name, ops] of escapes) {

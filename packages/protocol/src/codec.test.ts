@@ -129,6 +129,28 @@ group('codec', () => {
     expect(decode(bytes, { importRef: (ref) => `proxy-${ref.id}` })).toStrictEqual({ r: 'proxy-9' });
   });
 
+  it('rejects a slot or a reference whose fields are not what they must be', () => {
+    // An extension value is its header followed by the packed value: a slot is d4 05 00 <index>.
+    const slot = Buffer.from(encode(new Slot(7)));
+    expect(slot.subarray(0, 3)).toStrictEqual(Buffer.from([0xd4, 0x05, 0x00]));
+    const slotNamedPush = Buffer.from([0xd4, 0x05, 0x00, 0xa4, ...Buffer.from('push')]);
+    expect(() => decode(slotNamedPush)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    const refWithStringId = Buffer.from([
+      0xd4,
+      0x04,
+      0x00,
+      0x94,
+      0xa1,
+      0x73,
+      0xa1,
+      0x31,
+      0xa6,
+      ...Buffer.from('object'),
+      0xa0,
+    ]);
+    expect(() => decode(refWithStringId)).toThrow(/malformed remote reference/);
+  });
+
   it('rejects bytes that are not msgpack with INVALID_ARGUMENT', () => {
     expect(() => decode(new Uint8Array([0x92, 0x01]))).toThrow(
       expect.objectContaining({ code: 'INVALID_ARGUMENT' }),

@@ -94,8 +94,16 @@ addExtension({
   Class: RemoteRef,
   type: EXT_REF,
   write: (r: RemoteRef) => [r.server, r.id, r.kind, r.label],
-  read: ([server, id, kind, label]: [string, number, 'function' | 'object', string]) => {
-    const ref = new RemoteRef(server, id, kind, label);
+  read: (fields: unknown) => {
+    const [server, id, kind, label] = Array.isArray(fields) ? fields : [];
+    if (
+      typeof server !== 'string' ||
+      !Number.isSafeInteger(id) ||
+      (kind !== 'function' && kind !== 'object')
+    ) {
+      throw new SpliceError(Code.INVALID_ARGUMENT, 'malformed remote reference in payload');
+    }
+    const ref = new RemoteRef(server, id, kind, typeof label === 'string' ? label : '');
     return importHook ? importHook(ref) : ref;
   },
 });
@@ -103,7 +111,12 @@ addExtension({
   Class: Slot,
   type: EXT_SLOT,
   write: (s: Slot) => s.index,
-  read: (index: number) => new Slot(index),
+  read: (index: unknown) => {
+    if (!Number.isSafeInteger(index) || (index as number) < 0) {
+      throw new SpliceError(Code.INVALID_ARGUMENT, 'malformed slot in payload');
+    }
+    return new Slot(index as number);
+  },
 });
 
 const packr = new Packr({ useRecords: false, moreTypes: true, mapsAsObjects: true });

@@ -12,7 +12,7 @@ import {
   SpliceError,
   type Target,
 } from '@splice-orc/protocol';
-import { checkKey, checkValue, formatPath } from './guard.js';
+import { checkDeep, checkKey, checkValue, formatPath } from './guard.js';
 import type { ObjectTable } from './object-table.js';
 
 /** What a program runs against. */
@@ -25,21 +25,26 @@ export interface ExecutionContext {
 }
 
 /** Runs every operation in order and returns the last one's result (undefined for none). */
-export async function execute(request: InvokeRequest, ctx: ExecutionContext): Promise<unknown> {
+export async function execute(request: InvokeRequest, ctx: ExecutionContext): Promise<{ value: unknown }> {
   const results: unknown[] = [];
-  for (const op of request.ops) results.push(await runOp(op, ctx, results));
-  return results.at(-1);
+  for (const op of request.ops) results.push((await runOp(op, ctx, results)).value);
+  return { value: results.at(-1) };
 }
 
-async function runOp(op: Op, ctx: ExecutionContext, results: unknown[]): Promise<unknown> {
+/**
+ * Runs one operation. The result is boxed: an async function would adopt a thenable it returns,
+ * and only promises and thenable class instances (query builders and the like) are awaited, never a
+ * plain object whose `then` came from the caller's arguments.
+ */
+async function runOp(op: Op, ctx: ExecutionContext, results: unknown[]): Promise<{ value: unknown }> {
   if (op.op === 'release') {
     ctx.table.release(ctx.session, op.ids);
-    return undefined;
+    return { value: undefined };
   }
   const base = resolveTarget(op.target, ctx, results);
   checkValue(base, []);
   const n = op.path.length;
-  if (op.op === 'get') return walk(base, op.path, 0, n);
+  if (op.op === 'get') return { value: checked((await settle(walk(base, op.path, 0, n))).value, op.path) };
   const args = bindArgs(op.args, ctx, results);
   // The parent is read once and is `this` for the call, as in `parent.fn(...)`.
   const self = n === 0 ? undefined : walk(base, op.path, 0, n - 1);
@@ -47,8 +52,25 @@ async function runOp(op: Op, ctx: ExecutionContext, results: unknown[]): Promise
   if (typeof fn !== 'function') {
     throw new TypeError(`${formatPath(op.path)} is not a ${op.op === 'new' ? 'constructor' : 'function'}`);
   }
-  if (op.op === 'new') return checked(Reflect.construct(fn, args), op.path);
-  return checked(await Reflect.apply(fn, self, args), op.path);
+  if (op.op === 'new') return { value: checked(Reflect.construct(fn, args), op.path) };
+  return { value: checked((await settle(Reflect.apply(fn, self, args))).value, op.path) };
+}
+
+/**
+ * Awaits a promise or a thenable class instance; anything else is a value as it is. The result is
+ * boxed so that no later `await` adopts a thenable value.
+ */
+function settle(value: unknown): Promise<{ value: unknown }> {
+  if (value instanceof Promise) return value.then((v: unknown) => ({ value: v }));
+  const thenable =
+    value !== null &&
+    (typeof value === 'object' || typeof value === 'function') &&
+    typeof (value as { then?: unknown }).then === 'function' &&
+    !isPlainObject(value);
+  if (!thenable) return Promise.resolve({ value });
+  return new Promise((resolve, reject) => {
+    (value as PromiseLike<unknown>).then((v) => resolve({ value: v }), reject);
+  });
 }
 
 function walk(base: unknown, path: readonly string[], from: number, to: number): unknown {
@@ -66,13 +88,25 @@ function walk(base: unknown, path: readonly string[], from: number, to: number):
 }
 
 function checked(value: unknown, path: readonly string[]): unknown {
-  checkValue(value, path);
+  checkDeep(value, path);
   return value;
+}
+
+/** The result of an earlier operation; anything but the index of one is refused. */
+function slotValue(slot: Slot, results: unknown[]): unknown {
+  const i = slot.index;
+  if (!Number.isSafeInteger(i) || i < 0 || i >= results.length) {
+    throw new SpliceError(
+      Code.INVALID_ARGUMENT,
+      `slot ${String(i)} is not the index of an earlier operation`,
+    );
+  }
+  return results[i];
 }
 
 function resolveTarget(target: Target, ctx: ExecutionContext, results: unknown[]): unknown {
   if (target === null) return ctx.root;
-  if (target instanceof Slot) return results[target.index];
+  if (target instanceof Slot) return slotValue(target, results);
   return lookupRef(target, ctx);
 }
 
@@ -91,11 +125,10 @@ function lookupRef(ref: RemoteRef, ctx: ExecutionContext): object {
 function bindArgs(args: unknown[], ctx: ExecutionContext, results: unknown[]): unknown[] {
   const bind = (value: unknown): unknown => {
     if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return value;
-    if (value instanceof RemoteRef) return lookupRef(value, ctx);
-    if (value instanceof Slot) {
-      if (value.index >= results.length)
-        throw new SpliceError(Code.INVALID_ARGUMENT, 'slot refers to a later operation');
-      return results[value.index];
+    if (value instanceof RemoteRef || value instanceof Slot) {
+      const bound = value instanceof Slot ? slotValue(value, results) : lookupRef(value, ctx);
+      checkDeep(bound, ['(argument)']);
+      return bound;
     }
     if (Array.isArray(value)) {
       for (let i = 0; i < value.length; i++) value[i] = bind(value[i]);

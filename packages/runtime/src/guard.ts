@@ -5,7 +5,7 @@
  * refused by identity wherever it turns up, so that no chain of gets and calls can escape the module.
  */
 import { createRequire } from 'node:module';
-import { Code, SpliceError } from '@splice-orc/protocol';
+import { Code, isPlainObject, SpliceError } from '@splice-orc/protocol';
 
 /** Property names never followed, whatever object they are read from. */
 export const FORBIDDEN_KEYS: ReadonlySet<string> = new Set([
@@ -42,7 +42,24 @@ const forbiddenValues: ReadonlySet<unknown> = new Set<unknown>([
   Reflect,
   Proxy,
   (globalThis as Record<string, unknown>).WebAssembly,
+  // Function.prototype.call/apply/bind let a chain re-bind any function it holds to any receiver.
+  Function.prototype.call,
+  Function.prototype.apply,
+  Function.prototype.bind,
 ]);
+
+const fnToString = Function.prototype.toString;
+
+/**
+ * True for a function compiled at run time from source text (`Function`, `AsyncFunction` and
+ * kin, which name every such function `anonymous`). A module helper that reads properties by name
+ * (lodash's `invoke`, `invokeMap`) can reach a constructor inside module code; what it compiles
+ * is refused wherever it turns up, so it can never be called.
+ */
+function isCompiled(value: unknown): boolean {
+  if (typeof value !== 'function' || value.name !== 'anonymous') return false;
+  return /^(async )?function\*? anonymous\(/.test(fnToString.call(value));
+}
 
 /** Refuses a path segment by name. */
 export function checkKey(key: string, path: readonly string[]): void {
@@ -54,14 +71,39 @@ export function checkKey(key: string, path: readonly string[]): void {
   }
 }
 
-/** Refuses a value that is one of the dangerous intrinsics, wherever it came from. */
+/** Refuses a value that is one of the dangerous intrinsics or a compiled function. */
 export function checkValue(value: unknown, path: readonly string[]): void {
-  if ((typeof value === 'function' || typeof value === 'object') && forbiddenValues.has(value)) {
-    throw new SpliceError(
-      Code.PERMISSION_DENIED,
-      `${formatPath(path)} leads to a host intrinsic, which invocations may not reach`,
-    );
+  if ((typeof value === 'function' || typeof value === 'object') && value !== null) {
+    if (forbiddenValues.has(value) || isCompiled(value)) {
+      throw new SpliceError(
+        Code.PERMISSION_DENIED,
+        `${formatPath(path)} leads to a host intrinsic or to code compiled at run time, which invocations may not reach`,
+      );
+    }
   }
+}
+
+/** How deep {@link checkDeep} looks into plain containers. */
+const DEEP_LIMIT = 64;
+
+/**
+ * Refuses a value that holds a forbidden one anywhere inside its arrays, plain objects, Maps and
+ * Sets: a result kept in a slot, or an argument, could otherwise smuggle one through a container.
+ */
+export function checkDeep(value: unknown, path: readonly string[]): void {
+  const seen = new Set<object>();
+  const visit = (v: unknown, depth: number): void => {
+    checkValue(v, path);
+    if (v === null || typeof v !== 'object' || depth >= DEEP_LIMIT || seen.has(v) || ArrayBuffer.isView(v))
+      return;
+    seen.add(v);
+    if (Array.isArray(v)) for (const item of v) visit(item, depth + 1);
+    else if (v instanceof Map) for (const [k, item] of v) visit(k, depth + 1), visit(item, depth + 1);
+    else if (v instanceof Set) for (const item of v) visit(item, depth + 1);
+    else if (isPlainObject(v))
+      for (const key of Object.keys(v)) visit((v as Record<string, unknown>)[key], depth + 1);
+  };
+  visit(value, 0);
 }
 
 /** A path as a readable expression, for messages: `a.b[0].c`. */

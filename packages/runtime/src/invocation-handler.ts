@@ -48,7 +48,7 @@ export function createInvocationHandler(
     const lease = options.table.leaseMs;
     let response: InvokeResponse;
     try {
-      response = { v: PROGRAM_VERSION, ok: true, value: await execute(request, ctx), lease };
+      response = { v: PROGRAM_VERSION, ok: true, value: (await execute(request, ctx)).value, lease };
     } catch (thrown) {
       if (thrown instanceof SpliceError) throw thrown;
       response = { v: PROGRAM_VERSION, ok: false, error: asError(thrown), lease };
