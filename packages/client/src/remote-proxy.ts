@@ -137,10 +137,19 @@ export function describeNode(node: ProxyNode): string {
  * Compiles a node into operations appended to `ops`, and returns what stands for its value: the
  * module root, its reference, or the slot of its last operation. Pending proxies among arguments
  * are compiled into the same program first (promise pipelining). The module-server instances
- * whose references the program uses are added to `servers`: the call must go to that server.
+ * whose references the program uses are added to `servers` (the call must go to that server), and
+ * the handles of those references to `handles` (the caller keeps them alive while the call runs).
  */
-export function compile(node: ProxyNode, ops: Op[], servers: Set<string> = new Set()): Target {
-  if (node.base) servers.add(usable(node.base).ref.server);
+export function compile(
+  node: ProxyNode,
+  ops: Op[],
+  servers: Set<string> = new Set(),
+  handles: RefHandle[] = [],
+): Target {
+  if (node.base) {
+    servers.add(usable(node.base).ref.server);
+    handles.push(node.base);
+  }
   let current: Target = node.base ? node.base.ref : null;
   let path: string[] = [];
   for (const step of node.steps) {
@@ -148,7 +157,7 @@ export function compile(node: ProxyNode, ops: Op[], servers: Set<string> = new S
       path.push(step.key);
       continue;
     }
-    const args = step.args.map((a) => substitute(a, node.module, ops, servers));
+    const args = step.args.map((a) => substitute(a, node.module, ops, servers, handles));
     ops.push({ op: step.kind, target: current, path, args });
     current = new Slot(ops.length - 1);
     path = [];
@@ -171,7 +180,13 @@ function usable(handle: RefHandle): RefHandle {
 }
 
 /** Replaces proxies inside an argument by references or slots; plain data is kept as it is. */
-function substitute(value: unknown, module: string, ops: Op[], servers: Set<string>): unknown {
+function substitute(
+  value: unknown,
+  module: string,
+  ops: Op[],
+  servers: Set<string>,
+  handles: RefHandle[],
+): unknown {
   if (value === null || (typeof value !== 'object' && typeof value !== 'function')) return value;
   const node = nodeOf(value);
   if (node) {
@@ -181,7 +196,7 @@ function substitute(value: unknown, module: string, ops: Op[], servers: Set<stri
         `${describeNode(node)} lives in module ${node.module} and cannot be passed to module ${module}`,
       );
     }
-    const result = compile(node, ops, servers);
+    const result = compile(node, ops, servers, handles);
     if (result === null)
       throw new SpliceError(
         Code.INVALID_ARGUMENT,
@@ -190,7 +205,7 @@ function substitute(value: unknown, module: string, ops: Op[], servers: Set<stri
     return result;
   }
   if (ArrayBuffer.isView(value) || value instanceof Date) return value;
-  const walk = (v: unknown) => substitute(v, module, ops, servers);
+  const walk = (v: unknown) => substitute(v, module, ops, servers, handles);
   if (Array.isArray(value)) return value.map(walk);
   if (value instanceof Map) return new Map(Array.from(value, ([k, v]) => [walk(k), walk(v)]));
   if (value instanceof Set) return new Set(Array.from(value, walk));

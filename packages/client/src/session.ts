@@ -84,7 +84,8 @@ export class Session implements ProxyHost {
   run(node: ProxyNode, options: CallOptions = node.options ?? {}): Promise<unknown> {
     const ops: Op[] = [];
     const servers = new Set<string>();
-    const result = compile(node, ops, servers);
+    const handles: RefHandle[] = [];
+    const result = compile(node, ops, servers, handles);
     if (!(result instanceof Slot || result === null)) {
       // A bare reference: nothing to run remotely, its value is itself.
       return Promise.resolve(createRemoteProxy(node, this));
@@ -95,7 +96,11 @@ export class Session implements ProxyHost {
         `one call cannot use references held by different module-server replicas (${[...servers].join(', ')})`,
       );
     }
-    return this.send(node.module, ops, { ...options, route: servers.values().next().value });
+    // The handles stay reachable until the answer is in: the garbage collector must not release
+    // a reference that this very program uses.
+    return this.send(node.module, ops, { ...options, route: servers.values().next().value }).finally(() =>
+      keepAlive(handles),
+    );
   }
 
   /** Sends a program to a module and decodes the answer; remote throws become RemoteErrors. */
@@ -292,4 +297,9 @@ function withDeadline<T>(work: Promise<T>, ms: number, signal: AbortSignal | und
       signal?.removeEventListener('abort', onAbort);
     });
   });
+}
+
+/** Touches what it is given, so that it stays reachable until this point. */
+function keepAlive(values: unknown[]): void {
+  if (values.length < 0) throw new Error('unreachable');
 }

@@ -38,6 +38,13 @@ export const errorTable = {
     meaning: 'The module did not become ready within server.start_timeout_ms.',
     fix: 'Raise start_timeout_ms for slow installs, or look at why the server hangs on start.',
   },
+  MODULE_STOPPED: {
+    status: 503,
+    grpc: Code.UNAVAILABLE,
+    meaning:
+      'The module was stopped (unload, scale-down or config change) while the call waited for it to start.',
+    fix: 'Retry: the next call starts it again.',
+  },
   QUEUE_FULL: {
     status: 503,
     grpc: Code.UNAVAILABLE,

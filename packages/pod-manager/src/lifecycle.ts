@@ -77,13 +77,11 @@ export function startLifecycle(registry: ModuleRegistry, options: LifecycleOptio
         action: 'keep-warm-start',
         reason: `keep_warm/min_replicas and no server (${status.state})`,
       });
-      try {
-        await backend.start(spec);
-        loop.failures = 0;
-      } catch {
-        loop.failures++;
-        loop.retryAt = Date.now() + Math.min(60_000, 1_000 * 2 ** (loop.failures - 1));
-      }
+      const started = await backend.start(spec).then(
+        () => true,
+        () => false,
+      );
+      backoff(loop, !started);
       return;
     }
     if (ready.length === 0) return;
@@ -101,19 +99,33 @@ export function startLifecycle(registry: ModuleRegistry, options: LifecycleOptio
 
     if (desired > current) {
       loop.lowSince = undefined;
+      if (now < loop.retryAt) return;
       emit({
         module: spec.name,
         action: 'scale-up',
         reason: `${average.toFixed(1)} calls in flight on average, target ${spec.targetConcurrency} per replica: ${current} -> ${desired}`,
       });
-      await Promise.all(Array.from({ length: desired - current }, () => backend.addReplica(spec)));
+      const added = await Promise.allSettled(
+        Array.from({ length: desired - current }, () => backend.addReplica(spec)),
+      );
+      backoff(
+        loop,
+        added.some((a) => a.status === 'rejected'),
+      );
       return;
     }
     if (desired < current && starting === 0) {
       loop.lowSince ??= now;
       if (now - loop.lowSince >= options.scaleDownDelayMs) {
+        const checkedAt = Date.now();
         const victim = await idleReplica(spec.name);
-        if (victim) {
+        // Calls may have reached the victim while its stats were asked for: check again, and act
+        // in the same turn of the event loop, before any other call can be routed to it.
+        if (
+          victim &&
+          !registry.inFlight(spec.name).get(victim) &&
+          registry.lastCallAt(spec.name, victim) < checkedAt
+        ) {
           loop.lowSince = undefined;
           emit({
             module: spec.name,
@@ -135,7 +147,9 @@ export function startLifecycle(registry: ModuleRegistry, options: LifecycleOptio
     ) {
       const stats = await registry.replicaStats(spec.name);
       const objects = stats.reduce((s, x) => s + x.objects, 0);
-      if (stats.length === ready.length && objects === 0) {
+      const stillIdle =
+        registry.idleFor(spec.name) >= spec.idleTimeoutMs && registry.view(spec.name).inFlight === 0;
+      if (stats.length === ready.length && objects === 0 && stillIdle) {
         emit({
           module: spec.name,
           action: 'idle-stop',
@@ -144,6 +158,12 @@ export function startLifecycle(registry: ModuleRegistry, options: LifecycleOptio
         await backend.stop(spec.name);
       }
     }
+  }
+
+  /** After a failed start: wait 1 s, doubling up to 60 s, before the next attempt. */
+  function backoff(loop: ModuleLoop, failed: boolean): void {
+    loop.failures = failed ? loop.failures + 1 : 0;
+    loop.retryAt = failed ? Date.now() + Math.min(60_000, 1_000 * 2 ** (loop.failures - 1)) : 0;
   }
 
   /** A ready replica with nothing in flight and no live reference, newest first. */

@@ -55,6 +55,8 @@ export interface CallEvent {
 interface Activity {
   calls: number;
   inFlight: Map<string, number>;
+  /** When each replica last received a call. */
+  lastCallByReplica: Map<string, number>;
   queued: number;
   lastCallAt: number;
   /** The cold start under way, shared by the calls that wait for it. */
@@ -168,7 +170,8 @@ export class ModuleRegistry {
   }
 
   async #send(spec: ModuleSpec, payload: Uint8Array, options: ForwardOptions): Promise<InvokeAnswer> {
-    let replica = this.#pick(spec.name, options.route);
+    const deadline = Date.now() + options.timeoutMs;
+    let replica = await this.#choose(spec, options);
     try {
       return await this.#invoke(spec.name, replica, payload, options);
     } catch (error) {
@@ -184,10 +187,20 @@ export class ModuleRegistry {
           { cause: error },
         );
       }
-      await this.#waitReady(spec, options.signal);
-      replica = this.#pick(spec.name, undefined);
-      return this.#invoke(spec.name, replica, payload, options);
+      replica = await this.#choose(spec, { ...options, route: undefined });
+      const timeoutMs = Math.max(1, deadline - Date.now());
+      return this.#invoke(spec.name, replica, payload, { ...options, timeoutMs });
     }
+  }
+
+  /** A replica for the call, waiting for one when the last ready one has just gone. */
+  async #choose(spec: ModuleSpec, options: ForwardOptions): Promise<ReadyReplica> {
+    const replica = this.#pick(spec.name, options.route);
+    if (replica) return replica;
+    await this.#waitReady(spec, options.signal);
+    const next = this.#pick(spec.name, undefined);
+    if (!next) throw new ServiceError(Code.UNAVAILABLE, `no server of ${spec.name} is ready; try again`);
+    return next;
   }
 
   async #invoke(
@@ -196,8 +209,10 @@ export class ModuleRegistry {
     payload: Uint8Array,
     options: ForwardOptions,
   ): Promise<InvokeAnswer> {
-    const inFlight = this.#activityOf(name).inFlight;
+    const activity = this.#activityOf(name);
+    const inFlight = activity.inFlight;
     inFlight.set(replica.id, (inFlight.get(replica.id) ?? 0) + 1);
+    activity.lastCallByReplica.set(replica.id, Date.now());
     try {
       return await this.invoker.invoke(replica.endpoint, payload, options);
     } finally {
@@ -208,7 +223,7 @@ export class ModuleRegistry {
   }
 
   /** The replica a call goes to: the one its references live on, else the least busy ready one. */
-  #pick(name: string, route: string | undefined): ReadyReplica {
+  #pick(name: string, route: string | undefined): ReadyReplica | undefined {
     const ready = this.backend.ready(name);
     if (route) {
       const holder = ready.find((r) => r.id === route);
@@ -222,7 +237,7 @@ export class ModuleRegistry {
     }
     const inFlight = this.#activityOf(name).inFlight;
     let best = ready[0];
-    if (!best) throw new ServiceError('MODULE_START_FAILED', `no server of ${name} is ready`);
+    if (!best) return undefined;
     for (const r of ready) if ((inFlight.get(r.id) ?? 0) < (inFlight.get(best.id) ?? 0)) best = r;
     return best;
   }
@@ -326,6 +341,11 @@ export class ModuleRegistry {
     return this.#activityOf(name).inFlight;
   }
 
+  /** When a replica last received a call (0 if never). */
+  lastCallAt(name: string, replicaId: string): number {
+    return this.#activityOf(name).lastCallByReplica.get(replicaId) ?? 0;
+  }
+
   /** ms since the module's last call (Infinity if none). */
   idleFor(name: string): number {
     const last = this.#activityOf(name).lastCallAt;
@@ -340,7 +360,14 @@ export class ModuleRegistry {
   #activityOf(name: string): Activity {
     let activity = this.#activity.get(name);
     if (!activity) {
-      activity = { calls: 0, inFlight: new Map(), queued: 0, lastCallAt: 0, coldStart: undefined };
+      activity = {
+        calls: 0,
+        inFlight: new Map(),
+        lastCallByReplica: new Map(),
+        queued: 0,
+        lastCallAt: 0,
+        coldStart: undefined,
+      };
       this.#activity.set(name, activity);
     }
     return activity;

@@ -137,6 +137,25 @@ describe('module-server lifecycle', () => {
     expect((await http(`${pm.url}/modules/calc`)).body).toMatchObject({ state: 'ready', restarts: 1 });
   });
 
+  it('is not wedged when it is unloaded while a call waits for its restart', async () => {
+    await using pm = await startPodManager(undefined, { queue_timeout_ms: 3_000 });
+    const calc = pm.client.module<any>('calc');
+    const pid = await calc.pid();
+    process.kill(pid, 'SIGKILL');
+    await eventually(
+      async () => (await http(`${pm.url}/modules/calc`)).body.state === 'starting',
+      5_000,
+      'the restart',
+    );
+    const waiting = calc.add(1, 1).then(
+      (v: number) => v,
+      (e: { details?: { reason?: string } }) => e.details?.reason,
+    );
+    await http(`${pm.url}/modules/calc`, { method: 'DELETE' });
+    expect([2, 'MODULE_STOPPED']).toContain(await waiting);
+    expect(await calc.add(2, 2)).toBe(4);
+  });
+
   it('starts and stops a module explicitly', async () => {
     await using pm = await startPodManager();
     const loaded = await http(`${pm.url}/modules/greeter/load`, { method: 'POST' });

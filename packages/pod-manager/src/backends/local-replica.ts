@@ -48,6 +48,7 @@ export class Replica {
   #ready: Promise<string> | undefined;
   #stopping = false;
   #restartTimer: NodeJS.Timeout | undefined;
+  #cancelRestart: (() => void) | undefined;
   readonly #output: string[] = [];
   readonly #log: FastifyBaseLogger;
 
@@ -115,6 +116,8 @@ export class Replica {
   async stop(): Promise<void> {
     this.#stopping = true;
     clearTimeout(this.#restartTimer);
+    this.#cancelRestart?.();
+    this.#cancelRestart = undefined;
     const child = this.#child;
     if (child && child.exitCode === null && child.signalCode === null) {
       this.#state = 'stopping';
@@ -254,8 +257,10 @@ export class Replica {
     this.#state = 'starting';
     this.#reason = `module-server exited (${signal ?? `code ${code}`}); restarting in ${delay} ms${this.#lastOutput()}`;
     this.#log.warn({ code, signal, delay }, 'module-server died; restarting');
-    this.#ready = new Promise<void>((resolve) => {
+    this.#ready = new Promise<void>((resolve, reject) => {
       this.#restartTimer = setTimeout(resolve, delay);
+      // stop() during the backoff must settle the calls that wait for this restart.
+      this.#cancelRestart = () => reject(stopped(this.spec.name));
     }).then(() => this.#boot());
     this.#ready.catch(() => {});
   }
@@ -297,8 +302,7 @@ export class Replica {
   }
 
   #checkNotStopped(): void {
-    if (this.#stopping)
-      throw new ServiceError('SHUTTING_DOWN', `${this.spec.name} was stopped while it started`);
+    if (this.#stopping) throw stopped(this.spec.name);
   }
 
   #capture(child: ChildProcess): void {
@@ -328,4 +332,11 @@ function abortable<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
     signal.addEventListener('abort', onAbort, { once: true });
     work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
   });
+}
+
+function stopped(name: string): ServiceError {
+  return new ServiceError(
+    'MODULE_STOPPED',
+    `${name} was stopped (unload, scale-down or config change) while the call waited for it`,
+  );
 }

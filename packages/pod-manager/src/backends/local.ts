@@ -86,8 +86,15 @@ class LocalModule {
     }
   }
 
+  /** Adds a replica; one that fails to start is dropped, not left to be rebooted later. */
   async add(): Promise<void> {
-    await this.#add().start();
+    const replica = this.#add();
+    try {
+      await replica.start();
+    } catch (error) {
+      this.#replicas = this.#replicas.filter((r) => r !== replica);
+      throw error;
+    }
   }
 
   ready(): ReadyReplica[] {
