@@ -4,6 +4,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import fastifySwagger from '@fastify/swagger';
 import { Code, SpliceError } from '@splice-orc/protocol';
 import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
 
@@ -90,7 +91,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   const token = config.server.auth_token;
   const expected = token ? Buffer.from(`Bearer ${token}`) : undefined;
   app.addHook('onRequest', async (request) => {
-    const open = request.url === '/healthz' || request.url === '/readyz';
+    const open = request.url === '/healthz' || request.url === '/readyz' || request.url === '/openapi.json';
     if (open) return;
     if (expected && !sameSecret(request.headers.authorization, expected)) {
       throw new ServiceError(
@@ -124,8 +125,24 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     await backend.close();
     invoker.close();
   });
+  await app.register(fastifySwagger, {
+    openapi: {
+      info: {
+        title: 'splice-orc pod-manager',
+        version: '0.1.0',
+        description: 'Use any Node module as a remote service.',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   const metrics = createMetrics(registry);
-  app.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.text()));
+  app.get(
+    '/metrics',
+    { schema: { tags: ['observe'], summary: 'Prometheus metrics' } },
+    async (_request, reply) => reply.type(metrics.contentType).send(await metrics.text()),
+  );
 
   healthRoutes(app, state);
   moduleRoutes(app, { registry, placement, baseDir: config.baseDir, persist });

@@ -14,6 +14,24 @@ const invoke = (name: string, body: unknown, headers?: Record<string, string>) =
   http(`${pm.url}/modules/${name}/invoke`, { method: 'POST', body, headers });
 
 describe('REST API', () => {
+  it('describes itself in an OpenAPI document', async () => {
+    const { status, body } = await http(`${pm.url}/openapi.json`);
+    expect(status).toBe(200);
+    expect(body.openapi).toMatch(/^3\./);
+    for (const path of [
+      '/modules',
+      '/modules/{name}',
+      '/modules/{name}/invoke',
+      '/modules/{name}/load',
+      '/policy',
+      '/metrics',
+      '/benchmark/report',
+    ]) {
+      expect(Object.keys(body.paths)).toContain(path);
+    }
+    expect(body.paths['/modules/{name}/invoke'].post.requestBody.content).toHaveProperty('application/json');
+  });
+
   it('answers health and readiness', async () => {
     expect(await http(`${pm.url}/healthz`)).toMatchObject({ status: 200, body: { status: 'ok' } });
     expect(await http(`${pm.url}/readyz`)).toMatchObject({ status: 200, body: { status: 'ready' } });

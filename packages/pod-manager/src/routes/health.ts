@@ -2,9 +2,15 @@
 import type { FastifyInstance } from 'fastify';
 
 export function healthRoutes(app: FastifyInstance, state: { closing: boolean }): void {
-  app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/readyz', async (_request, reply) => {
-    if (state.closing) return reply.code(503).send({ status: 'stopping' });
-    return { status: 'ready' };
-  });
+  app.get('/healthz', { schema: { tags: ['health'], summary: 'Liveness', security: [] } }, async () => ({
+    status: 'ok',
+  }));
+  app.get(
+    '/readyz',
+    { schema: { tags: ['health'], summary: 'Readiness (503 while stopping)', security: [] } },
+    async (_request, reply) => {
+      if (state.closing) return reply.code(503).send({ status: 'stopping' });
+      return { status: 'ready' };
+    },
+  );
 }

@@ -46,41 +46,58 @@ export function invokeRoutes(
   // Only msgpack and JSON are invocations: anything else is a 415, not a string to misread.
   app.removeContentTypeParser('text/plain');
 
-  app.post<{ Params: { name: string } }>('/modules/:name/invoke', async (request, reply) => {
-    const { name } = request.params;
-    registry.spec(name);
-    const timeoutMs = timeoutFrom(request.headers[TIMEOUT_HEADER], maxTimeoutMs);
-    const signal = abortOnDisconnect(reply);
-    reply.header(PLACEMENT_HEADER, placement.decision(name).placement);
-    if (Buffer.isBuffer(request.body)) {
-      const route = request.headers[ROUTE_HEADER];
-      const result = await registry.forward(name, request.body, {
+  app.post<{ Params: { name: string } }>(
+    '/modules/:name/invoke',
+    {
+      schema: {
+        tags: ['invoke'],
+        summary: 'Run an invocation (msgpack program, or one JSON operation)',
+        body: {
+          content: {
+            'application/json': { schema: JsonInvokeBody },
+            'application/msgpack': {
+              schema: { description: 'a msgpack-encoded invocation program (the client sends it)' },
+            },
+          },
+        },
+      },
+    },
+    async (request, reply) => {
+      const { name } = request.params;
+      registry.spec(name);
+      const timeoutMs = timeoutFrom(request.headers[TIMEOUT_HEADER], maxTimeoutMs);
+      const signal = abortOnDisconnect(reply);
+      reply.header(PLACEMENT_HEADER, placement.decision(name).placement);
+      if (Buffer.isBuffer(request.body)) {
+        const route = request.headers[ROUTE_HEADER];
+        const result = await registry.forward(name, request.body, {
+          timeoutMs,
+          signal,
+          route: typeof route === 'string' && route ? route : undefined,
+        });
+
+        if (result.coldStartMs !== undefined) reply.header(COLD_START_HEADER, result.coldStartMs);
+        return reply.type('application/msgpack').send(result.payload);
+      }
+      const body = checkJsonBody(request.body);
+      const session = JSON_SESSION;
+      const result = await registry.forward(name, encode(programFromJson(body, session)), {
         timeoutMs,
         signal,
-        route: typeof route === 'string' && route ? route : undefined,
       });
-
       if (result.coldStartMs !== undefined) reply.header(COLD_START_HEADER, result.coldStartMs);
-      return reply.type('application/msgpack').send(result.payload);
-    }
-    const body = checkJsonBody(request.body);
-    const session = JSON_SESSION;
-    const result = await registry.forward(name, encode(programFromJson(body, session)), {
-      timeoutMs,
-      signal,
-    });
-    if (result.coldStartMs !== undefined) reply.header(COLD_START_HEADER, result.coldStartMs);
-    const response = decode(result.payload) as InvokeResponse;
-    if (!response.ok) {
-      throw new ServiceError('REMOTE_ERROR', `${response.error.name}: ${response.error.message}`, {
-        extra: { remote: errorJson(response.error) },
-      });
-    }
-    const refs: RemoteRef[] = [];
-    const value = jsonFromValue(response.value, refs);
-    if (refs.length > 0) releaseLater(registry, name, session, refs);
-    return { value };
-  });
+      const response = decode(result.payload) as InvokeResponse;
+      if (!response.ok) {
+        throw new ServiceError('REMOTE_ERROR', `${response.error.name}: ${response.error.message}`, {
+          extra: { remote: errorJson(response.error) },
+        });
+      }
+      const refs: RemoteRef[] = [];
+      const value = jsonFromValue(response.value, refs);
+      if (refs.length > 0) releaseLater(registry, name, session, refs);
+      return { value };
+    },
+  );
 }
 
 function checkJsonBody(body: unknown): JsonInvokeBody {

@@ -26,6 +26,11 @@ const LoadBody = T.Object(
 
 type Params = { Params: { name: string } };
 
+const NameParams = T.Object({ name: T.String({ description: 'module name, URL-encoded (%40scope%2Fpkg)' }) });
+const doc = (summary: string, extra: Record<string, unknown> = {}) => ({
+  schema: { tags: ['modules'], summary, params: NameParams, ...extra },
+});
+
 export function moduleRoutes(app: FastifyInstance, o: ModuleRouteOptions): void {
   const { registry, placement } = o;
   /** A module's view with its mode and placement. */
@@ -39,54 +44,76 @@ export function moduleRoutes(app: FastifyInstance, o: ModuleRouteOptions): void 
     };
   };
 
-  app.get('/modules', async () => ({ modules: registry.list().map(withPlacement) }));
+  app.get(
+    '/modules',
+    { schema: { tags: ['modules'], summary: 'Every configured module and its state' } },
+    async () => ({ modules: registry.list().map(withPlacement) }),
+  );
 
-  app.get<Params>('/modules/:name', async (request) => {
-    const { name } = request.params;
-    return { ...withPlacement(await registry.inspect(name)), usage: await registry.backend.usage(name) };
-  });
+  app.get<Params>(
+    '/modules/:name',
+    doc('One module: mode, placement and why, replicas, state, usage'),
+    async (request) => {
+      const { name } = request.params;
+      return { ...withPlacement(await registry.inspect(name)), usage: await registry.backend.usage(name) };
+    },
+  );
 
-  app.post<Params & { Body: unknown }>('/modules/:name/load', async (request) => {
-    const { name } = request.params;
-    const spec = registry.spec(name);
-    const body = request.body ?? {};
-    if (!Value.Check(LoadBody, body)) {
-      throw new ServiceError('BAD_REQUEST', 'the load body is {"mode"?: "remote" | "local" | "auto"}');
-    }
-    if (body.mode && body.mode !== placement.mode(spec)) {
-      placement.setMode(name, body.mode);
-      o.persist();
-    }
-    // A module placed local runs in the clients: nothing to start here.
-    if (placement.decision(name).placement === 'local') return withPlacement(registry.view(name));
-    return withPlacement(await registry.load(name));
-  });
+  app.post<Params & { Body: unknown }>(
+    '/modules/:name/load',
+    doc('Set the mode (body {"mode"?: remote | local | auto}) and start the module'),
+    async (request) => {
+      const { name } = request.params;
+      const spec = registry.spec(name);
+      const body = request.body ?? {};
+      if (!Value.Check(LoadBody, body)) {
+        throw new ServiceError('BAD_REQUEST', 'the load body is {"mode"?: "remote" | "local" | "auto"}');
+      }
+      if (body.mode && body.mode !== placement.mode(spec)) {
+        placement.setMode(name, body.mode);
+        o.persist();
+      }
+      // A module placed local runs in the clients: nothing to start here.
+      if (placement.decision(name).placement === 'local') return withPlacement(registry.view(name));
+      return withPlacement(await registry.load(name));
+    },
+  );
 
   const unload = async (name: string) => withPlacement(await registry.unload(name));
-  app.delete<Params>('/modules/:name', async (request) => unload(request.params.name));
-  app.post<Params>('/modules/:name/unload', async (request) => unload(request.params.name));
+  app.delete<Params>('/modules/:name', doc("Stop the module's servers"), async (request) =>
+    unload(request.params.name),
+  );
+  app.post<Params>('/modules/:name/unload', doc("Stop the module's servers"), async (request) =>
+    unload(request.params.name),
+  );
 
-  app.get<Params>('/modules/:name/config', async (request) => registry.rawConfig(request.params.name));
+  app.get<Params>('/modules/:name/config', doc("The module's config"), async (request) =>
+    registry.rawConfig(request.params.name),
+  );
 
-  app.put<Params & { Body: unknown }>('/modules/:name/config', async (request) => {
-    const { name } = request.params;
-    const before = registry.spec(name);
-    let parsed: ReturnType<typeof parseModuleConfig>;
-    try {
-      parsed = parseModuleConfig(name, request.body, o.baseDir);
-    } catch (error) {
-      if (error instanceof ConfigError)
-        throw new ServiceError('BAD_REQUEST', error.message, { extra: { problems: error.problems } });
-      throw error;
-    }
-    registry.setSpec(parsed.spec, parsed.raw);
-    placement.evaluate();
-    o.persist();
-    // What is installed changed: running servers are replaced (the next call or keep-warm starts new ones).
-    const reinstall =
-      before.package !== parsed.spec.package ||
-      before.dependencies.join('\n') !== parsed.spec.dependencies.join('\n');
-    if (reinstall) await registry.backend.stop(name);
-    return withPlacement(registry.view(name));
-  });
+  app.put<Params & { Body: unknown }>(
+    '/modules/:name/config',
+    doc('Replace the module config (validated like config.json, kept across restarts)'),
+    async (request) => {
+      const { name } = request.params;
+      const before = registry.spec(name);
+      let parsed: ReturnType<typeof parseModuleConfig>;
+      try {
+        parsed = parseModuleConfig(name, request.body, o.baseDir);
+      } catch (error) {
+        if (error instanceof ConfigError)
+          throw new ServiceError('BAD_REQUEST', error.message, { extra: { problems: error.problems } });
+        throw error;
+      }
+      registry.setSpec(parsed.spec, parsed.raw);
+      placement.evaluate();
+      o.persist();
+      // What is installed changed: running servers are replaced (the next call or keep-warm starts new ones).
+      const reinstall =
+        before.package !== parsed.spec.package ||
+        before.dependencies.join('\n') !== parsed.spec.dependencies.join('\n');
+      if (reinstall) await registry.backend.stop(name);
+      return withPlacement(registry.view(name));
+    },
+  );
 }

@@ -15,31 +15,47 @@ export function observeRoutes(
   app: FastifyInstance,
   { registry, benchmark, tracking }: ObserveRouteOptions,
 ): void {
-  app.post('/benchmark/start', async () => {
-    benchmark.start();
-    return benchmark.report();
-  });
-  app.post('/benchmark/stop', async () => {
+  app.post(
+    '/benchmark/start',
+    { schema: { tags: ['observe'], summary: 'Start benchmark mode' } },
+    async () => {
+      benchmark.start();
+      return benchmark.report();
+    },
+  );
+  app.post('/benchmark/stop', { schema: { tags: ['observe'], summary: 'Stop benchmark mode' } }, async () => {
     benchmark.stop();
     return benchmark.report();
   });
-  app.get('/benchmark/report', async () => benchmark.report());
+  app.get(
+    '/benchmark/report',
+    { schema: { tags: ['observe'], summary: 'Throughput and latency percentiles' } },
+    async () => benchmark.report(),
+  );
 
-  app.post('/tracking/start', async () => {
+  app.post('/tracking/start', { schema: { tags: ['observe'], summary: 'Start call tracking' } }, async () => {
     tracking.start();
     return tracking.report();
   });
-  app.post('/tracking/stop', async () => {
+  app.post('/tracking/stop', { schema: { tags: ['observe'], summary: 'Stop call tracking' } }, async () => {
     tracking.stop();
     return tracking.report();
   });
-  app.get('/tracking', async () => tracking.report());
+  app.get(
+    '/tracking',
+    { schema: { tags: ['observe'], summary: 'Placement changes and mean call times' } },
+    async () => tracking.report(),
+  );
 
-  app.get('/usage', async () => ({
-    modules: Object.fromEntries(
-      await Promise.all(
-        registry.names().map(async (name) => [name, await registry.backend.usage(name)] as const),
+  app.get(
+    '/usage',
+    { schema: { tags: ['observe'], summary: 'CPU and memory of every module server' } },
+    async () => ({
+      modules: Object.fromEntries(
+        await Promise.all(
+          registry.names().map(async (name) => [name, await registry.backend.usage(name)] as const),
+        ),
       ),
-    ),
-  }));
+    }),
+  );
 }

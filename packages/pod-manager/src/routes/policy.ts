@@ -49,29 +49,41 @@ export function policyRoutes(
   app: FastifyInstance,
   { registry, placement, persist }: PolicyRouteOptions,
 ): void {
-  app.get('/policy', async () => ({ ...placement.settings, placements: placement.placements() }));
+  app.get(
+    '/policy',
+    { schema: { tags: ['policy'], summary: 'The placement policy and placements' } },
+    async () => ({ ...placement.settings, placements: placement.placements() }),
+  );
 
-  app.put<{ Body: unknown }>('/policy', async (request) => {
-    const body = check(
-      PolicyBody,
-      request.body,
-      '{"name": "default" | "adaptive", "interval_s"?, "client_memory_budget"?, "min_gain_ms"?}',
-    );
-    const settings: PolicySettings = { ...placement.settings, ...body };
-    placement.setPolicy(settings);
-    persist();
-    return { ...placement.settings, placements: placement.placements() };
-  });
+  app.put<{ Body: unknown }>(
+    '/policy',
+    { schema: { tags: ['policy'], summary: 'Set the placement policy', body: PolicyBody } },
+    async (request) => {
+      const body = check(
+        PolicyBody,
+        request.body,
+        '{"name": "default" | "adaptive", "interval_s"?, "client_memory_budget"?, "min_gain_ms"?}',
+      );
+      const settings: PolicySettings = { ...placement.settings, ...body };
+      placement.setPolicy(settings);
+      persist();
+      return { ...placement.settings, placements: placement.placements() };
+    },
+  );
 
-  app.post<{ Body: unknown }>('/stats', async (request) => {
-    const report = check(
-      ReportBody,
-      request.body,
-      '{"memoryBudget"?: bytes, "modules": {name: {"local"?, "remote"?: {calls, totalMs}, "localUnavailable"?}}}',
-    );
-    placement.report(report as ClientReport, (name) => registry.names().includes(name));
-    return { placements: placement.placements(), intervalMs: placement.settings.interval_s * 1000 };
-  });
+  app.post<{ Body: unknown }>(
+    '/stats',
+    { schema: { tags: ['policy'], summary: 'Client call statistics for the policy', body: ReportBody } },
+    async (request) => {
+      const report = check(
+        ReportBody,
+        request.body,
+        '{"memoryBudget"?: bytes, "modules": {name: {"local"?, "remote"?: {calls, totalMs}, "localUnavailable"?}}}',
+      );
+      placement.report(report as ClientReport, (name) => registry.names().includes(name));
+      return { placements: placement.placements(), intervalMs: placement.settings.interval_s * 1000 };
+    },
+  );
 }
 
 function check<S extends Parameters<typeof Value.Check>[0]>(schema: S, body: unknown, shape: string) {
