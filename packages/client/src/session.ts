@@ -114,7 +114,8 @@ export class Session implements ProxyHost {
     const server = options.route ? this.#server(state, options.route) : undefined;
     const releases = server ? [...server.pendingReleases] : [];
     server?.pendingReleases.clear();
-    const program = releases.length ? [{ op: 'release', ids: releases } as Op, ...ops] : ops;
+    // Appended, not prepended: the program's slots number its own operations from 0.
+    const program = releases.length ? [...ops, { op: 'release', ids: releases } as Op] : ops;
     const body = encode({ v: PROGRAM_VERSION, session: this.id, ops: program }, { exportRef: refuseByValue });
     const timeoutMs = options.timeoutMs ?? this.#options.timeoutMs;
     let bytes: Uint8Array;

@@ -105,6 +105,26 @@ describe('module-server', () => {
     expect(await value(ops)).toBe(24);
   });
 
+  it('answers the last get, call or new, not a release appended after it', async () => {
+    const dropped = (await value([call(['matrix'], [[[9]]])])) as RemoteRef;
+    const ops: Op[] = [
+      call(
+        ['matrix'],
+        [
+          [
+            [1, 0],
+            [0, 1],
+          ],
+        ],
+      ),
+      call(['scale'], [3], new Slot(0)),
+      call(['size'], [], new Slot(1)),
+      { op: 'release', ids: [dropped.id] },
+    ];
+    expect(await value(ops)).toEqual([2, 2]);
+    await expect(run([call(['size'], [], dropped)])).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
   it('constructs classes with new', async () => {
     const ref = (await value([{ op: 'new', target: null, path: ['Matrix'], args: [[[5]]] }])) as RemoteRef;
     expect(await value([call(['get'], [0, 0], ref)])).toBe(5);

@@ -3,7 +3,8 @@
  * order; each operation starts from the module root, from a remote reference or from the result of
  * an earlier operation (a Slot), so several dependent calls travel in one message
  * (`math.det(math.matrix(x))` is two operations, the second taking Slot(0) as its argument).
- * Only the last operation's result is sent back.
+ * The result of the last get, call or new is sent back; release operations, which a client
+ * appends to free references it dropped, do not change it.
  */
 import { RemoteRef, Slot } from './codec.js';
 import { SpliceError } from './errors.js';

@@ -24,11 +24,16 @@ export interface ExecutionContext {
   session: string;
 }
 
-/** Runs every operation in order and returns the last one's result (undefined for none). */
+/** Runs every operation in order and returns the result of the last get, call or new (undefined for none). */
 export async function execute(request: InvokeRequest, ctx: ExecutionContext): Promise<{ value: unknown }> {
   const results: unknown[] = [];
-  for (const op of request.ops) results.push((await runOp(op, ctx, results)).value);
-  return { value: results.at(-1) };
+  let last: unknown;
+  for (const op of request.ops) {
+    const { value } = await runOp(op, ctx, results);
+    results.push(value);
+    if (op.op !== 'release') last = value;
+  }
+  return { value: last };
 }
 
 /**

@@ -121,6 +121,31 @@ describe('remote references end to end', () => {
     );
   });
 
+  it('runs a pipelined program right after a reference was collected, with its slots intact', async () => {
+    const held = await calc.matrix([
+      [1, 0],
+      [0, 1],
+    ]);
+    await (async () => {
+      await calc.matrix([[5]]); // dropped at once: its release waits for the next call to its server
+    })();
+    for (let i = 0; i < 5; i++) {
+      (globalThis as { gc?: () => void }).gc!();
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    // Uses slots (scale -> size), and carries the pending release with it.
+    expect(await held.scale(2).size()).toEqual([2, 2]);
+    expect(
+      await calc.det(
+        calc.matrix([
+          [2, 0],
+          [0, 2],
+        ]),
+      ),
+    ).toBe(4);
+    await pm.client.release(held);
+  });
+
   it('keeps references alive past the lease while the client holds them', async () => {
     await using short = await startPodManager(undefined, { lease_ms: 300 });
     const c = short.client.module('calc') as any;
