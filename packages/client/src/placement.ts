@@ -59,7 +59,9 @@ export class PlacementTracker {
     let asking = this.#asked.get(module);
     if (!asking) {
       asking = this.#options.transport
-        .json('GET', `/modules/${encodeURIComponent(module)}`, { timeoutMs: this.#options.timeoutMs })
+        .json('GET', `/modules/${encodeURIComponent(module)}/placement`, {
+          timeoutMs: this.#options.timeoutMs,
+        })
         .then((view) => {
           const placement = (view as { placement?: Placement }).placement === 'local' ? 'local' : 'remote';
           if (!this.#placements.has(module)) this.#placements.set(module, placement);

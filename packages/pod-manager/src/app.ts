@@ -49,6 +49,8 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     logger: options.logger ?? { level: process.env.LOG_LEVEL ?? 'info' },
     bodyLimit: config.server.max_payload_bytes,
     // Two log lines per invocation cost more than the forward itself; failures are still logged.
+    // Unknown keys are an error, never silently dropped (Fastify's default strips them).
+    ajv: { customOptions: { removeAdditional: false } },
     logController: new LogController({ disableRequestLogging: process.env.SPLICE_LOG_REQUESTS !== '1' }),
 
     // Module names may be scoped (`@scope/pkg`, sent as %40scope%2Fpkg).

@@ -141,7 +141,7 @@ const ConfigSchema = T.Object(
         /** Placement policy: default (follow load_type) or adaptive (see placement.ts). */
         name: oneOf(['default', 'adaptive'], 'default'),
         /** How often the adaptive policy re-evaluates, s. */
-        interval_s: T.Number({ exclusiveMinimum: 0, default: 30 }),
+        interval_s: T.Number({ exclusiveMinimum: 0, maximum: 86_400, default: 30 }),
         /** Memory a client may give local modules when it reports none. */
         client_memory_budget: quantity('512Mi', '512Mi'),
         /** Least time saved per call, ms, for local placement to be worth it. */

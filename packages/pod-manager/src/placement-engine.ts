@@ -3,7 +3,6 @@
  * call statistics clients report, the decisions and their history, and re-evaluates periodically.
  */
 import type { ModuleSpec } from './config.js';
-import { ServiceError } from './errors.js';
 import {
   type Decision,
   decide,
@@ -106,11 +105,8 @@ export class PlacementEngine {
   report(report: ClientReport, known: (name: string) => boolean): void {
     if (report.memoryBudget !== undefined) this.#budgets.push(report.memoryBudget);
     for (const [name, r] of Object.entries(report.modules)) {
-      if (!known(name))
-        throw new ServiceError(
-          'MODULE_NOT_FOUND',
-          `stats report names module '${name}', which is not configured`,
-        );
+      // A client may still report a module removed from the config: skip it, keep the rest.
+      if (!known(name)) continue;
       const s = this.#stats.get(name) ?? {
         local: { calls: 0, totalMs: 0 },
         remote: { calls: 0, totalMs: 0 },

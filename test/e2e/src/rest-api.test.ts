@@ -103,6 +103,26 @@ describe('REST API', () => {
     });
   });
 
+  it('refuses unknown keys in JSON bodies instead of dropping them', async () => {
+    const typo = await http(`${pm.url}/policy`, { method: 'PUT', body: { name: 'default', min_gain: 5 } });
+    expect(typo.status).toBe(400);
+    expect(typo.body.error).toMatchObject({
+      code: 'BAD_REQUEST',
+      message: expect.stringContaining('additional properties'),
+    });
+    const arg = await invoke('calc', { path: 'add', arg: [1, 2] });
+    expect(arg).toMatchObject({ status: 400, body: { error: { code: 'BAD_REQUEST' } } });
+  });
+
+  it('answers where a module runs, cheaply', async () => {
+    expect((await http(`${pm.url}/modules/calc/placement`)).body).toEqual({
+      name: 'calc',
+      mode: 'remote',
+      placement: 'remote',
+      reason: 'load_type remote',
+    });
+  });
+
   it('answers unknown modules and routes with 404 and a code', async () => {
     expect(await http(`${pm.url}/modules/nope`)).toMatchObject({
       status: 404,

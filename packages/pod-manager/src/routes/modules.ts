@@ -87,6 +87,22 @@ export function moduleRoutes(app: FastifyInstance, o: ModuleRouteOptions): void 
     unload(request.params.name),
   );
 
+  // What clients ask before their first call: cheap, unlike the full view (stats, usage).
+  app.get<Params>(
+    '/modules/:name/placement',
+    doc('Where new calls of the module run, and why'),
+    async (request) => {
+      const { name } = request.params;
+      const decision = placement.decision(name);
+      return {
+        name,
+        mode: placement.mode(registry.spec(name)),
+        placement: decision.placement,
+        reason: decision.reason,
+      };
+    },
+  );
+
   app.get<Params>('/modules/:name/config', doc("The module's config"), async (request) =>
     registry.rawConfig(request.params.name),
   );

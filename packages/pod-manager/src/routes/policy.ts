@@ -31,7 +31,7 @@ const ReportBody = T.Object(
 const PolicyBody = T.Object(
   {
     name: T.Union([T.Literal('default'), T.Literal('adaptive')]),
-    interval_s: T.Optional(T.Number({ exclusiveMinimum: 0 })),
+    interval_s: T.Optional(T.Number({ exclusiveMinimum: 0, maximum: 86_400 })),
     client_memory_budget: T.Optional(T.String({ pattern: '^[0-9]+(\\.[0-9]+)?(k|M|G|T|Ki|Mi|Gi|Ti)?$' })),
     min_gain_ms: T.Optional(T.Number({ minimum: 0 })),
   },
