@@ -44,6 +44,7 @@ export class PlacementTracker {
   readonly #asked = new Map<string, Promise<Placement>>();
   readonly #hosts = new Map<string, Promise<LocalHost>>();
   readonly #localIds = new Set<string>();
+  readonly #unavailable = new Set<string>();
   #counters = new Map<string, Counters>();
   #timer: NodeJS.Timeout | undefined;
   readonly #options: PlacementOptions;
@@ -54,6 +55,7 @@ export class PlacementTracker {
 
   /** The module's placement, asked of the pod-manager the first time. */
   placement(module: string): Placement | Promise<Placement> {
+    if (this.#unavailable.has(module)) return 'remote';
     const known = this.#placements.get(module);
     if (known) return known;
     let asking = this.#asked.get(module);
@@ -98,14 +100,21 @@ export class PlacementTracker {
   record(module: string, where: Placement, ms: number): void {
     const c = this.#countersOf(module);
     c[where].calls++;
-    c[where].totalMs += ms;
+    c[where].totalMs += Math.max(0, ms);
+    if (this.#unavailable.has(module)) c.localUnavailable = true;
     this.#startReporting();
   }
 
-  /** Notes that the module could not be imported here; its calls go remote. */
+  /** Notes that the module could not be imported here: its calls go remote from now on. */
   localUnavailable(module: string): void {
+    this.#unavailable.add(module);
     this.#countersOf(module).localUnavailable = true;
     this.#placements.set(module, 'remote');
+  }
+
+  /** True when the module is known not to be importable here (warned about once). */
+  isUnavailable(module: string): boolean {
+    return this.#unavailable.has(module);
   }
 
   /** Sends the statistics gathered since the last report and follows the placements returned. */

@@ -30,7 +30,7 @@ export interface Transport {
     path: string,
     body: Uint8Array,
     options: RequestOptions,
-  ): Promise<{ payload: Buffer; placement?: string }>;
+  ): Promise<{ payload: Buffer; placement?: string | undefined; coldStartMs?: number }>;
   /** Sends a JSON request (management endpoints). */
   json(
     method: 'GET' | 'POST' | 'PUT' | 'DELETE',
@@ -74,7 +74,12 @@ export function createTransport(url: string, options: TransportOptions = {}): Tr
       const payload = Buffer.from(await response.body.arrayBuffer());
       if (response.statusCode >= 400) throw errorFromResponse(response.statusCode, payload, path);
       const placement = response.headers['x-splice-placement'];
-      return { payload, placement: typeof placement === 'string' ? placement : undefined };
+      const coldStart = Number(response.headers['x-splice-cold-start-ms'] ?? 0);
+      return {
+        payload,
+        placement: typeof placement === 'string' ? placement : undefined,
+        coldStartMs: coldStart || 0,
+      };
     } catch (error) {
       throw asSpliceError(error, request, base.origin);
     }

@@ -71,11 +71,12 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     onEvent: (event) => app.events.emit('placement', event),
   });
   placement.start();
+  const runtimePolicy = { set: saved.policy !== undefined };
   const persist = () =>
     writeState(config.server.state_file, {
       modules: registry.overrides(),
       modes: placement.modes(),
-      policy: placement.settings,
+      policy: runtimePolicy.set ? placement.settings : undefined,
     });
   const state = { closing: false };
   app.decorate('registry', registry);
@@ -148,7 +149,14 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
 
   healthRoutes(app, state);
   moduleRoutes(app, { registry, placement, baseDir: config.baseDir, persist });
-  policyRoutes(app, { registry, placement, persist });
+  policyRoutes(app, {
+    registry,
+    placement,
+    persist: () => {
+      runtimePolicy.set = true;
+      persist();
+    },
+  });
   observeRoutes(app, { registry, benchmark, tracking });
   invokeRoutes(app, { registry, placement, maxTimeoutMs: config.server.invoke_timeout_ms });
   return app;

@@ -4,6 +4,7 @@
  * the same snake_case style. Validated once at start-up; every problem is reported at once with its
  * JSON path; the result is frozen.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
@@ -113,7 +114,7 @@ const ServerSection = T.Object(
     scale_down_delay_s: T.Number({ minimum: 0, default: 30 }),
     /** Period of the lifecycle loop (idle stop, autoscaling, keep-warm), ms. */
     lifecycle_interval_ms: T.Integer({ minimum: 10, default: 1_000 }),
-    /** Where runtime changes (module config, policy) are kept across restarts. Default <cache_dir>/state.json. */
+    /** Where runtime changes (module config, modes, policy) are kept across restarts. Default <cache_dir>/state-<hash of the config path>.json. */
     state_file: T.Optional(T.String({ minLength: 1 })),
   },
   { additionalProperties: false, default: {} },
@@ -236,9 +237,16 @@ export function parseConfig(input: unknown, options: { source?: string; baseDir?
   const cacheDir = raw.server.cache_dir
     ? resolve(baseDir, raw.server.cache_dir)
     : join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'splice-orc');
+  // One state file per config file by default, so pod-managers sharing a cache keep their own.
   const stateFile = raw.server.state_file
     ? resolve(baseDir, raw.server.state_file)
-    : join(cacheDir, 'state.json');
+    : join(
+        cacheDir,
+        `state-${createHash('sha256')
+          .update(options.source ? resolve(options.source) : baseDir)
+          .digest('hex')
+          .slice(0, 12)}.json`,
+      );
   const authToken = raw.server.auth_token ?? (process.env.SPLICE_AUTH_TOKEN || undefined);
   return deepFreeze({
     raw,

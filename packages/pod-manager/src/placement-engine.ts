@@ -49,7 +49,9 @@ export class PlacementEngine {
   readonly #modes: Map<string, ModuleSpec['loadType']>;
   readonly #decisions = new Map<string, Decision>();
   #stats = new Map<string, ModuleCallStats>();
+  #history = new Map<string, ModuleCallStats>();
   #budgets: number[] = [];
+  #budget: number | undefined;
   #timer: NodeJS.Timeout | undefined;
   readonly #options: PlacementEngineOptions;
 
@@ -57,7 +59,7 @@ export class PlacementEngine {
     this.#options = options;
     this.#settings = options.settings;
     this.#modes = new Map(Object.entries(options.modes));
-    this.evaluate();
+    this.decide();
   }
 
   get settings(): PolicySettings {
@@ -73,7 +75,7 @@ export class PlacementEngine {
       policy: settings.name,
       reason: `policy ${before} -> ${settings.name}`,
     });
-    this.evaluate();
+    this.decide();
     if (this.#timer) this.start();
   }
 
@@ -82,9 +84,11 @@ export class PlacementEngine {
     return this.#modes.get(spec.name) ?? spec.loadType;
   }
 
+  /** Sets a module's mode; what was learnt about it (e.g. that a client cannot import it) is reset. */
   setMode(name: string, mode: ModuleSpec['loadType']): void {
     this.#modes.set(name, mode);
-    this.evaluate();
+    this.#history.delete(name);
+    this.decide();
   }
 
   modes(): Record<string, ModuleSpec['loadType']> {
@@ -123,11 +127,44 @@ export class PlacementEngine {
 
   /** Decides every module's placement from the window's statistics, then opens a new window. */
   evaluate(): void {
+    // Each window's statistics are added to the decayed history (half-life: one interval), so a
+    // quiet window or a single client does not flip a placement back and forth.
+    for (const [name, w] of this.#stats) {
+      const h = this.#history.get(name);
+      this.#history.set(name, {
+        local: {
+          calls: decay(h?.local.calls) + w.local.calls,
+          totalMs: decay(h?.local.totalMs) + w.local.totalMs,
+        },
+        remote: {
+          calls: decay(h?.remote.calls) + w.remote.calls,
+          totalMs: decay(h?.remote.totalMs) + w.remote.totalMs,
+        },
+        localUnavailable: (h?.localUnavailable ?? false) || w.localUnavailable,
+      });
+    }
+    for (const [name, h] of this.#history) {
+      if (!this.#stats.has(name)) {
+        this.#history.set(name, {
+          local: { calls: decay(h.local.calls), totalMs: decay(h.local.totalMs) },
+          remote: { calls: decay(h.remote.calls), totalMs: decay(h.remote.totalMs) },
+          localUnavailable: h.localUnavailable,
+        });
+      }
+    }
+    this.#budget = this.#budgets.length ? Math.min(...this.#budgets) : this.#budget;
+    this.#stats = new Map();
+    this.#budgets = [];
+    this.decide();
+  }
+
+  /** Decides every module's placement from the history, without closing the window. */
+  decide(): void {
     const specs = this.#options.specs();
     const decisions = decide(this.#settings, {
       modules: specs.map((s) => ({ ...s, mode: this.mode(s) })),
-      stats: this.#stats,
-      clientBudget: this.#budgets.length ? Math.min(...this.#budgets) : undefined,
+      stats: this.#history,
+      clientBudget: this.#budget,
       current: new Map([...this.#decisions].map(([k, d]) => [k, d.placement])),
     });
     for (const [name, decision] of decisions) {
@@ -144,8 +181,6 @@ export class PlacementEngine {
         });
       }
     }
-    this.#stats = new Map();
-    this.#budgets = [];
   }
 
   /** Re-evaluates every policy interval. */
@@ -158,4 +193,8 @@ export class PlacementEngine {
   stop(): void {
     clearInterval(this.#timer);
   }
+}
+
+function decay(x: number | undefined): number {
+  return (x ?? 0) / 2;
 }

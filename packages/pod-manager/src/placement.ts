@@ -4,14 +4,15 @@
  * module / remote / auto with its action policies).
  *
  * - `default`: follow load_type; `auto` means remote.
- * - `adaptive`: for `auto` modules, from the call statistics clients report, every interval:
+ * - `adaptive`: for `auto` modules, every interval, from the call statistics clients report (the
+ *   history halves every interval, so recent calls weigh most):
  *     gain(m)  = remote mean ms - local mean ms (local unknown: 0)   time saved per call if local
  *     score(m) = share(m) * gain(m)                                  share: m's part of auto calls
  *   Modules are taken by score per MiB of declared memory (lib_mem_size_req, unknown: 256Mi),
  *   highest first, and placed local while gain >= min_gain_ms and their memory fits the client
  *   memory budget (the smallest budget any client reported, else policy.client_memory_budget);
- *   the rest are remote. A module without calls in the window keeps its placement; one that some
- *   client cannot import stays remote.
+ *   the rest are remote. A module without reported calls keeps its placement; one that some
+ *   client cannot import stays remote until its mode is set again.
  */
 import { bytesFromQuantity } from '@splice-orc/protocol';
 import type { ModuleSpec } from './config.js';
@@ -30,7 +31,7 @@ export interface PolicySettings {
   min_gain_ms: number;
 }
 
-/** Calls of one module as clients reported them since the last evaluation. */
+/** Calls of one module as clients reported them (decayed sums). */
 export interface ModuleCallStats {
   local: { calls: number; totalMs: number };
   remote: { calls: number; totalMs: number };

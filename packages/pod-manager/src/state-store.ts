@@ -3,7 +3,7 @@
  * with `PUT /modules/:name/config`, modes set with `POST /modules/:name/load {mode}`, and the
  * policy. One JSON file, written atomically (temp file + rename).
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { RawModuleConfig } from './config.js';
 import type { PolicySettings } from './placement.js';
@@ -12,6 +12,7 @@ import type { PolicySettings } from './placement.js';
 export interface RuntimeState {
   modules: Record<string, RawModuleConfig>;
   modes: Record<string, RawModuleConfig['load_type']>;
+  /** Only when set at runtime (PUT /policy): otherwise the config file's policy applies. */
   policy?: PolicySettings | undefined;
 }
 
@@ -35,6 +36,12 @@ export function readState(path: string): RuntimeState {
 export function writeState(path: string, state: RuntimeState): void {
   mkdirSync(dirname(path), { recursive: true });
   const temp = `${path}.${process.pid}.tmp`;
-  writeFileSync(temp, `${JSON.stringify(state, null, 2)}\n`);
+  const fd = openSync(temp, 'w');
+  try {
+    writeSync(fd, `${JSON.stringify(state, null, 2)}\n`);
+    fsyncSync(fd); // the rename must not outlive the data after a power loss
+  } finally {
+    closeSync(fd);
+  }
   renameSync(temp, path);
 }

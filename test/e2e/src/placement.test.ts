@@ -25,6 +25,33 @@ describe('placement', () => {
     await client.close();
   });
 
+  it('runs a local module remotely, warning once, when this client cannot import it', async () => {
+    await using pm = await startPodManager({ calc: { package: fixture('calc'), load_type: 'local' } });
+    let imports = 0;
+    const client = connect(pm.url, {
+      importModule: async () => {
+        imports++;
+        throw new Error('not installed here');
+      },
+    });
+    const warnings: string[] = [];
+    const onWarning = (w: Error & { code?: string }) => {
+      if (w.code === 'SPLICE_LOCAL_UNAVAILABLE') warnings.push(w.message);
+    };
+    process.on('warning', onWarning);
+    try {
+      const calc = client.module<any>('calc');
+      for (let i = 0; i < 3; i++) expect(await calc.pid()).not.toBe(process.pid);
+      await new Promise((r) => setImmediate(r));
+      expect(imports).toBe(1);
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toMatch(/cannot be imported in this process \(not installed here\)/);
+    } finally {
+      process.off('warning', onWarning);
+      await client.close();
+    }
+  });
+
   it('switches placement at runtime; references already held keep working where they live', async () => {
     await using pm = await startPodManager();
     const client = connect(pm.url, { importModule, reportIntervalMs: 100 });
@@ -111,6 +138,20 @@ describe('placement', () => {
     expect((await http(`${second.url}/modules/calc`)).body).toMatchObject({ mode: 'local' });
     expect((await http(`${second.url}/policy`)).body).toMatchObject({ name: 'adaptive' });
     expect((await http(`${second.url}/modules/greeter/config`)).body).toMatchObject({ max_replicas: 2 });
+  });
+
+  it('changes nothing when a runtime config names a package that cannot be installed', async () => {
+    await using pm = await startPodManager();
+    const calc = pm.client.module<any>('calc');
+    const pid = await calc.pid();
+    const put = await http(`${pm.url}/modules/calc/config`, {
+      method: 'PUT',
+      body: { package: 'file:/nonexistent/splice-orc-nothing' },
+    });
+    expect(put.status).toBe(502);
+    expect(put.body.error.code).toBe('INSTALL_FAILED');
+    expect((await http(`${pm.url}/modules/calc/config`)).body.package).toMatch(/fixtures\/calc$/);
+    expect(await calc.pid()).toBe(pid);
   });
 
   it('validates a runtime module config like the file, listing every problem', async () => {

@@ -63,6 +63,11 @@ export interface Backend {
   start(spec: ModuleSpec, options?: StartOptions): Promise<void>;
   /** The servers that take calls now (not starting, not draining). */
   ready(name: string): ReadyReplica[];
+  /**
+   * Makes what the module needs available ahead of a start (the local backend installs it), so
+   * that a config change can be checked before it is applied. Rejects with INSTALL_FAILED.
+   */
+  prepare(spec: ModuleSpec): Promise<void>;
   /** Adds a server (scale up); resolves when it is ready. */
   addReplica(spec: ModuleSpec): Promise<void>;
   /**

@@ -14,6 +14,7 @@ import type {
   ReplicaStatus,
   ReplicaUsage,
 } from './backend.js';
+import { installModule } from './installer.js';
 import { type LocalBackendOptions, Replica } from './local-replica.js';
 
 export type { LocalBackendOptions };
@@ -33,6 +34,9 @@ export function createLocalBackend(options: LocalBackendOptions): Backend {
   return {
     start: (spec, startOptions) => moduleFor(spec).start(startOptions?.signal),
     ready: (name) => modules.get(name)?.ready() ?? [],
+    prepare: async (spec) => {
+      await installModule(spec, { cacheDir: options.cacheDir, timeoutMs: options.startTimeoutMs });
+    },
     addReplica: (spec) => moduleFor(spec).add(),
     removeReplica: async (name, id) => modules.get(name)?.remove(id),
     stop: async (name) => modules.get(name)?.stopAll(),

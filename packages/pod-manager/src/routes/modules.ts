@@ -121,13 +121,21 @@ export function moduleRoutes(app: FastifyInstance, o: ModuleRouteOptions): void 
           throw new ServiceError('BAD_REQUEST', error.message, { extra: { problems: error.problems } });
         throw error;
       }
-      registry.setSpec(parsed.spec, parsed.raw);
-      placement.evaluate();
-      o.persist();
-      // What is installed changed: running servers are replaced (the next call or keep-warm starts new ones).
+      // What is installed changes: install it first, so a spec that cannot be installed changes nothing.
       const reinstall =
         before.package !== parsed.spec.package ||
         before.dependencies.join('\n') !== parsed.spec.dependencies.join('\n');
+      if (reinstall) await registry.backend.prepare(parsed.spec);
+      const previous = registry.rawConfig(name);
+      registry.setSpec(parsed.spec, parsed.raw);
+      try {
+        o.persist();
+      } catch (error) {
+        registry.setSpec(before, previous);
+        throw error;
+      }
+      placement.decide();
+      // Running servers run the old package: they are replaced (the next call or keep-warm starts new ones).
       if (reinstall) await registry.backend.stop(name);
       return withPlacement(registry.view(name));
     },
