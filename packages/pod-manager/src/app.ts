@@ -175,6 +175,7 @@ function backendFor(config: Config, app: FastifyInstance, invoker: Invoker): Bac
     leaseMs: config.server.lease_ms,
     maxPayloadBytes: config.server.max_payload_bytes,
     graceMs: config.server.grace_ms,
+    isolate: config.server.isolate_modules,
     liveness: { intervalMs: config.server.liveness_interval_ms, failures: config.server.liveness_failures },
 
     log: app.log,

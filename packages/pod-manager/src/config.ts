@@ -104,6 +104,11 @@ const ServerSection = T.Object(
      * one the pod-manager listens on loopback only.
      */
     auth_token: T.Optional(T.String({ minLength: 16 })),
+    /**
+     * Run local module-servers under Node's permission model: read-only file system, no child
+     * processes, workers or native addons. Turn off for modules that need them.
+     */
+    isolate_modules: T.Boolean({ default: true }),
     /** Most calls of one module that may wait for it to start; more are refused with 503. */
     queue_limit: T.Integer({ minimum: 0, default: 1_000 }),
     /** Longest a call waits for its module to start, ms; then 503. */

@@ -85,6 +85,10 @@ export function startLifecycle(registry: ModuleRegistry, options: LifecycleOptio
       return;
     }
     if (ready.length === 0) return;
+    // A replica whose restart failed is not retried while others serve: drop it.
+    for (const failed of status.replicas.filter((r) => r.state === 'failed')) {
+      await backend.removeReplica(spec.name, failed.id);
+    }
 
     let inFlight = 0;
     for (const n of registry.inFlight(spec.name).values()) inFlight += n;

@@ -4,5 +4,11 @@ export {
   type InvocationHandlerOptions,
   type InvocationResult,
 } from './invocation-handler.js';
-export { type LoadedModule, type LoadModuleOptions, loadModule, rootOf } from './module-host.js';
+export {
+  type LoadedModule,
+  type LoadModuleOptions,
+  loadModule,
+  rootOf,
+  writeImporter,
+} from './module-host.js';
 export { ObjectTable, type ObjectTableOptions } from './object-table.js';

@@ -3,6 +3,7 @@
  * start paths from.
  */
 import { existsSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -37,11 +38,27 @@ export async function loadModule(options: LoadModuleOptions): Promise<LoadedModu
 async function importFrom({ name, resolveFrom }: LoadModuleOptions): Promise<unknown> {
   if (!resolveFrom) return import(name);
   const importer = join(resolveFrom, IMPORTER);
-  if (!existsSync(importer)) writeFileSync(importer, 'export default (specifier) => import(specifier);\n');
+  if (!existsSync(importer)) {
+    try {
+      writeImporter(resolveFrom);
+    } catch {
+      // A read-only folder without the importer: resolve as CommonJS does, which finds the entry
+      // of every package that has a `main` or a `require` export.
+      return import(pathToFileURL(createRequire(join(resolveFrom, 'noop.js')).resolve(name)).href);
+    }
+  }
   const { default: importInDir } = (await import(pathToFileURL(importer).href)) as {
     default: (specifier: string) => Promise<unknown>;
   };
   return importInDir(name);
+}
+
+/**
+ * Writes the importer into an install folder. Installers call it, so that a module-server whose
+ * file system is read-only (Node's permission model, a read-only container) finds it there.
+ */
+export function writeImporter(dir: string): void {
+  writeFileSync(join(dir, IMPORTER), 'export default (specifier) => import(specifier);\n');
 }
 
 /**

@@ -1,3 +1,6 @@
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { RemoteError, SpliceError } from '@splice-orc/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture, http, startPodManager, type TestPodManager } from './harness.js';
@@ -77,6 +80,34 @@ describe('errors end to end', () => {
       expect(error.details).toMatchObject({ httpStatus: 403 });
     }
     expect(await calc.add(2, 2)).toBe(4);
+  });
+
+  it('runs module-servers with a read-only file system and no child processes', async () => {
+    expect(await failure(calc.tryExec())).toMatchObject({ remoteCode: 'ERR_ACCESS_DENIED' });
+    const path = join(tmpdir(), `splice-write-${process.pid}`);
+    expect(await failure(calc.tryWrite(path))).toMatchObject({ remoteCode: 'ERR_ACCESS_DENIED' });
+    expect(existsSync(path)).toBe(false);
+  });
+
+  it('lets module-servers do both when isolation is turned off', async () => {
+    await using open = await startPodManager(
+      { calc: { package: fixture('calc') } },
+      { isolate_modules: false },
+    );
+    expect(await open.client.module<any>('calc').tryExec()).toBe('ran');
+  });
+
+  it('does not pass the pod-manager token to module code', async () => {
+    const token = 'a-token-module-code-must-not-see';
+    process.env.SPLICE_AUTH_TOKEN = token;
+    try {
+      await using guarded = await startPodManager({ calc: { package: fixture('calc') } });
+      const remote = guarded.client.module<any>('calc');
+      expect(await remote.env('HOME')).toBe(process.env.HOME);
+      expect(await remote.env('SPLICE_AUTH_TOKEN')).toBeUndefined();
+    } finally {
+      delete process.env.SPLICE_AUTH_TOKEN;
+    }
   });
 
   it('refuses an oversized payload with 413 RESOURCE_EXHAUSTED before it reaches the module', async () => {

@@ -9,6 +9,7 @@ import { type Dirent, existsSync, readdirSync, statSync } from 'node:fs';
 
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { writeImporter } from '@splice-orc/runtime';
 import type { ModuleSpec } from '../config.js';
 import { ServiceError } from '../errors.js';
 
@@ -51,6 +52,7 @@ async function install(spec: ModuleSpec, dir: string, timeoutMs: number): Promis
     const flags = ['--no-audit', '--no-fund', '--omit=dev', '--install-links', '--loglevel=error'];
     const specs = [spec.package, ...spec.dependencies];
     await runNpm(['install', ...flags, ...specs], { cwd: staging, env: npmEnv() }, timeoutMs);
+    writeImporter(staging);
     await writeFile(
       join(staging, MARKER),
       `${JSON.stringify({ package: spec.package, dependencies: spec.dependencies })}\n`,

@@ -24,6 +24,11 @@ export interface LocalBackendOptions {
   /** Health checks of ready servers; a server failing `failures` in a row is restarted. */
   liveness?: { intervalMs: number; failures: number };
   log: FastifyBaseLogger;
+  /**
+   * Run module-servers under Node's permission model: the file system is read-only to them and
+   * they can start no process or worker, which contains a module that can be made to run code.
+   */
+  isolate?: boolean;
   /** Called when an endpoint stops being served, so clients of it can be dropped. */
   onEndpointGone?: (endpoint: string) => void;
 }
@@ -152,7 +157,12 @@ export class Replica {
       this.#watch(endpoint);
       return endpoint;
     } catch (error) {
-      this.#state = this.#stopping ? 'absent' : 'failed';
+      if (this.#stopping) {
+        // Whatever broke, it broke because the start was stopped: say so.
+        this.#state = 'absent';
+        throw stopped(this.spec.name);
+      }
+      this.#state = 'failed';
       this.#reason = error instanceof Error ? error.message : String(error);
       this.#log.warn({ reason: this.#reason }, 'module failed to start');
       throw error;
@@ -163,7 +173,7 @@ export class Replica {
     this.#output.length = 0;
     const child = fork(serverEntry, [], {
       env: {
-        ...process.env,
+        ...moduleEnv(),
         MODULE_NAME: this.spec.name,
         MODULE_RESOLVE_FROM: dir,
         HOST: '127.0.0.1',
@@ -172,7 +182,7 @@ export class Replica {
         SPLICE_MAX_MESSAGE_BYTES: String(this.options.maxPayloadBytes),
         SPLICE_GRACE_MS: String(this.options.graceMs),
       },
-      execArgv: [],
+      execArgv: this.options.isolate ? isolationFlags() : [],
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
     this.#child = child;
@@ -339,4 +349,18 @@ function stopped(name: string): ServiceError {
     'MODULE_STOPPED',
     `${name} was stopped (unload, scale-down or config change) while the call waited for it`,
   );
+}
+
+/** The pod-manager's environment without its own secrets: module code runs in the child. */
+function moduleEnv(): NodeJS.ProcessEnv {
+  const { SPLICE_AUTH_TOKEN: _token, ...env } = process.env;
+  return env;
+}
+
+/** Node's permission model: read anything, write nothing, start no process, worker or addon. */
+function isolationFlags(): string[] {
+  const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
+  const flag = major >= 22 ? '--permission' : '--experimental-permission';
+  const quiet = major > 20 || minor >= 11 ? ['--disable-warning=ExperimentalWarning'] : [];
+  return [flag, '--allow-fs-read=*', ...quiet];
 }
