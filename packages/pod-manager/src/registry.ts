@@ -5,6 +5,7 @@
  */
 import { Code, type InvokeAnswer, type ServerStats, SpliceError } from '@splice-orc/protocol';
 import type { Backend, ModuleStatus, ReadyReplica } from './backends/backend.js';
+import { ColdStartQueue, type WaitingRoom } from './cold-start.js';
 import type { Config, ModuleSpec, RawModuleConfig } from './config.js';
 import { ServiceError } from './errors.js';
 import { type Invoker, neverDelivered } from './invoker.js';
@@ -52,15 +53,12 @@ export interface CallEvent {
 }
 
 /** What happens to a module's calls, kept by the registry. */
-interface Activity {
+interface Activity extends WaitingRoom {
   calls: number;
   inFlight: Map<string, number>;
   /** When each replica last received a call. */
   lastCallByReplica: Map<string, number>;
-  queued: number;
   lastCallAt: number;
-  /** The cold start under way, shared by the calls that wait for it. */
-  coldStart: Promise<void> | undefined;
 }
 
 /** Modules, their servers and the calls to them. */
@@ -70,6 +68,7 @@ export class ModuleRegistry {
   readonly #overrides: Record<string, RawModuleConfig> = {};
   readonly #callListeners: Array<(event: CallEvent) => void> = [];
   readonly #coldStartListeners: Array<(module: string, ms: number) => void> = [];
+  readonly #coldStarts: ColdStartQueue;
   /** Modules unloaded on purpose: keep-warm leaves them down until the next load or call. */
   readonly #unloaded = new Set<string>();
 
@@ -79,6 +78,14 @@ export class ModuleRegistry {
     readonly invoker: Invoker,
   ) {
     this.#specs = new Map(config.modules);
+    this.#coldStarts = new ColdStartQueue({
+      backend,
+      limit: config.server.queue_limit,
+      timeoutMs: config.server.queue_timeout_ms,
+      onColdStart: (module, ms) => {
+        for (const listener of this.#coldStartListeners) listener(module, ms);
+      },
+    });
   }
 
   /** Names of the configured modules. */
@@ -243,51 +250,9 @@ export class ModuleRegistry {
   }
 
   /** Waits for a ready server in the bounded cold-start queue. */
-  async #waitReady(spec: ModuleSpec, signal?: AbortSignal): Promise<void> {
-    if (this.backend.ready(spec.name).length > 0) return;
-    const activity = this.#activityOf(spec.name);
-    const { queue_limit: limit, queue_timeout_ms: timeoutMs } = this.config.server;
-    if (activity.queued >= limit) {
-      throw new ServiceError(
-        'QUEUE_FULL',
-        `${limit} calls already wait for ${spec.name} to start; try again shortly`,
-      );
-    }
-    activity.queued++;
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      const expired = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(
-              new ServiceError(
-                'COLD_START_TIMEOUT',
-                `${spec.name} did not become ready within ${timeoutMs} ms`,
-              ),
-            ),
-          timeoutMs,
-        );
-      });
-      await Promise.race([this.#coldStart(spec, activity), expired, aborted(signal)]);
-    } finally {
-      clearTimeout(timer);
-      activity.queued--;
-    }
-  }
-
-  #coldStart(spec: ModuleSpec, activity: Activity): Promise<void> {
-    if (!activity.coldStart) {
-      const t0 = performance.now();
-      activity.coldStart = this.backend
-        .start(spec)
-        .then(() => {
-          for (const listener of this.#coldStartListeners) listener(spec.name, performance.now() - t0);
-        })
-        .finally(() => {
-          activity.coldStart = undefined;
-        });
-    }
-    return activity.coldStart;
+  #waitReady(spec: ModuleSpec, signal?: AbortSignal): Promise<void> {
+    if (this.backend.ready(spec.name).length > 0) return Promise.resolve();
+    return this.#coldStarts.wait(spec, this.#activityOf(spec.name), signal);
   }
 
   /** One module's view with what its ready servers report (asked with a short deadline). */
@@ -372,13 +337,4 @@ export class ModuleRegistry {
     }
     return activity;
   }
-}
-
-function aborted(signal: AbortSignal | undefined): Promise<never> {
-  return new Promise((_, reject) => {
-    if (!signal) return;
-    const fail = () => reject(new ServiceError(Code.CANCELLED, 'the client went away'));
-    if (signal.aborted) fail();
-    else signal.addEventListener('abort', fail, { once: true });
-  });
 }

@@ -1,0 +1,158 @@
+/**
+ * The JSON Schema (TypeBox) of config/config.json: jac-splice-orc's keys (`kubernetes`,
+ * `module_config`, `environment`) and splice-orc's own (`server`, `policy`), with defaults and units.
+ */
+import { Type as T } from '@sinclair/typebox';
+
+/** A string enum as JSON Schema `enum`, so a wrong value gets one message naming the allowed ones. */
+const oneOf = <const V extends string>(values: readonly V[], fallback: V) =>
+  T.Unsafe<V>({ type: 'string', enum: values, default: fallback });
+
+const quantity = (example: string, fallback?: string) =>
+  T.String({
+    pattern: '^[0-9]+(\\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$',
+    description: `Kubernetes quantity, e.g. ${example}`,
+    ...(fallback === undefined ? {} : { default: fallback }),
+  });
+
+export const ModuleConfig = T.Object(
+  {
+    /** Memory the module's server needs (Kubernetes quantity). Kept from jac-splice-orc. */
+    lib_mem_size_req: T.Optional(quantity('100Mi')),
+    /** CPU the module's server needs (Kubernetes quantity). Kept from jac-splice-orc. */
+    lib_cpu_req: T.Optional(quantity('500m')),
+    /** Extra npm packages installed beside the module (npm specs). */
+    dependency: T.Array(T.String({ minLength: 1 }), { default: [] }),
+    /** Placement: served remotely, imported in the client, or decided by policy. */
+    load_type: oneOf(['remote', 'local', 'auto'], 'remote'),
+    /** npm spec to install (`mathjs@13`, `file:./fixtures/calc`); default: the module name. */
+    package: T.Optional(T.String({ minLength: 1 })),
+    /** Stop the module after this long with no call and no live reference, s (0 = never). */
+    idle_timeout_s: T.Number({ minimum: 0, default: 0 }),
+    /** Replicas kept running even when idle; > 0 also keeps the module warm. */
+    min_replicas: T.Integer({ minimum: 0, default: 0 }),
+    /** Most replicas the autoscaler may run. */
+    max_replicas: T.Integer({ minimum: 1, default: 1 }),
+    /** Calls in flight per replica the autoscaler aims for. */
+    target_concurrency: T.Integer({ minimum: 1, default: 32 }),
+    /** Start the module at start-up and bring it back whenever it dies (JSORC's keep_alive). */
+    keep_warm: T.Boolean({ default: false }),
+  },
+  { additionalProperties: false },
+);
+
+const PodManagerSection = T.Object(
+  {
+    deployment_name: T.Optional(T.String()),
+    service_account_name: T.Optional(T.String()),
+    container_name: T.Optional(T.String()),
+    image_name: T.Optional(T.String()),
+    container_port: T.Optional(T.Integer({ minimum: 1, maximum: 65535 })),
+    service_name: T.Optional(T.String()),
+    service_type: T.Optional(T.String()),
+    env_vars: T.Optional(T.Record(T.String(), T.String())),
+    resources: T.Optional(
+      T.Object(
+        {
+          requests: T.Optional(T.Record(T.String(), T.String())),
+          limits: T.Optional(T.Record(T.String(), T.String())),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const ServerSection = T.Object(
+  {
+    /** Address the REST API binds. */
+    host: T.String({ default: '127.0.0.1' }),
+    /** Port of the REST API. */
+    port: T.Integer({ minimum: 0, maximum: 65535, default: 8000 }),
+    /** Where module-servers run: local child processes (embedded default) or Kubernetes pods. */
+    backend: oneOf(['local', 'kubernetes'], 'local'),
+    /** Directory of installed modules, keyed by what is installed. Default ~/.cache/splice-orc. */
+    cache_dir: T.Optional(T.String({ minLength: 1 })),
+    /** Longest a forwarded invocation may take, ms. A client may ask for less. */
+    invoke_timeout_ms: T.Integer({ minimum: 1, default: 30_000 }),
+    /** Longest a module may take to install and become ready, ms. */
+    start_timeout_ms: T.Integer({ minimum: 1, default: 300_000 }),
+    /** Largest invocation payload either way, bytes. */
+    max_payload_bytes: T.Integer({ minimum: 1024, default: 16 * 1024 * 1024 }),
+    /** How long a module-server keeps a silent client's references, ms. */
+    lease_ms: T.Integer({ minimum: 100, default: 60_000 }),
+    /** Longest a stopping module-server may finish calls in flight, ms. */
+    grace_ms: T.Integer({ minimum: 0, default: 5_000 }),
+    /**
+     * How often the health of a ready module-server is checked, ms (0 = never). A server that
+     * fails `liveness_failures` checks in a row (its event loop is stuck, e.g. in a synchronous
+     * endless loop of module code) is killed and restarted, like a failed Kubernetes liveness probe.
+     */
+    liveness_interval_ms: T.Integer({ minimum: 0, default: 10_000 }),
+    /** Failed health checks in a row before a module-server is restarted. */
+    liveness_failures: T.Integer({ minimum: 1, default: 3 }),
+    /**
+     * Bearer token every endpoint but /healthz and /readyz requires (or SPLICE_AUTH_TOKEN). Without
+     * one the pod-manager listens on loopback only.
+     */
+    auth_token: T.Optional(T.String({ minLength: 16 })),
+    /**
+     * Run local module-servers under Node's permission model: read-only file system, no child
+     * processes, workers or native addons. Turn off for modules that need them.
+     */
+    isolate_modules: T.Boolean({ default: true }),
+    /** Most calls of one module that may wait for it to start; more are refused with 503. */
+    queue_limit: T.Integer({ minimum: 0, default: 1_000 }),
+    /** Longest a call waits for its module to start, ms; then 503. */
+    queue_timeout_ms: T.Integer({ minimum: 1, default: 120_000 }),
+    /** Calls in flight are averaged over this window before the autoscaler acts, s. */
+    scale_window_s: T.Number({ minimum: 0, default: 10 }),
+    /** A replica is removed only after load has been low for this long, s. */
+    scale_down_delay_s: T.Number({ minimum: 0, default: 30 }),
+    /** Period of the lifecycle loop (idle stop, autoscaling, keep-warm), ms. */
+    lifecycle_interval_ms: T.Integer({ minimum: 10, default: 1_000 }),
+    /** Where runtime changes (module config, modes, policy) are kept across restarts. Default <cache_dir>/state-<hash of the config path>.json. */
+    state_file: T.Optional(T.String({ minLength: 1 })),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+export const ConfigSchema = T.Object(
+  {
+    kubernetes: T.Object(
+      {
+        namespace: T.String({ minLength: 1, default: 'splice-orc' }),
+        service_account_name: T.Optional(T.String()),
+        pod_manager: T.Optional(PodManagerSection),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    module_config: T.Record(
+      T.String({ pattern: '^(@[\\w.~-]+/)?[\\w.~-]+(/[\\w.~-]+)*$', maxLength: 214 }),
+      ModuleConfig,
+      {
+        additionalProperties: false,
+      },
+    ),
+    policy: T.Object(
+      {
+        /** Placement policy: default (follow load_type) or adaptive (see placement.ts). */
+        name: oneOf(['default', 'adaptive'], 'default'),
+        /** How often the adaptive policy re-evaluates, s. */
+        interval_s: T.Number({ exclusiveMinimum: 0, maximum: 86_400, default: 30 }),
+        /** Memory a client may give local modules when it reports none. */
+        client_memory_budget: quantity('512Mi', '512Mi'),
+        /** Least time saved per call, ms, for local placement to be worth it. */
+        min_gain_ms: T.Number({ minimum: 0, default: 0.2 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    environment: T.Object(
+      { POD_MANAGER_URL: T.Optional(T.String()) },
+      { additionalProperties: false, default: {} },
+    ),
+    server: ServerSection,
+  },
+  { additionalProperties: false },
+);
