@@ -110,6 +110,25 @@ describe('remote proxy', () => {
     expect(ops[0]).toMatchObject({ args: [{ m: ref }, [ref]] });
   });
 
+  it('passes arguments without proxies on as they are, and copies only what holds one', () => {
+    const { host } = recorder();
+    const math = createRemoteProxy({ module: 'm', base: null, steps: [] }, host) as any;
+    const held = createRemoteProxy(
+      { module: 'm', base: { module: 'm', ref, released: false }, steps: [] },
+      host,
+    );
+    const plain = { rows: [[1, 2]], tags: new Set(['a']), meta: new Map([['k', 1]]) };
+    const mixed = { plain, inner: new Map([['m', held]]) };
+    const ops: Op[] = [];
+    compile(nodeOf(math.f(plain, mixed))!, ops);
+    const [a, b] = (ops[0] as { args: any[] }).args;
+    expect(a).toBe(plain);
+    expect(b).not.toBe(mixed);
+    expect(b.plain).toBe(plain);
+    expect(b.inner.get('m')).toEqual(ref);
+    expect(mixed.inner.get('m')).toBe(held);
+  });
+
   it('refuses a reference of another module and a released reference', () => {
     const { host } = recorder();
     const math = createRemoteProxy({ module: 'm', base: null, steps: [] }, host) as any;

@@ -206,13 +206,34 @@ function substitute(
   }
   if (ArrayBuffer.isView(value) || value instanceof Date) return value;
   const walk = (v: unknown) => substitute(v, module, ops, servers, handles);
-  if (Array.isArray(value)) return value.map(walk);
-  if (value instanceof Map) return new Map(Array.from(value, ([k, v]) => [walk(k), walk(v)]));
-  if (value instanceof Set) return new Set(Array.from(value, walk));
+  // Copy-on-write: an argument with no proxy inside is passed on as it is, not copied.
+  if (Array.isArray(value)) {
+    const out = value.map(walk);
+    return out.some((v, i) => v !== value[i]) ? out : value;
+  }
+  if (value instanceof Map) {
+    let changed = false;
+    const out = Array.from(value, ([k, v]) => {
+      const entry = [walk(k), walk(v)] as const;
+      changed ||= entry[0] !== k || entry[1] !== v;
+      return entry;
+    });
+    return changed ? new Map(out) : value;
+  }
+  if (value instanceof Set) {
+    const items = [...value];
+    const out = items.map(walk);
+    return out.some((v, i) => v !== items[i]) ? new Set(out) : value;
+  }
   if (typeof value === 'object' && isPlainObject(value)) {
-    const out: Record<string, unknown> = {};
-    for (const key of Object.keys(value)) out[key] = walk((value as Record<string, unknown>)[key]);
-    return out;
+    const record = value as Record<string, unknown>;
+    let out: Record<string, unknown> | undefined;
+    for (const key of Object.keys(record)) {
+      const v = walk(record[key]);
+      if (v !== record[key]) out ??= { ...record };
+      if (out) out[key] = v;
+    }
+    return out ?? value;
   }
   return value;
 }
