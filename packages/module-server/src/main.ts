@@ -12,6 +12,7 @@
  * | SPLICE_MAX_MESSAGE_BYTES | largest payload either way | 16777216 |
  * | SPLICE_LEASE_MS | session lease | 60000 |
  * | SPLICE_GRACE_MS | how long in-flight calls may finish on SIGTERM | 5000 |
+ * | SPLICE_SERVER_ID | id references carry (in a pod: the pod name) | random |
  *
  * It prints one JSON log line `{"msg":"listening","port":N,...}` and, when started with an IPC
  * channel, sends `{type:'listening', port, serverId}` to its parent; it exits when that parent goes.
@@ -42,6 +43,7 @@ async function main(): Promise<void> {
     port: intFromEnv('PORT', 50051),
     maxMessageBytes: intFromEnv('SPLICE_MAX_MESSAGE_BYTES', 16 * 1024 * 1024),
     leaseMs: intFromEnv('SPLICE_LEASE_MS', 60_000),
+    serverId: process.env.SPLICE_SERVER_ID,
   });
   log.info({ port: server.port, serverId: server.serverId }, 'listening');
   process.send?.({ type: 'listening', port: server.port, serverId: server.serverId });

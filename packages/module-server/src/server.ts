@@ -34,13 +34,18 @@ export interface ModuleServerOptions {
   leaseMs?: number;
   /** Longest an invocation may run when the caller set no deadline, in ms. Default 300 000. */
   maxCallMs?: number;
+  /**
+   * Id carried by every reference this server makes, which routes calls on them back here. Default:
+   * random. In a pod it is the pod's name, which the pod-manager knows from the cluster.
+   */
+  serverId?: string | undefined;
 }
 
 /** A running module-server. */
 export interface ModuleServer {
   /** The port actually bound. */
   readonly port: number;
-  /** Random id of this server instance, carried by every reference it makes. */
+  /** Id of this server instance (random unless given), carried by every reference it makes. */
   readonly serverId: string;
   /** The reference table, for inspection. */
   readonly table: ObjectTable;
@@ -53,7 +58,7 @@ export interface ModuleServer {
 export async function createModuleServer(options: ModuleServerOptions): Promise<ModuleServer> {
   const { root } = await loadModule({ name: options.moduleName, resolveFrom: options.resolveFrom });
   const maxMessageBytes = options.maxMessageBytes ?? 16 * 1024 * 1024;
-  const serverId = randomBytes(6).toString('hex');
+  const serverId = options.serverId || randomBytes(6).toString('hex');
   const table = new ObjectTable({ leaseMs: options.leaseMs ?? 60_000 });
   const server = new grpc.Server({
     'grpc.max_receive_message_length': maxMessageBytes,
