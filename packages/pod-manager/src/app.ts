@@ -4,11 +4,13 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { resolve } from 'node:path';
 import fastifySwagger from '@fastify/swagger';
 import { Code, SpliceError } from '@splice-orc/protocol';
 import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
 
 import type { Backend } from './backends/backend.js';
+import { createKubernetesBackend } from './backends/kubernetes.js';
 import { createLocalBackend } from './backends/local.js';
 import { Benchmark } from './benchmark.js';
 import { type Config, parseModuleConfig } from './config.js';
@@ -164,10 +166,23 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
 
 function backendFor(config: Config, app: FastifyInstance, invoker: Invoker): Backend {
   if (config.server.backend === 'kubernetes') {
-    throw new ServiceError(
-      'INTERNAL',
-      'the kubernetes backend is not available in this build; use backend "local"',
-    );
+    const k = config.raw.kubernetes;
+    return createKubernetesBackend({
+      // In a cluster the pod-manager serves its own namespace (set from the downward API), where its Role is.
+      namespace: process.env.SPLICE_NAMESPACE || k.namespace,
+      kubeconfig: k.kubeconfig ? resolve(config.baseDir, k.kubeconfig) : undefined,
+      requestTimeoutMs: k.request_timeout_ms,
+      moduleImage: k.module_image,
+      imagePullPolicy: k.image_pull_policy,
+      podLabels: k.pod_labels,
+      leaseMs: config.server.lease_ms,
+      graceMs: config.server.grace_ms,
+      maxPayloadBytes: config.server.max_payload_bytes,
+      startTimeoutMs: config.server.start_timeout_ms,
+      liveness: { intervalMs: config.server.liveness_interval_ms, failures: config.server.liveness_failures },
+      log: app.log,
+      onEndpointGone: (endpoint) => invoker.drop(endpoint),
+    });
   }
   return createLocalBackend({
     cacheDir: config.server.cache_dir,

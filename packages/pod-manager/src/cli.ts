@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 /** `splice-orc`: the command line of the pod-manager. */
+import { existsSync, readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { addRemoteCommands, CliError } from './cli-remote.js';
 
@@ -8,6 +9,27 @@ function port(value: string): number {
   if (!Number.isInteger(n) || n < 0 || n > 65535)
     throw new InvalidArgumentError('must be a port number (0-65535)');
   return n;
+}
+
+const DEFAULT_IMAGE = 'splice-orc:0.1.0';
+
+function seconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number of seconds');
+  return n;
+}
+
+/** module_config of a config file, or none when the file does not exist. */
+function modulesOf(path: string): Record<string, unknown> {
+  if (!existsSync(path)) return {};
+  try {
+    return (
+      (JSON.parse(readFileSync(path, 'utf8')) as { module_config?: Record<string, unknown> }).module_config ??
+      {}
+    );
+  } catch (error) {
+    throw new CliError(`cannot read ${path}: ${(error as Error).message}`);
+  }
 }
 
 const program = new Command('splice-orc').description('Use any Node module as a remote service.');
@@ -32,6 +54,48 @@ program
       process.exit(error instanceof ConfigError ? 2 : 1);
     }
   });
+
+program
+  .command('manifests')
+  .description("print the pod-manager's Kubernetes objects as YAML (what k8s/ holds and init applies)")
+  .option('-n, --namespace <name>', 'namespace', 'splice-orc')
+  .option('-i, --image <image>', 'splice-orc image', DEFAULT_IMAGE)
+  .option('-c, --config <file>', 'config whose module_config goes into the ConfigMap', 'config/config.json')
+  .action(async (opts: { namespace: string; image: string; config: string }) => {
+    const { manifestsYaml } = await import('./backends/kube-cli.js');
+    process.stdout.write(manifestsYaml({ ...opts, modules: modulesOf(opts.config) }));
+  });
+
+program
+  .command('init [namespace]')
+  .description(
+    'deploy the pod-manager into a cluster (server-side apply; run again to update) and wait until it is ready',
+  )
+  .option('-i, --image <image>', 'splice-orc image', DEFAULT_IMAGE)
+  .option('-c, --config <file>', 'config whose module_config goes into the ConfigMap', 'config/config.json')
+  .option('--kubeconfig <file>', 'kubeconfig (default: $KUBECONFIG or ~/.kube/config)')
+  .option('--timeout <s>', 'longest wait for the pod-manager to become ready, s', seconds, 300)
+  .action(
+    async (
+      namespace: string | undefined,
+      opts: { image: string; config: string; kubeconfig?: string; timeout: number },
+    ) => {
+      const { initCluster } = await import('./backends/kube-init.js');
+      const ns = namespace ?? 'splice-orc';
+      const { url } = await initCluster({
+        namespace: ns,
+        image: opts.image,
+        modules: modulesOf(opts.config),
+        kubeconfig: opts.kubeconfig,
+        timeoutMs: opts.timeout * 1000,
+        log: (line) => process.stderr.write(`${line}\n`),
+      });
+      process.stdout.write(`splice-orc pod-manager ready at ${url}\n`);
+      process.stderr.write(
+        `token: kubectl -n ${ns} get secret splice-orc-auth -o jsonpath='{.data.token}' | base64 -d\n`,
+      );
+    },
+  );
 
 addRemoteCommands(program);
 

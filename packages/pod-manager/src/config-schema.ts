@@ -37,6 +37,15 @@ export const ModuleConfig = T.Object(
     target_concurrency: T.Integer({ minimum: 1, default: 32 }),
     /** Start the module at start-up and bring it back whenever it dies (JSORC's keep_alive). */
     keep_warm: T.Boolean({ default: false }),
+    /** CPU limit of the module's pod (Kubernetes); none by default, so the pod may burst. */
+    lib_cpu_limit: T.Optional(quantity('1')),
+    /** Memory limit of the module's pod (Kubernetes); default: lib_mem_size_req. */
+    lib_mem_limit: T.Optional(quantity('256Mi')),
+    /**
+     * A prebuilt image holding the module (Kubernetes): its pods start it as is, with nothing to
+     * install. Without one, an init container installs the package into the pod.
+     */
+    image: T.Optional(T.String({ minLength: 1 })),
   },
   { additionalProperties: false },
 );
@@ -124,6 +133,16 @@ export const ConfigSchema = T.Object(
       {
         namespace: T.String({ minLength: 1, default: 'splice-orc' }),
         service_account_name: T.Optional(T.String()),
+        /** kubeconfig file of the cluster; default $KUBECONFIG, ~/.kube/config, or the pod's service account. */
+        kubeconfig: T.Optional(T.String({ minLength: 1 })),
+        /** Longest one request to the Kubernetes API may take, ms. */
+        request_timeout_ms: T.Integer({ minimum: 100, default: 10_000 }),
+        /** Image of module pods (the splice-orc image: it installs and serves any npm module). */
+        module_image: T.String({ minLength: 1, default: 'splice-orc:0.1.0' }),
+        /** imagePullPolicy of module pods. */
+        image_pull_policy: oneOf(['IfNotPresent', 'Always', 'Never'], 'IfNotPresent'),
+        /** Labels added to every module pod (for example, for a NetworkPolicy of your own). */
+        pod_labels: T.Record(T.String(), T.String(), { default: {} }),
         pod_manager: T.Optional(PodManagerSection),
       },
       { additionalProperties: false, default: {} },

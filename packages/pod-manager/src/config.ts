@@ -32,6 +32,11 @@ export interface ModuleSpec {
   readonly targetConcurrency: number;
   /** Started at start-up and restarted whenever it dies. */
   readonly keepWarm: boolean;
+  /** Kubernetes limits (quantities); memory defaults to the request. */
+  readonly cpuLimit: string | undefined;
+  readonly memoryLimit: string | undefined;
+  /** A prebuilt image holding the module (Kubernetes), else undefined: installed at pod start. */
+  readonly image: string | undefined;
 }
 
 /** The pod-manager's validated, frozen configuration. */
@@ -146,6 +151,9 @@ function specFrom(name: string, m: RawModuleConfig, baseDir: string): ModuleSpec
     maxReplicas: Math.max(m.max_replicas, m.min_replicas),
     targetConcurrency: m.target_concurrency,
     keepWarm: m.keep_warm || m.min_replicas > 0,
+    cpuLimit: m.lib_cpu_limit,
+    memoryLimit: m.lib_mem_limit ?? m.lib_mem_size_req,
+    image: m.image,
   });
 }
 

@@ -32,6 +32,20 @@ export const errorTable = {
     meaning: 'The module-server exited before it was ready (often: the module throws on import).',
     fix: "Read the message (the server's last output) and fix the module or its dependencies.",
   },
+  POD_START_FAILED: {
+    status: 502,
+    grpc: Code.UNAVAILABLE,
+    meaning:
+      "A module pod cannot start; the message is the cluster's reason (ImagePullBackOff, CrashLoopBackOff, Unschedulable, a failed install).",
+    fix: 'Fix what the reason names (image, node capacity, package spec); the Deployment stays, so a fixed cluster recovers by itself, or DELETE the module.',
+  },
+  CLUSTER_ERROR: {
+    status: 502,
+    grpc: Code.UNAVAILABLE,
+    meaning:
+      'The Kubernetes API server refused or failed a request (forbidden by RBAC, unreachable, an object of that name not managed by splice-orc).',
+    fix: "Read the message: grant the verb in the pod-manager's Role, check the API server, or rename the conflicting object.",
+  },
   START_TIMEOUT: {
     status: 504,
     grpc: Code.DEADLINE_EXCEEDED,

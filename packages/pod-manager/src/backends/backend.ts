@@ -68,6 +68,12 @@ export interface Backend {
    * that a config change can be checked before it is applied. Rejects with INSTALL_FAILED.
    */
   prepare(spec: ModuleSpec): Promise<void>;
+  /**
+   * The module's config changed (`PUT /modules/:name/config`): servers running the old config are
+   * replaced. The local backend stops them when what is installed changed (the next call starts
+   * new ones); the Kubernetes backend patches the Deployment, which rolls its pods.
+   */
+  reconfigure(spec: ModuleSpec, previous: ModuleSpec): Promise<void>;
   /** Adds a server (scale up); resolves when it is ready. */
   addReplica(spec: ModuleSpec): Promise<void>;
   /**
@@ -86,6 +92,9 @@ export interface Backend {
   reportUnreachable(name: string, endpoint: string): Promise<boolean>;
   /** CPU and memory of each server of the module, as far as the platform tells. */
   usage(name: string): Promise<ReplicaUsage[]>;
-  /** Stops everything; no process or pod it started outlives this. */
+  /**
+   * Releases the backend. The local backend stops every process it started; the Kubernetes
+   * backend stops watching and leaves the Deployments to the cluster, for the next pod-manager to adopt.
+   */
   close(): Promise<void>;
 }

@@ -28,7 +28,7 @@ export function installModule(spec: ModuleSpec, options: InstallOptions): Promis
   if (existsSync(join(dir, MARKER))) return Promise.resolve(dir);
   let pending = inFlight.get(dir);
   if (!pending) {
-    pending = install(spec, dir, options.timeoutMs).finally(() => inFlight.delete(dir));
+    pending = installModuleInto(spec, dir, options.timeoutMs).finally(() => inFlight.delete(dir));
     inFlight.set(dir, pending);
   }
   return pending;
@@ -42,7 +42,15 @@ export function installKey(spec: ModuleSpec): string {
   return `${spec.name.replace(/[^\w.-]+/g, '_')}-${hash}`;
 }
 
-async function install(spec: ModuleSpec, dir: string, timeoutMs: number): Promise<string> {
+/**
+ * Installs the module and its dependencies into `dir` (staged beside it, then renamed), and makes
+ * it importable from there. The init container of a module pod runs this into its volume.
+ */
+export async function installModuleInto(
+  spec: Pick<ModuleSpec, 'package' | 'dependencies'>,
+  dir: string,
+  timeoutMs: number,
+): Promise<string> {
   const staging = `${dir}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   await mkdir(staging, { recursive: true });
   try {

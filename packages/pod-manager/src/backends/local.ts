@@ -37,6 +37,12 @@ export function createLocalBackend(options: LocalBackendOptions): Backend {
     prepare: async (spec) => {
       await installModule(spec, { cacheDir: options.cacheDir, timeoutMs: options.startTimeoutMs });
     },
+    reconfigure: async (spec, previous) => {
+      const reinstall =
+        spec.package !== previous.package ||
+        spec.dependencies.join('\n') !== previous.dependencies.join('\n');
+      if (reinstall) await modules.get(spec.name)?.stopAll();
+    },
     addReplica: (spec) => moduleFor(spec).add(),
     removeReplica: async (name, id) => modules.get(name)?.remove(id),
     stop: async (name) => modules.get(name)?.stopAll(),

@@ -135,8 +135,8 @@ export function moduleRoutes(app: FastifyInstance, o: ModuleRouteOptions): void 
         throw error;
       }
       placement.decide();
-      // Running servers run the old package: they are replaced (the next call or keep-warm starts new ones).
-      if (reinstall) await registry.backend.stop(name);
+      // Running servers run the old config: the backend replaces them.
+      await registry.backend.reconfigure(parsed.spec, before);
       return withPlacement(registry.view(name));
     },
   );

@@ -1,0 +1,235 @@
+/**
+ * The Kubernetes objects of one module, built from its spec: a Deployment (the cluster restarts a
+ * crashed server and rolls a changed one) and a headless Service (a DNS name for its pods; the
+ * pod-manager itself routes to pod IPs, because a call on a remote reference must reach the very
+ * pod that holds the object). Pure: the same spec always gives the same objects and hash.
+ */
+import { createHash } from 'node:crypto';
+import type { V1Container, V1Deployment, V1PodTemplateSpec, V1Service } from '@kubernetes/client-node';
+import type { ModuleSpec } from '../config.js';
+
+/** Port module-servers listen on in their pods. */
+export const GRPC_PORT = 50051;
+/** Where the init container installs the module; the server imports it from there. */
+const INSTALL_DIR = '/modules/install';
+
+export const MANAGED_BY = 'app.kubernetes.io/managed-by';
+export const COMPONENT = 'app.kubernetes.io/component';
+/** Label holding the module's object name: selects its pods. */
+export const MODULE_LABEL = 'splice-orc.dev/module';
+/** Annotation holding the module name as configured (labels cannot hold `@scope/pkg`). */
+export const MODULE_NAME_ANNOTATION = 'splice-orc.dev/module-name';
+/** Annotation holding the hash of the pod template: a different hash means the config changed. */
+export const CONFIG_HASH_ANNOTATION = 'splice-orc.dev/config-hash';
+/** Selects every module pod the pod-manager manages. */
+export const MANAGED_SELECTOR = `${MANAGED_BY}=splice-orc,${COMPONENT}=module-server`;
+
+/** What the objects depend on beyond the module spec. */
+export interface KubeObjectOptions {
+  namespace: string;
+  /** The splice-orc image: installs and serves any npm module. */
+  moduleImage: string;
+  imagePullPolicy: 'IfNotPresent' | 'Always' | 'Never';
+  /** Extra labels of module pods. */
+  podLabels?: Readonly<Record<string, string>>;
+  leaseMs: number;
+  graceMs: number;
+  maxPayloadBytes: number;
+  startTimeoutMs: number;
+  /** Liveness probe period and failures before a restart; interval 0 = no liveness probe. */
+  liveness: { intervalMs: number; failures: number };
+}
+
+/**
+ * The object name of a module: a DNS label that stays readable (`@acme/big.lib` ->
+ * `splice-acme-big-lib-1a2b3c4d`) and unique (the hash tells `a.b` from `a-b`).
+ */
+export function objectNameFor(module: string): string {
+  const slug = module
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 40)
+    .replace(/-+$/, '');
+  const hash = createHash('sha256').update(module).digest('hex').slice(0, 8);
+  return `splice-${slug || 'module'}-${hash}`;
+}
+
+/** Labels shared by a module's Deployment, Service and pods. */
+export function labelsFor(module: string): Record<string, string> {
+  return {
+    'app.kubernetes.io/name': 'splice-orc-module',
+    [MANAGED_BY]: 'splice-orc',
+    [COMPONENT]: 'module-server',
+    [MODULE_LABEL]: objectNameFor(module),
+  };
+}
+
+/** The module's Deployment with `replicas` pods; its config hash is in an annotation. */
+export function deploymentFor(spec: ModuleSpec, replicas: number, o: KubeObjectOptions): V1Deployment {
+  const name = objectNameFor(spec.name);
+  const labels = labelsFor(spec.name);
+  const template = podTemplateFor(spec, o);
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: {
+      name,
+      namespace: o.namespace,
+      labels,
+      annotations: { [MODULE_NAME_ANNOTATION]: spec.name, [CONFIG_HASH_ANNOTATION]: configHash(template) },
+    },
+    spec: {
+      replicas,
+      selector: { matchLabels: { [MODULE_LABEL]: name } },
+      // A new pod is ready before an old one goes: a config change never leaves the module without servers.
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
+      revisionHistoryLimit: 3,
+      progressDeadlineSeconds: Math.max(60, Math.ceil(o.startTimeoutMs / 1000)),
+      template,
+    },
+  };
+}
+
+/** The module's headless Service: DNS for its pods, for tools and for debugging. */
+export function serviceFor(spec: ModuleSpec, o: KubeObjectOptions): V1Service {
+  const name = objectNameFor(spec.name);
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: {
+      name,
+      namespace: o.namespace,
+      labels: labelsFor(spec.name),
+      annotations: { [MODULE_NAME_ANNOTATION]: spec.name },
+    },
+    spec: {
+      clusterIP: 'None',
+      selector: { [MODULE_LABEL]: name },
+      ports: [{ name: 'grpc', port: GRPC_PORT, targetPort: 'grpc', protocol: 'TCP', appProtocol: 'grpc' }],
+    },
+  };
+}
+
+/** Hash of a pod template, as kept in the config-hash annotation. */
+export function configHash(template: V1PodTemplateSpec): string {
+  return createHash('sha256').update(stableJson(template)).digest('hex').slice(0, 16);
+}
+
+function podTemplateFor(spec: ModuleSpec, o: KubeObjectOptions): V1PodTemplateSpec {
+  const install = spec.image === undefined;
+  const resources = {
+    requests: compact({ cpu: spec.cpu, memory: spec.memory }),
+    limits: compact({ cpu: spec.cpuLimit, memory: spec.memoryLimit }),
+  };
+  const secure = {
+    runAsNonRoot: true,
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    capabilities: { drop: ['ALL'] },
+  };
+  const tmp = { name: 'tmp', mountPath: '/tmp' };
+  const server: V1Container = {
+    name: 'module-server',
+    image: spec.image ?? o.moduleImage,
+    imagePullPolicy: o.imagePullPolicy,
+    env: [
+      { name: 'SERVICE_TYPE', value: 'module_service' },
+      { name: 'MODULE_NAME', value: spec.name },
+      { name: 'MODULE_PACKAGE', value: spec.package },
+      ...(install ? [{ name: 'MODULE_RESOLVE_FROM', value: INSTALL_DIR }] : []),
+      { name: 'HOST', value: '0.0.0.0' },
+      { name: 'PORT', value: String(GRPC_PORT) },
+      // References carry the pod name: the pod-manager routes calls on them back to this pod.
+      { name: 'SPLICE_SERVER_ID', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+      { name: 'SPLICE_LEASE_MS', value: String(o.leaseMs) },
+      { name: 'SPLICE_GRACE_MS', value: String(o.graceMs) },
+      { name: 'SPLICE_MAX_MESSAGE_BYTES', value: String(o.maxPayloadBytes) },
+    ],
+    ports: [{ name: 'grpc', containerPort: GRPC_PORT, protocol: 'TCP' }],
+    // The module-server serves grpc.health.v1 once its module is imported.
+    readinessProbe: {
+      grpc: { port: GRPC_PORT },
+      initialDelaySeconds: 1,
+      periodSeconds: 2,
+      timeoutSeconds: 2,
+      failureThreshold: 3,
+    },
+    ...(o.liveness.intervalMs > 0
+      ? {
+          livenessProbe: {
+            grpc: { port: GRPC_PORT },
+            initialDelaySeconds: 10,
+            periodSeconds: Math.max(1, Math.round(o.liveness.intervalMs / 1000)),
+            timeoutSeconds: 5,
+            failureThreshold: o.liveness.failures,
+          },
+        }
+      : {}),
+    resources,
+    securityContext: secure,
+    // A server that dies on start shows its last words in the pod status, hence in GET /modules/:name.
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+    volumeMounts: install ? [tmp, { name: 'modules', mountPath: '/modules', readOnly: true }] : [tmp],
+  };
+  const installer: V1Container = {
+    name: 'install',
+    image: o.moduleImage,
+    imagePullPolicy: o.imagePullPolicy,
+    env: [
+      { name: 'SERVICE_TYPE', value: 'module_install' },
+      { name: 'MODULE_NAME', value: spec.name },
+      { name: 'MODULE_PACKAGE', value: spec.package },
+      { name: 'MODULE_DEPENDENCIES', value: JSON.stringify(spec.dependencies) },
+      { name: 'MODULE_RESOLVE_FROM', value: INSTALL_DIR },
+      { name: 'SPLICE_INSTALL_TIMEOUT_MS', value: String(o.startTimeoutMs) },
+      { name: 'HOME', value: '/tmp' },
+      { name: 'npm_config_cache', value: '/tmp/.npm' },
+    ],
+    resources,
+    securityContext: secure,
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+    volumeMounts: [tmp, { name: 'modules', mountPath: '/modules' }],
+  };
+  return {
+    metadata: {
+      labels: { ...o.podLabels, ...labelsFor(spec.name) },
+      annotations: { [MODULE_NAME_ANNOTATION]: spec.name },
+    },
+    spec: {
+      // Module code never talks to the API server.
+      automountServiceAccountToken: false,
+      enableServiceLinks: false,
+      securityContext: {
+        runAsNonRoot: true,
+        runAsUser: 1000,
+        runAsGroup: 1000,
+        fsGroup: 1000,
+        seccompProfile: { type: 'RuntimeDefault' },
+      },
+      terminationGracePeriodSeconds: Math.ceil(o.graceMs / 1000) + 5,
+      ...(install ? { initContainers: [installer] } : {}),
+      containers: [server],
+      volumes: [
+        { name: 'tmp', emptyDir: { sizeLimit: '256Mi' } },
+        ...(install ? [{ name: 'modules', emptyDir: {} }] : []),
+      ],
+    },
+  };
+}
+
+function compact(record: Record<string, string | undefined>): Record<string, string> {
+  return Object.fromEntries(Object.entries(record).filter((e): e is [string, string] => e[1] !== undefined));
+}
+
+/** JSON with sorted keys, so that equal objects hash equally. */
+function stableJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : 1));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${stableJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
