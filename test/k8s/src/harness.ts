@@ -1,0 +1,138 @@
+/**
+ * Fixtures of the cluster tests: API clients on the test control plane, a namespace per test file,
+ * and real pod-managers (the app `splice-orc serve` runs) with the Kubernetes backend.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { AppsV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { buildApp, loadConfig } from '@splice-orc/pod-manager';
+import type { FastifyInstance } from 'fastify';
+import { inject } from 'vitest';
+
+export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
+export const kubeconfig = inject('kubeconfig');
+const kubectlPath = inject('kubectl');
+
+/** Clients with the admin kubeconfig (for checking what the pod-manager did). */
+export function adminApi(path = kubeconfig) {
+  const config = new KubeConfig();
+  config.loadFromFile(path);
+  return { config, apps: config.makeApiClient(AppsV1Api), core: config.makeApiClient(CoreV1Api) };
+}
+
+/** Runs the test cluster's kubectl; resolves with its output, rejects with its stderr. */
+export async function kubectl(args: string[], options: { kubeconfig?: string; cwd?: string } = {}) {
+  try {
+    const { stdout } = await promisify(execFile)(
+      kubectlPath,
+      ['--kubeconfig', options.kubeconfig ?? kubeconfig, ...args],
+      {
+        cwd: options.cwd,
+        timeout: 60_000,
+      },
+    );
+    return stdout;
+  } catch (error) {
+    throw new Error(`kubectl ${args.join(' ')}: ${(error as { stderr?: string }).stderr ?? error}`);
+  }
+}
+
+/** Creates a namespace of its own for a test file. */
+export async function createNamespace(prefix: string): Promise<string> {
+  const name = `${prefix}-${randomBytes(3).toString('hex')}`;
+  await adminApi().core.createNamespace({ body: { metadata: { name } } });
+  return name;
+}
+
+/** Module configs the tests use: real npm specs (pods install them; kwok runs no container). */
+export const modules = {
+  lodash: { package: 'lodash@4', lib_cpu_req: '250m', lib_mem_size_req: '100Mi' },
+  'left-pad': { package: 'left-pad@1', dependency: ['is-number@7'] },
+};
+
+/** A running pod-manager with the Kubernetes backend, disposable with `await using`. */
+export interface ClusterPodManager {
+  url: string;
+  app: FastifyInstance;
+  configPath: string;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** Writes a config for the namespace and returns its path. */
+export function writeClusterConfig(o: {
+  namespace: string;
+  modules?: Record<string, object>;
+  kubeconfig?: string;
+  server?: Record<string, unknown>;
+}): string {
+  const dir = mkdtempSync(join(tmpdir(), 'splice-k8s-pm-'));
+  const path = join(dir, 'config.json');
+  const config = {
+    kubernetes: {
+      namespace: o.namespace,
+      kubeconfig: o.kubeconfig ?? kubeconfig,
+      module_image: 'splice-orc:test',
+    },
+    module_config: o.modules ?? modules,
+    server: {
+      backend: 'kubernetes',
+      port: 0,
+      start_timeout_ms: 30_000,
+      state_file: join(dir, 'state.json'),
+      lifecycle_interval_ms: 60_000,
+      ...o.server,
+    },
+  };
+  writeFileSync(path, JSON.stringify(config, null, 2));
+  return path;
+}
+
+/** Starts a pod-manager in this process on 127.0.0.1 (an existing config path starts a "restart"). */
+export async function startClusterPodManager(configPath: string): Promise<ClusterPodManager> {
+  const app = await buildApp(loadConfig(configPath), {
+    logger: { level: process.env.LOG_LEVEL ?? 'silent' },
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+  return { url, app, configPath, [Symbol.asyncDispose]: () => app.close() };
+}
+
+/** A JSON request; resolves with status and parsed body. */
+export async function http(
+  url: string,
+  init: { method?: string; body?: unknown } = {},
+): Promise<{ status: number; body: any }> {
+  const response = await fetch(url, {
+    method: init.method ?? 'GET',
+    headers: init.body === undefined ? undefined : { 'content-type': 'application/json' },
+    body: init.body === undefined ? undefined : JSON.stringify(init.body),
+    signal: AbortSignal.timeout(60_000),
+  });
+  const text = await response.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {}
+  return { status: response.status, body };
+}
+
+/** Polls `check` until it returns a truthy value or `timeoutMs` passes. */
+export async function eventually<T>(
+  check: () => T | Promise<T>,
+  timeoutMs = 20_000,
+  what = 'condition',
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
