@@ -125,7 +125,18 @@ KC
     --authorization-kubeconfig="$kc" --leader-elect=false --bind-address=127.0.0.1 --secure-port=0
   # Pod IPs from a loopback range: whatever the pod-manager sends to a pod stays on this machine
   # (there is no container behind a kwok pod, so a connection is refused at once).
-  start kwok "$BIN/kwok" --kubeconfig="$kc" --config="$BIN/kwok-stages.yaml" --manage-all-nodes=true \
+  # kwok makes every pod Ready at once, except those labelled kubelet.splice-orc.test/manual: for
+  # them a test acts as the kubelet (runs a real module-server at the pod's IP, reports the status).
+  awk '/name: pod-ready/ { ready = 1 }
+    ready && /matchExpressions:/ {
+      print
+      print "    - key: '"'"'.metadata.labels[\"kubelet.splice-orc.test/manual\"]'"'"'"
+      print "      operator: '"'"'DoesNotExist'"'"'"
+      ready = 0
+      next
+    }
+    { print }' "$BIN/kwok-stages.yaml" >"$RUN/kwok-stages.yaml"
+  start kwok "$BIN/kwok" --kubeconfig="$kc" --config="$RUN/kwok-stages.yaml" --manage-all-nodes=true \
     --cidr=127.77.0.0/16 --node-ip=127.0.0.1 --node-lease-duration-seconds=40
   "$BIN/kubectl" --kubeconfig "$kc" apply -f - >/dev/null <<'NODE'
 apiVersion: v1

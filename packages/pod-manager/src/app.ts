@@ -10,7 +10,6 @@ import { Code, SpliceError } from '@splice-orc/protocol';
 import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
 
 import type { Backend } from './backends/backend.js';
-import { createKubernetesBackend } from './backends/kubernetes.js';
 import { createLocalBackend } from './backends/local.js';
 import { Benchmark } from './benchmark.js';
 import { type Config, parseModuleConfig } from './config.js';
@@ -59,7 +58,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     routerOptions: { maxParamLength: 256 },
   });
   const invoker = new Invoker({ maxPayloadBytes: config.server.max_payload_bytes });
-  const backend = options.backend ?? backendFor(config, app, invoker);
+  const backend = options.backend ?? (await backendFor(config, app, invoker));
   app.decorate('events', new EventEmitter());
   const registry = new ModuleRegistry(config, backend, invoker);
   const saved = readState(config.server.state_file);
@@ -164,8 +163,10 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   return app;
 }
 
-function backendFor(config: Config, app: FastifyInstance, invoker: Invoker): Backend {
+async function backendFor(config: Config, app: FastifyInstance, invoker: Invoker): Promise<Backend> {
   if (config.server.backend === 'kubernetes') {
+    // Loaded only when used: the Kubernetes client is large, and the local backend needs none of it.
+    const { createKubernetesBackend } = await import('./backends/kubernetes.js');
     const k = config.raw.kubernetes;
     return createKubernetesBackend({
       // In a cluster the pod-manager serves its own namespace (set from the downward API), where its Role is.

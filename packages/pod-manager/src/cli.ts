@@ -61,9 +61,16 @@ program
   .option('-n, --namespace <name>', 'namespace', 'splice-orc')
   .option('-i, --image <image>', 'splice-orc image', DEFAULT_IMAGE)
   .option('-c, --config <file>', 'config whose module_config goes into the ConfigMap', 'config/config.json')
-  .action(async (opts: { namespace: string; image: string; config: string }) => {
-    const { manifestsYaml } = await import('./backends/kube-cli.js');
-    process.stdout.write(manifestsYaml({ ...opts, modules: modulesOf(opts.config) }));
+  .option('-o, --out-dir <dir>', 'write one file per object and a kustomization.yaml there')
+  .action(async (opts: { namespace: string; image: string; config: string; outDir?: string }) => {
+    const { manifestsYaml, writeManifests } = await import('./backends/kube-cli.js');
+    const options = { namespace: opts.namespace, image: opts.image, modules: modulesOf(opts.config) };
+    if (opts.outDir) {
+      for (const file of writeManifests(opts.outDir, options))
+        process.stderr.write(`wrote ${opts.outDir}/${file}\n`);
+    } else {
+      process.stdout.write(manifestsYaml(options));
+    }
   });
 
 program

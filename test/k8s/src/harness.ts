@@ -69,6 +69,7 @@ export function writeClusterConfig(o: {
   modules?: Record<string, object>;
   kubeconfig?: string;
   server?: Record<string, unknown>;
+  kubernetes?: Record<string, unknown>;
 }): string {
   const dir = mkdtempSync(join(tmpdir(), 'splice-k8s-pm-'));
   const path = join(dir, 'config.json');
@@ -77,6 +78,7 @@ export function writeClusterConfig(o: {
       namespace: o.namespace,
       kubeconfig: o.kubeconfig ?? kubeconfig,
       module_image: 'splice-orc:test',
+      ...o.kubernetes,
     },
     module_config: o.modules ?? modules,
     server: {

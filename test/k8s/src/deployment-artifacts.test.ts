@@ -1,0 +1,175 @@
+/**
+ * The deployment artifacts against a real kube-apiserver: k8s/ is what `splice-orc manifests`
+ * generates and `kubectl apply -k k8s/` is accepted; `splice-orc init` applies the same objects
+ * idempotently; and a pod-manager holding only its Role's permissions (a kubeconfig from its
+ * service account's token) does all its work, while a verb the Role lacks is refused.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { AppsV1Api, CoreV1Api, KubeConfig, loadYaml } from '@kubernetes/client-node';
+import {
+  AUTH_SECRET,
+  initCluster,
+  POD_MANAGER,
+  podManagerManifests,
+} from '@splice-orc/pod-manager/kubernetes';
+import { describe, expect, it } from 'vitest';
+import {
+  adminApi,
+  createNamespace,
+  eventually,
+  http,
+  kubeconfig,
+  kubectl,
+  modules,
+  repoRoot,
+  startClusterPodManager,
+  writeClusterConfig,
+} from './harness.js';
+
+const api = adminApi();
+const k8sDir = join(repoRoot, 'k8s');
+const cli = join(repoRoot, 'packages/pod-manager/dist/cli.js');
+const repoModules = JSON.parse(readFileSync(join(repoRoot, 'config/config.json'), 'utf8')).module_config;
+
+/** A kubeconfig that authenticates as the pod-manager's service account (a TokenRequest token). */
+async function serviceAccountKubeconfig(namespace: string): Promise<string> {
+  const { status } = await api.core.createNamespacedServiceAccountToken({
+    name: POD_MANAGER,
+    namespace,
+    body: { spec: { audiences: [], expirationSeconds: 3600 } },
+  });
+  const admin = new KubeConfig();
+  admin.loadFromFile(kubeconfig);
+  const cluster = admin.getCurrentCluster();
+  const path = join(mkdtempSync(join(tmpdir(), 'splice-sa-')), 'kubeconfig');
+  writeFileSync(
+    path,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [
+        { name: 'c', cluster: { server: cluster?.server, 'certificate-authority': cluster?.caFile } },
+      ],
+      users: [{ name: 'pod-manager', user: { token: status?.token } }],
+      contexts: [{ name: 'c', context: { cluster: 'c', user: 'pod-manager', namespace } }],
+      'current-context': 'c',
+    }),
+  );
+  return path;
+}
+
+describe('deployment artifacts', () => {
+  it('k8s/ holds exactly what `splice-orc manifests` generates from config/config.json', () => {
+    const files = readdirSync(k8sDir).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml');
+    const onDisk = files.map((f) => loadYaml<{ kind: string }>(readFileSync(join(k8sDir, f), 'utf8')));
+    const generated = podManagerManifests({
+      namespace: 'splice-orc',
+      image: 'splice-orc:0.1.0',
+      modules: repoModules,
+    });
+    expect(onDisk.sort(byKind)).toEqual(generated.sort(byKind));
+    const kustomization = readFileSync(join(k8sDir, 'kustomization.yaml'), 'utf8');
+    for (const f of files) expect(kustomization).toContain(`- ${f}`);
+  });
+
+  it('`kubectl apply -k k8s/` is accepted by the API server, twice', async () => {
+    const first = await kubectl(['apply', '-k', k8sDir]);
+    expect(first).toMatch(/deployment.apps\/splice-orc-pod-manager (created|configured|unchanged)/);
+    expect(first).toMatch(/networkpolicy.networking.k8s.io\/splice-orc-module-servers/);
+    const again = await kubectl(['apply', '-k', k8sDir]);
+    expect(again).toMatch(/role.rbac.authorization.k8s.io\/splice-orc-pod-manager unchanged/);
+    const role = await kubectl(['-n', 'splice-orc', 'get', 'role', POD_MANAGER, '-o', 'json']);
+    expect(JSON.parse(role).rules.length).toBeGreaterThan(0);
+  });
+
+  it('`splice-orc init` applies the objects idempotently, keeps the token and waits for readiness', async () => {
+    const namespace = `init-${Date.now().toString(36)}`;
+    const lines: string[] = [];
+    const first = await initCluster({
+      namespace,
+      image: 'splice-orc:test',
+      modules: repoModules,
+      kubeconfig,
+      timeoutMs: 60_000,
+      log: (line) => lines.push(line),
+    });
+    expect(first).toEqual({ url: `http://${POD_MANAGER}.${namespace}.svc:8000`, createdSecret: true });
+    expect(lines).toContain('applied Deployment splice-orc-pod-manager');
+    const secret = await api.core.readNamespacedSecret({ name: AUTH_SECRET, namespace });
+    // Again, through the CLI: nothing is duplicated, the token stays.
+    const { stdout, stderr } = await promisify(execFile)(
+      process.execPath,
+      [cli, 'init', namespace, '--kubeconfig', kubeconfig, '--image', 'splice-orc:test', '--timeout', '60'],
+      { cwd: repoRoot, timeout: 90_000 },
+    );
+    expect(stdout).toContain(`splice-orc pod-manager ready at http://${POD_MANAGER}.${namespace}.svc:8000`);
+    expect(stderr).toContain(`kept Secret ${AUTH_SECRET}`);
+    const after = await api.core.readNamespacedSecret({ name: AUTH_SECRET, namespace });
+    expect(after.data?.token).toBe(secret.data?.token);
+    const deployments = await api.apps.listNamespacedDeployment({ namespace });
+    expect(deployments.items.map((d) => d.metadata?.name)).toEqual([POD_MANAGER]);
+    expect(deployments.items[0]?.status?.availableReplicas).toBe(1);
+  });
+
+  it("a pod-manager with only its Role's permissions does all its work; other verbs are refused", async () => {
+    const namespace = `rbac-${Date.now().toString(36)}`;
+    await initCluster({
+      namespace,
+      image: 'splice-orc:test',
+      modules: {},
+      kubeconfig,
+      timeoutMs: 60_000,
+      log: () => undefined,
+    });
+    const saConfig = await serviceAccountKubeconfig(namespace);
+    await using pm = await startClusterPodManager(writeClusterConfig({ namespace, kubeconfig: saConfig }));
+    // Create, wait, scale up and down (pod patch), roll on a config change, usage, delete.
+    const load = await http(`${pm.url}/modules/lodash/load`, { method: 'POST', body: {} });
+    expect(load.status, JSON.stringify(load.body)).toBe(200);
+    const { backend } = pm.app.registry;
+    await backend.addReplica(pm.app.registry.spec('lodash'));
+    const victim = backend.ready('lodash')[1]?.id ?? '';
+    await backend.removeReplica('lodash', victim);
+    await eventually(() => !backend.ready('lodash').some((r) => r.id === victim), 20_000, 'scale-down');
+    const roll = await http(`${pm.url}/modules/lodash/config`, {
+      method: 'PUT',
+      body: { ...modules.lodash, lib_mem_size_req: '150Mi' },
+    });
+    expect(roll.status, JSON.stringify(roll.body)).toBe(200);
+    const view = await http(`${pm.url}/modules/lodash`);
+    expect(view.body.usage[0].unavailable).toMatch(/not available/);
+    const removed = await http(`${pm.url}/modules/lodash`, { method: 'DELETE' });
+    expect(removed.status).toBe(200);
+    expect(
+      (await api.apps.listNamespacedDeployment({ namespace })).items.map((d) => d.metadata?.name),
+    ).toEqual([POD_MANAGER]);
+
+    // Verbs and resources the Role does not grant are refused by the API server.
+    const sa = new KubeConfig();
+    sa.loadFromFile(saConfig);
+    const core = sa.makeApiClient(CoreV1Api);
+    const apps = sa.makeApiClient(AppsV1Api);
+    await expect(core.listNamespacedSecret({ namespace })).rejects.toMatchObject({ code: 403 });
+    await expect(apps.listNamespacedDeployment({ namespace })).rejects.toMatchObject({ code: 403 });
+    await expect(core.deleteCollectionNamespacedPod({ namespace })).rejects.toMatchObject({ code: 403 });
+    // And in a namespace where it has no Role at all, the pod-manager says so.
+    const elsewhere = await createNamespace('norole');
+    await using outsider = await startClusterPodManager(
+      writeClusterConfig({ namespace: elsewhere, kubeconfig: saConfig }),
+    );
+    const refused = await http(`${outsider.url}/modules/lodash/load`, { method: 'POST', body: {} });
+    expect(refused.status).toBe(502);
+    expect(refused.body.error.code).toBe('CLUSTER_ERROR');
+    expect(refused.body.error.message).toMatch(
+      /forbidden \(the pod-manager's service account lacks this permission/,
+    );
+  });
+});
+
+function byKind(a: { kind?: string }, b: { kind?: string }): number {
+  return (a.kind ?? '').localeCompare(b.kind ?? '');
+}
