@@ -1,0 +1,102 @@
+/**
+ * The container image's entry point (docker/Dockerfile runs `node dist/entrypoint.js`), tested
+ * without Docker: the same file, the same environment variables, real processes.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { fixture, http, repoRoot, writeConfig } from './harness.js';
+
+const entrypoint = join(repoRoot, 'packages/pod-manager/dist/entrypoint.js');
+const running: ChildProcess[] = [];
+afterEach(() => {
+  for (const child of running.splice(0)) child.kill('SIGKILL');
+});
+
+/** Runs the entry point with `env`; resolves when it exits, or when its output matches `until`. */
+function run(env: Record<string, string>, until?: RegExp): Promise<{ code: number | null; out: string }> {
+  const child = spawn(process.execPath, [entrypoint], {
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.push(child);
+  let out = '';
+  return new Promise((resolve) => {
+    const collect = (chunk: Buffer) => {
+      out += chunk.toString();
+      if (until?.test(out)) resolve({ code: null, out });
+    };
+    child.stdout.on('data', collect);
+    child.stderr.on('data', collect);
+    child.on('exit', (code) => resolve({ code, out }));
+  });
+}
+
+describe('container entry point (SERVICE_TYPE)', () => {
+  it.each([
+    [{}, /SERVICE_TYPE must be one of pod_manager, module_service, module_install; got nothing/],
+    [{ SERVICE_TYPE: 'web' }, /SERVICE_TYPE must be one of .*; got 'web'/],
+    [{ SERVICE_TYPE: 'module_service' }, /SERVICE_TYPE=module_service needs MODULE_NAME/],
+    [{ SERVICE_TYPE: 'pod_manager', PORT: 'eighty' }, /PORT must be a port number \(0-65535\); got 'eighty'/],
+    [{ SERVICE_TYPE: 'module_install', MODULE_NAME: 'x' }, /needs MODULE_NAME and MODULE_RESOLVE_FROM/],
+  ])('refuses %j with exit status 2 and a message naming the problem', async (env, message) => {
+    const { code, out } = await run(env);
+    expect(code).toBe(2);
+    expect(out).toMatch(message);
+  });
+
+  it('installs a module (the init container), then serves it (module_service)', async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'splice-entry-')), 'install');
+    const install = await run({
+      SERVICE_TYPE: 'module_install',
+      MODULE_NAME: 'calc',
+      MODULE_PACKAGE: fixture('calc'),
+      MODULE_DEPENDENCIES: '[]',
+      MODULE_RESOLVE_FROM: dir,
+    });
+    expect(install.code, install.out).toBe(0);
+    expect(existsSync(join(dir, 'node_modules/calc/package.json'))).toBe(true);
+    const served = await run(
+      {
+        SERVICE_TYPE: 'module_service',
+        MODULE_NAME: 'calc',
+        MODULE_RESOLVE_FROM: dir,
+        PORT: '0',
+        SPLICE_SERVER_ID: 'pod-1',
+      },
+      /"msg":"listening"/,
+    );
+    expect(served.out).toMatch(/"serverId":"pod-1"/);
+  });
+
+  it('reports a failed install with npm’s reason and exit status 2', async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'splice-entry-')), 'install');
+    const { code, out } = await run({
+      SERVICE_TYPE: 'module_install',
+      MODULE_NAME: 'missing',
+      MODULE_PACKAGE: 'file:/nonexistent/splice-module',
+      MODULE_RESOLVE_FROM: dir,
+    });
+    expect(code).toBe(2);
+    expect(out).toMatch(/npm install file:\/nonexistent\/splice-module failed/);
+  });
+
+  it('starts the pod-manager (pod_manager) from SPLICE_CONFIG', async () => {
+    const config = writeConfig({ calc: { package: fixture('calc') } });
+    const { out } = await run(
+      { SERVICE_TYPE: 'pod_manager', SPLICE_CONFIG: config, HOST: '127.0.0.1', PORT: '0' },
+      /listening on (http:\/\/127\.0\.0\.1:\d+)/,
+    );
+    const url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1];
+    expect((await http(`${url}/healthz`)).status).toBe(200);
+  });
+
+  it('is what the Dockerfile starts, as a non-root user', () => {
+    const dockerfile = readFileSync(join(repoRoot, 'docker/Dockerfile'), 'utf8');
+    expect(dockerfile).toMatch(/^ENTRYPOINT \["node", "\/app\/dist\/entrypoint\.js"\]$/m);
+    expect(dockerfile).toMatch(/^USER 1000:1000$/m);
+    expect(dockerfile).toMatch(/deploy --prod --legacy \/out/);
+  });
+});
