@@ -35,7 +35,7 @@ describe('a pod-manager in a kind cluster', () => {
     ]);
     expect(inspect(m)).toMatch(/^\[Remote mathjs:/);
     expect(await math.det(m)).toBeCloseTo(-2);
-    const view = await (await fetch(`${url}/modules/mathjs`, { headers: auth })).json();
+    const view: any = await (await fetch(`${url}/modules/mathjs`, { headers: auth })).json();
     expect(view.state).toBe('ready');
     expect(view.replicas[0].pod).toMatch(/^splice-mathjs-/);
   });
@@ -53,7 +53,7 @@ describe('a pod-manager in a kind cluster', () => {
     ]);
     const removed = await fetch(`${url}/modules/lodash`, { method: 'DELETE', headers: auth });
     expect(removed.status).toBe(200);
-    const view = await (await fetch(`${url}/modules/lodash`, { headers: auth })).json();
+    const view: any = await (await fetch(`${url}/modules/lodash`, { headers: auth })).json();
     expect(view.replicas).toEqual([]);
   });
 });

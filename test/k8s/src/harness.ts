@@ -95,10 +95,15 @@ export function writeClusterConfig(o: {
 }
 
 /** Starts a pod-manager in this process on 127.0.0.1 (an existing config path starts a "restart"). */
-export async function startClusterPodManager(configPath: string): Promise<ClusterPodManager> {
-  const app = await buildApp(loadConfig(configPath), {
-    logger: { level: process.env.LOG_LEVEL ?? 'silent' },
-  });
+export async function startClusterPodManager(
+  configPath: string,
+  options: { logs?: Array<Record<string, unknown>> } = {},
+): Promise<ClusterPodManager> {
+  const logs = options.logs;
+  const logger = logs
+    ? { level: 'info', stream: { write: (line: string) => void logs.push(JSON.parse(line)) } }
+    : { level: process.env.LOG_LEVEL ?? 'silent' };
+  const app = await buildApp(loadConfig(configPath), { logger });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
   const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;

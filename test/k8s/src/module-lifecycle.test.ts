@@ -23,8 +23,9 @@ const deploymentsOf = async (namespace: string) =>
 describe('module Deployments', () => {
   it('concurrent first calls on two pod-manager replicas create one Deployment', async () => {
     const namespace = await createNamespace('concurrent');
-    await using a = await startClusterPodManager(writeClusterConfig({ namespace }));
-    await using b = await startClusterPodManager(writeClusterConfig({ namespace }));
+    const logs: Array<Record<string, unknown>> = [];
+    await using a = await startClusterPodManager(writeClusterConfig({ namespace }), { logs });
+    await using b = await startClusterPodManager(writeClusterConfig({ namespace }), { logs });
     const loads = await Promise.all(
       Array.from({ length: 8 }, (_, i) =>
         http(`${(i % 2 ? a : b).url}/modules/lodash/load`, { method: 'POST', body: {} }),
@@ -36,6 +37,11 @@ describe('module Deployments', () => {
     expect(deployments[0]?.spec?.replicas).toBe(1);
     const services = await api.core.listNamespacedService({ namespace, labelSelector: managed });
     expect(services.items).toHaveLength(1);
+    // One creation in all (single-flight within a replica); the other replica adopted it (or, had
+    // it come late, found its pod ready and needed nothing).
+    const said = (msg: string) => logs.filter((l) => l.msg === msg).length;
+    expect(said('created module Deployment')).toBe(1);
+    expect(said('adopted module Deployment')).toBeLessThanOrEqual(1);
   });
 
   it('a restarted pod-manager adopts the existing Deployment and its pods', async () => {

@@ -65,7 +65,10 @@ class KubernetesBackend implements Backend {
   readonly #o: KubernetesBackendOptions;
   readonly #api: KubeApi;
   readonly #informer;
-  readonly #synced: Promise<void>;
+  #synced: Promise<void>;
+  /** True once the pods have been listed: from then on the informer keeps the cache current. */
+  #listed = false;
+  #listError: unknown;
   /** Module name -> its pods, kept by the informer. */
   #pods = new Map<string, Map<string, V1Pod>>();
   /** Module name -> ready replicas, recomputed on every pod event (read on every call). */
@@ -86,22 +89,44 @@ class KubernetesBackend implements Backend {
     this.#informer = makeInformer<V1Pod>(
       this.#api.config,
       `/api/v1/namespaces/${ns}/pods`,
-      () => this.#api.core.listNamespacedPod({ namespace: ns, labelSelector: MANAGED_SELECTOR }),
+      async () => {
+        try {
+          const list = await this.#api.core.listNamespacedPod({
+            namespace: ns,
+            labelSelector: MANAGED_SELECTOR,
+          });
+          this.#listed = true;
+          return list;
+        } catch (error) {
+          this.#listError = error;
+          throw error;
+        }
+      },
       MANAGED_SELECTOR,
     );
     this.#informer.on('add', (pod) => this.#onPod(pod));
     this.#informer.on('update', (pod) => this.#onPod(pod));
     this.#informer.on('delete', (pod) => this.#onPod(pod, true));
     this.#informer.on('error', (error) => {
-      if (this.#closed) return;
+      if (this.#closed || !this.#listed) return;
       // The informer stops on an error; it lists again (catching up on what it missed) after a pause.
       options.log.warn({ err: error }, 'kubernetes pod watch failed; restarting in 2 s');
       setTimeout(() => {
         if (!this.#closed) this.#informer.start().catch(() => undefined);
       }, 2_000).unref();
     });
-    this.#synced = this.#informer.start();
-    this.#synced.catch((error) => options.log.error({ err: error }, 'cannot list module pods'));
+    this.#synced = this.#list();
+  }
+
+  /** Lists and starts watching the module pods; a failure is retried by the next {@link #sync}. */
+  #list(): Promise<void> {
+    this.#listError = undefined;
+    // start() resolves even when the list fails (the informer reports that as an error event).
+    const listing = this.#informer.start().then(() => {
+      if (!this.#listed) throw this.#listError ?? new Error('the pods were not listed');
+    });
+    listing.catch((error) => this.#o.log.error({ err: error }, 'cannot list module pods'));
+    return listing;
   }
 
   async start(spec: ModuleSpec, options: StartOptions = {}): Promise<void> {
@@ -347,21 +372,18 @@ class KubernetesBackend implements Backend {
    */
   async #waitFor(name: string, count: number, signal?: AbortSignal): Promise<void> {
     let checkedAt = Date.now();
+    let deploymentFailure: string | undefined;
     await this.#until(
       () => {
         if (this.ready(name).length >= count) return true;
-        const failure = [...(this.#pods.get(name)?.values() ?? [])].map(failureOf).find(Boolean);
+        const failure =
+          [...(this.#pods.get(name)?.values() ?? [])].map(failureOf).find(Boolean) ?? deploymentFailure;
         if (failure) throw new ServiceError('POD_START_FAILED', `module '${name}' cannot start: ${failure}`);
         if (Date.now() - checkedAt >= DEPLOYMENT_CHECK_MS) {
           checkedAt = Date.now();
           void this.#deploymentFailure(name).then((why) => {
-            if (why) this.#deploymentFailures.set(name, why);
+            deploymentFailure = why;
           });
-        }
-        const why = this.#deploymentFailures.get(name);
-        if (why) {
-          this.#deploymentFailures.delete(name);
-          throw new ServiceError('POD_START_FAILED', `module '${name}' cannot start: ${why}`);
         }
         return false;
       },
@@ -377,8 +399,6 @@ class KubernetesBackend implements Backend {
       );
     });
   }
-
-  #deploymentFailures = new Map<string, string>();
 
   /** A condition of the Deployment that says its pods cannot be created or will not progress. */
   async #deploymentFailure(name: string): Promise<string | undefined> {
@@ -421,7 +441,10 @@ class KubernetesBackend implements Backend {
   }
 
   async #sync(): Promise<void> {
-    await this.#synced.catch((error) => {
+    const synced = this.#synced;
+    await synced.catch((error) => {
+      // Listing again on the next call: a Role fixed meanwhile takes effect without a restart.
+      if (this.#synced === synced && !this.#closed) this.#synced = this.#list();
       throw serviceErrorFromKube(error, `list pods in namespace ${this.#o.namespace}`);
     });
   }
