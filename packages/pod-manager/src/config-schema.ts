@@ -39,7 +39,7 @@ export const ModuleConfig = T.Object(
     keep_warm: T.Boolean({ default: false }),
     /** CPU limit of the module's pod (Kubernetes); none by default, so the pod may burst. */
     lib_cpu_limit: T.Optional(quantity('1')),
-    /** Memory limit of the module's pod (Kubernetes); default: lib_mem_size_req. */
+    /** Memory limit of the module's pod (Kubernetes); none by default. */
     lib_mem_limit: T.Optional(quantity('256Mi')),
     /**
      * A prebuilt image holding the module (Kubernetes): its pods start it as is, with nothing to

@@ -32,7 +32,7 @@ export interface ModuleSpec {
   readonly targetConcurrency: number;
   /** Started at start-up and restarted whenever it dies. */
   readonly keepWarm: boolean;
-  /** Kubernetes limits (quantities); memory defaults to the request. */
+  /** Kubernetes limits (quantities), set only where configured. */
   readonly cpuLimit: string | undefined;
   readonly memoryLimit: string | undefined;
   /** A prebuilt image holding the module (Kubernetes), else undefined: installed at pod start. */
@@ -152,7 +152,7 @@ function specFrom(name: string, m: RawModuleConfig, baseDir: string): ModuleSpec
     targetConcurrency: m.target_concurrency,
     keepWarm: m.keep_warm || m.min_replicas > 0,
     cpuLimit: m.lib_cpu_limit,
-    memoryLimit: m.lib_mem_limit ?? m.lib_mem_size_req,
+    memoryLimit: m.lib_mem_limit,
     image: m.image,
   });
 }

@@ -54,7 +54,6 @@ describe('Kubernetes backend', () => {
     const server = pod?.containers.find((c) => c.name === 'module-server');
     expect(server?.resources).toEqual({
       requests: { cpu: '250m', memory: '100Mi' },
-      limits: { memory: '100Mi' },
     });
     expect(server?.securityContext).toMatchObject({
       readOnlyRootFilesystem: true,

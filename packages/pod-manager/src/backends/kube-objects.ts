@@ -118,9 +118,11 @@ export function configHash(template: V1PodTemplateSpec): string {
 
 function podTemplateFor(spec: ModuleSpec, o: KubeObjectOptions): V1PodTemplateSpec {
   const install = spec.image === undefined;
+  const requests = compact({ cpu: spec.cpu, memory: spec.memory });
+  const limits = compact({ cpu: spec.cpuLimit, memory: spec.memoryLimit });
   const resources = {
-    requests: compact({ cpu: spec.cpu, memory: spec.memory }),
-    limits: compact({ cpu: spec.cpuLimit, memory: spec.memoryLimit }),
+    ...(Object.keys(requests).length > 0 ? { requests } : {}),
+    ...(Object.keys(limits).length > 0 ? { limits } : {}),
   };
   const secure = {
     runAsNonRoot: true,

@@ -1,0 +1,91 @@
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../config.js';
+import {
+  configHash,
+  deploymentFor,
+  type KubeObjectOptions,
+  objectNameFor,
+  serviceFor,
+} from './kube-objects.js';
+import { coresFromQuantity } from './kube-usage.js';
+
+const options: KubeObjectOptions = {
+  namespace: 'ns',
+  moduleImage: 'splice-orc:1',
+  imagePullPolicy: 'IfNotPresent',
+  leaseMs: 60_000,
+  graceMs: 5_000,
+  maxPayloadBytes: 1024,
+  startTimeoutMs: 300_000,
+  liveness: { intervalMs: 10_000, failures: 3 },
+};
+const specOf = (name: string, module: object = {}) =>
+  parseConfig({ module_config: { [name]: module } }).modules.get(name) as NonNullable<
+    ReturnType<ReturnType<typeof parseConfig>['modules']['get']>
+  >;
+
+describe('objectNameFor', () => {
+  it.each([
+    ['lodash', /^splice-lodash-[0-9a-f]{8}$/],
+    ['@acme/big.lib', /^splice-acme-big-lib-[0-9a-f]{8}$/],
+    ['lodash/fp', /^splice-lodash-fp-[0-9a-f]{8}$/],
+    ['a'.repeat(214), /^splice-a{40}-[0-9a-f]{8}$/],
+  ])('gives %s a readable DNS label', (module, shape) => {
+    const name = objectNameFor(module);
+    expect(name).toMatch(shape);
+    expect(name.length).toBeLessThanOrEqual(63);
+    expect(name).toMatch(/^[a-z]([-a-z0-9]*[a-z0-9])?$/);
+  });
+
+  it('tells apart names that slug alike', () => {
+    expect(objectNameFor('a.b')).not.toBe(objectNameFor('a-b'));
+    expect(objectNameFor('@x/y')).not.toBe(objectNameFor('x-y'));
+  });
+});
+
+describe('deploymentFor', () => {
+  it('gives the same spec the same hash, and a changed spec another', () => {
+    const a = deploymentFor(specOf('m', { lib_cpu_req: '100m' }), 1, options);
+    const again = deploymentFor(specOf('m', { lib_cpu_req: '100m' }), 3, options);
+    const changed = deploymentFor(specOf('m', { lib_cpu_req: '200m' }), 1, options);
+    const hash = (d: typeof a) => d.metadata?.annotations?.['splice-orc.dev/config-hash'];
+    // Replicas are not config: scaling does not roll.
+    expect(hash(again)).toBe(hash(a));
+    expect(hash(changed)).not.toBe(hash(a));
+    expect(hash(a)).toBe(configHash(a.spec?.template ?? {}));
+  });
+
+  it('installs with an init container unless the module has an image', () => {
+    const installed = deploymentFor(specOf('m', { package: 'm@1', dependency: ['dep@2'] }), 1, options);
+    const init = installed.spec?.template.spec?.initContainers?.[0];
+    expect(init?.image).toBe('splice-orc:1');
+    expect(init?.env).toContainEqual({ name: 'MODULE_DEPENDENCIES', value: '["dep@2"]' });
+    const prebuilt = deploymentFor(specOf('m', { image: 'm:1' }), 1, options);
+    expect(prebuilt.spec?.template.spec?.initContainers).toBeUndefined();
+    expect(prebuilt.spec?.template.spec?.volumes?.map((v) => v.name)).toEqual(['tmp']);
+  });
+
+  it('leaves out the liveness probe when liveness checks are off', () => {
+    const d = deploymentFor(specOf('m'), 1, { ...options, liveness: { intervalMs: 0, failures: 3 } });
+    expect(d.spec?.template.spec?.containers[0]?.livenessProbe).toBeUndefined();
+  });
+
+  it('selects the same pods with the Service as with the Deployment', () => {
+    const spec = specOf('@scope/pkg');
+    expect(serviceFor(spec, options).spec?.selector).toEqual(
+      deploymentFor(spec, 1, options).spec?.selector.matchLabels,
+    );
+  });
+});
+
+describe('coresFromQuantity', () => {
+  it.each([
+    ['250m', 0.25],
+    ['1', 1],
+    ['1500000n', 0.0015],
+    ['20u', 0.00002],
+    ['bogus', 0],
+  ])('reads %s as %d cores', (quantity, cores) => {
+    expect(coresFromQuantity(quantity)).toBeCloseTo(cores, 9);
+  });
+});
