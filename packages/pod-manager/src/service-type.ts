@@ -3,6 +3,8 @@
  * or a module install, as SERVICE_TYPE says.
  */
 
+import { rm } from 'node:fs/promises';
+
 /** The values SERVICE_TYPE accepts. */
 export const SERVICE_TYPES = ['pod_manager', 'module_service', 'module_install'] as const;
 
@@ -71,6 +73,10 @@ async function installRole(env: NodeJS.ProcessEnv): Promise<number> {
     const spec = { name, package: pkg || name, dependencies };
     await installModuleInto(spec, dir, timeoutMs);
     process.stdout.write(`installed ${[spec.package, ...dependencies].join(' ')} into ${dir}\n`);
+    // In a pod the npm cache is of no further use (the volume lives as long as the pod).
+    if (env.SPLICE_INSTALL_DROP_CACHE === '1' && env.npm_config_cache) {
+      await rm(env.npm_config_cache, { recursive: true, force: true });
+    }
     return 0;
   } catch (error) {
     return fail((error as Error).message);

@@ -8,10 +8,10 @@ import {
   AppsV1Api,
   type Configuration,
   CoreV1Api,
+  CustomObjectsApi,
   createConfiguration,
   KubeConfig,
   KubernetesObjectApi,
-  Metrics,
   ServerConfiguration,
 } from '@kubernetes/client-node';
 import { ServiceError } from '../errors.js';
@@ -22,7 +22,8 @@ export interface KubeApi {
   readonly core: CoreV1Api;
   readonly apps: AppsV1Api;
   readonly objects: KubernetesObjectApi;
-  readonly metrics: Metrics;
+  /** Custom and aggregated APIs (metrics.k8s.io). */
+  readonly custom: CustomObjectsApi;
   /** Longest one request may take, ms. */
   readonly timeoutMs: number;
 }
@@ -60,7 +61,7 @@ export function createKubeApi(options: { kubeconfig?: string | undefined; timeou
     core: new CoreV1Api(configuration),
     apps: new AppsV1Api(configuration),
     objects: new KubernetesObjectApi(configuration),
-    metrics: new Metrics(config),
+    custom: new CustomObjectsApi(configuration),
     timeoutMs: options.timeoutMs,
   };
 }
@@ -108,15 +109,6 @@ export async function unlessNotFound<T>(request: Promise<T>): Promise<T | undefi
     if (kubeStatusOf(error) === 404) return undefined;
     throw error;
   }
-}
-
-/** Rejects with a timeout when `promise` takes longer than `ms` (for requests without a signal). */
-export function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 function safeJson(text: string): unknown {

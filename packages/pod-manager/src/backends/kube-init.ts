@@ -56,10 +56,13 @@ export async function initCluster(o: InitOptions): Promise<InitResult> {
       });
     const generation = deployment.metadata?.generation ?? 0;
     const status = deployment.status;
+    // As `kubectl rollout status` judges it: every pod runs the new template and is available.
+    const wanted = deployment.spec?.replicas ?? 1;
     const rolledOut =
       (status?.observedGeneration ?? 0) >= generation &&
-      (status?.updatedReplicas ?? 0) >= (deployment.spec?.replicas ?? 1) &&
-      (status?.availableReplicas ?? 0) >= 1;
+      (status?.updatedReplicas ?? 0) >= wanted &&
+      (status?.replicas ?? 0) === (status?.updatedReplicas ?? 0) &&
+      (status?.availableReplicas ?? 0) >= wanted;
     if (rolledOut) break;
     if (Date.now() > deadline) {
       throw new Error(

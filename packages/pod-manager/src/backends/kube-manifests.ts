@@ -5,6 +5,7 @@
  * and `splice-orc init`, which applies them. Written in client-node's models, whose serializer
  * gives the wire form (the models name a few fields differently, e.g. `_from` for `from`).
  */
+import { createHash } from 'node:crypto';
 import type {
   V1ConfigMap,
   V1Deployment,
@@ -67,6 +68,7 @@ export function podManagerManifests(o: ManifestOptions): Manifest[] {
     module_config: o.modules,
     server: { host: '0.0.0.0', port: PORT, backend: 'kubernetes', cache_dir: '/tmp/splice-orc' },
   };
+  const configJson = `${JSON.stringify(config, null, 2)}\n`;
   return [
     {
       apiVersion: 'v1',
@@ -91,9 +93,9 @@ export function podManagerManifests(o: ManifestOptions): Manifest[] {
       apiVersion: 'v1',
       kind: 'ConfigMap',
       metadata: meta(CONFIG_MAP),
-      data: { 'config.json': `${JSON.stringify(config, null, 2)}\n` },
+      data: { 'config.json': configJson },
     } satisfies V1ConfigMap,
-    deployment(o, labels),
+    deployment(o, labels, configJson),
     {
       apiVersion: 'v1',
       kind: 'Service',
@@ -121,7 +123,7 @@ export function podManagerManifests(o: ManifestOptions): Manifest[] {
   ];
 }
 
-function deployment(o: ManifestOptions, labels: Record<string, string>): V1Deployment {
+function deployment(o: ManifestOptions, labels: Record<string, string>, configJson: string): V1Deployment {
   const probe = (path: string, periodSeconds: number) => ({
     httpGet: { path, port: 'http' },
     initialDelaySeconds: 2,
@@ -137,7 +139,8 @@ function deployment(o: ManifestOptions, labels: Record<string, string>): V1Deplo
       replicas: 1,
       selector: { matchLabels: { 'app.kubernetes.io/name': POD_MANAGER } },
       template: {
-        metadata: { labels },
+        // A changed config changes the template, so applying it again restarts the pod-manager.
+        metadata: { labels, annotations: { 'splice-orc.dev/config-sha256': sha256(configJson) } },
         spec: {
           serviceAccountName: POD_MANAGER,
           securityContext: {
@@ -182,4 +185,8 @@ function deployment(o: ManifestOptions, labels: Record<string, string>): V1Deplo
       },
     },
   };
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
 }

@@ -10,6 +10,8 @@ import type { ModuleSpec } from '../config.js';
 
 /** Port module-servers listen on in their pods. */
 export const GRPC_PORT = 50051;
+/** Seconds a deleted pod keeps serving before its server is told to stop. */
+const PRE_STOP_S = 2;
 /** Where the init container installs the module; the server imports it from there. */
 const INSTALL_DIR = '/modules/install';
 
@@ -70,6 +72,12 @@ export function deploymentFor(spec: ModuleSpec, replicas: number, o: KubeObjectO
   const name = objectNameFor(spec.name);
   const labels = labelsFor(spec.name);
   const template = podTemplateFor(spec, o);
+  const hash = configHash(template);
+  // On the pods too, so that a start judges only pods of the current config.
+  template.metadata = {
+    ...template.metadata,
+    annotations: { ...template.metadata?.annotations, [CONFIG_HASH_ANNOTATION]: hash },
+  };
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
@@ -77,7 +85,7 @@ export function deploymentFor(spec: ModuleSpec, replicas: number, o: KubeObjectO
       name,
       namespace: o.namespace,
       labels,
-      annotations: { [MODULE_NAME_ANNOTATION]: spec.name, [CONFIG_HASH_ANNOTATION]: configHash(template) },
+      annotations: { [MODULE_NAME_ANNOTATION]: spec.name, [CONFIG_HASH_ANNOTATION]: hash },
     },
     spec: {
       replicas,
@@ -149,7 +157,14 @@ function podTemplateFor(spec: ModuleSpec, o: KubeObjectOptions): V1PodTemplateSp
       { name: 'SPLICE_MAX_MESSAGE_BYTES', value: String(o.maxPayloadBytes) },
     ],
     ports: [{ name: 'grpc', containerPort: GRPC_PORT, protocol: 'TCP' }],
-    // The module-server serves grpc.health.v1 once its module is imported.
+    // The module-server serves grpc.health.v1 once its module is imported, which may take a while:
+    // the startup probe holds liveness off for up to start_timeout_ms.
+    startupProbe: {
+      grpc: { port: GRPC_PORT },
+      periodSeconds: 2,
+      timeoutSeconds: 2,
+      failureThreshold: Math.max(1, Math.ceil(o.startTimeoutMs / 2_000)),
+    },
     readinessProbe: {
       grpc: { port: GRPC_PORT },
       initialDelaySeconds: 1,
@@ -161,13 +176,14 @@ function podTemplateFor(spec: ModuleSpec, o: KubeObjectOptions): V1PodTemplateSp
       ? {
           livenessProbe: {
             grpc: { port: GRPC_PORT },
-            initialDelaySeconds: 10,
             periodSeconds: Math.max(1, Math.round(o.liveness.intervalMs / 1000)),
             timeoutSeconds: 5,
             failureThreshold: o.liveness.failures,
           },
         }
       : {}),
+    // Endpoints and the pod-managers' watches learn of the deletion before the server stops taking calls.
+    lifecycle: { preStop: { sleep: { seconds: PRE_STOP_S } } },
     resources,
     securityContext: secure,
     // A server that dies on start shows its last words in the pod status, hence in GET /modules/:name.
@@ -186,12 +202,18 @@ function podTemplateFor(spec: ModuleSpec, o: KubeObjectOptions): V1PodTemplateSp
       { name: 'MODULE_RESOLVE_FROM', value: INSTALL_DIR },
       { name: 'SPLICE_INSTALL_TIMEOUT_MS', value: String(o.startTimeoutMs) },
       { name: 'HOME', value: '/tmp' },
+      // Removed after the install; on a volume of its own, not the server's size-limited /tmp.
       { name: 'npm_config_cache', value: '/tmp/.npm' },
+      { name: 'SPLICE_INSTALL_DROP_CACHE', value: '1' },
     ],
-    resources,
+    // npm may need more memory than the server's limit: requests only.
+    ...(Object.keys(requests).length > 0 ? { resources: { requests } } : {}),
     securityContext: secure,
     terminationMessagePolicy: 'FallbackToLogsOnError',
-    volumeMounts: [tmp, { name: 'modules', mountPath: '/modules' }],
+    volumeMounts: [
+      { name: 'install-tmp', mountPath: '/tmp' },
+      { name: 'modules', mountPath: '/modules' },
+    ],
   };
   return {
     metadata: {
@@ -209,12 +231,17 @@ function podTemplateFor(spec: ModuleSpec, o: KubeObjectOptions): V1PodTemplateSp
         fsGroup: 1000,
         seccompProfile: { type: 'RuntimeDefault' },
       },
-      terminationGracePeriodSeconds: Math.ceil(o.graceMs / 1000) + 5,
+      terminationGracePeriodSeconds: PRE_STOP_S + Math.ceil(o.graceMs / 1000) + 5,
       ...(install ? { initContainers: [installer] } : {}),
       containers: [server],
       volumes: [
         { name: 'tmp', emptyDir: { sizeLimit: '256Mi' } },
-        ...(install ? [{ name: 'modules', emptyDir: {} }] : []),
+        ...(install
+          ? [
+              { name: 'modules', emptyDir: {} },
+              { name: 'install-tmp', emptyDir: {} },
+            ]
+          : []),
       ],
     },
   };

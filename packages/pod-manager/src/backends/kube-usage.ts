@@ -4,7 +4,13 @@
  */
 import { bytesFromQuantity } from '@splice-orc/protocol';
 import type { ReplicaUsage } from './backend.js';
-import { type KubeApi, kubeMessageOf, withDeadline } from './kube-api.js';
+import { type KubeApi, kubeMessageOf } from './kube-api.js';
+
+/** A PodMetrics item of metrics.k8s.io/v1beta1. */
+interface PodMetrics {
+  metadata: { name: string };
+  containers: Array<{ usage: { cpu: string; memory: string } }>;
+}
 
 /** Usage of each named pod, summed over its containers. */
 export async function usageFromPodMetrics(
@@ -13,15 +19,21 @@ export async function usageFromPodMetrics(
   pods: string[],
 ): Promise<ReplicaUsage[]> {
   if (pods.length === 0) return [];
-  let metrics: Awaited<ReturnType<KubeApi['metrics']['getPodMetrics']>>;
+  let items: PodMetrics[];
   try {
-    metrics = await withDeadline(api.metrics.getPodMetrics(namespace), api.timeoutMs, 'metrics API');
+    const list = (await api.custom.listNamespacedCustomObject({
+      group: 'metrics.k8s.io',
+      version: 'v1beta1',
+      namespace,
+      plural: 'pods',
+    })) as { items?: PodMetrics[] };
+    items = list.items ?? [];
   } catch (error) {
     const why = `metrics API (metrics.k8s.io) not available: ${kubeMessageOf(error)}`;
     return pods.map((id) => ({ id, unavailable: why }));
   }
   return pods.map((id): ReplicaUsage => {
-    const item = metrics.items.find((m) => m.metadata.name === id);
+    const item = items.find((m) => m.metadata.name === id);
     if (!item)
       return { id, unavailable: 'no sample for this pod yet (metrics-server samples every 15 s or so)' };
     let cores = 0;

@@ -1,19 +1,14 @@
 /**
  * The Kubernetes backend: each module is a Deployment and a headless Service in the configured
- * namespace (see kube-objects.ts). The pod-manager watches the pods it manages with an informer
- * (one list, then a watch; never a request per call), routes each call to a ready pod by its IP,
+ * namespace (see kube-objects.ts). The pod-manager watches the pods it manages (kube-watch.ts:
+ * one list, then a watch; never a request per call), routes each call to a ready pod by its IP,
  * and the cluster restarts crashed servers. Creation is single-flight per module and idempotent
  * across pod-manager replicas and restarts: an existing Deployment is adopted, a changed config
  * patches it (a rolling update), and only objects labelled as splice-orc's are ever deleted.
- * Closing the backend leaves the Deployments running, for the next pod-manager to adopt.
+ * Changes to one module's objects (create, roll, scale, delete) run one at a time. Closing the
+ * backend leaves the Deployments running, for the next pod-manager to adopt.
  */
-import {
-  makeInformer,
-  PatchStrategy,
-  setHeaderOptions,
-  type V1Deployment,
-  type V1Pod,
-} from '@kubernetes/client-node';
+import { PatchStrategy, setHeaderOptions, type V1Deployment } from '@kubernetes/client-node';
 import type { FastifyBaseLogger } from 'fastify';
 import type { ModuleSpec } from '../config.js';
 import { ServiceError } from '../errors.js';
@@ -25,19 +20,24 @@ import type {
   ReplicaUsage,
   StartOptions,
 } from './backend.js';
-import { createKubeApi, type KubeApi, serviceErrorFromKube, unlessNotFound } from './kube-api.js';
+import {
+  createKubeApi,
+  type KubeApi,
+  kubeStatusOf,
+  serviceErrorFromKube,
+  unlessNotFound,
+} from './kube-api.js';
 import {
   CONFIG_HASH_ANNOTATION,
   deploymentFor,
   type KubeObjectOptions,
   MANAGED_BY,
-  MANAGED_SELECTOR,
-  MODULE_NAME_ANNOTATION,
   objectNameFor,
   serviceFor,
 } from './kube-objects.js';
-import { failureOf, isReady, replicaFromPod, restartsOf } from './kube-pods.js';
+import { failureOf, replicaFromPod, restartsOf } from './kube-pods.js';
 import { usageFromPodMetrics } from './kube-usage.js';
+import { PodWatch } from './kube-watch.js';
 
 /** Options of {@link createKubernetesBackend}. */
 export interface KubernetesBackendOptions extends KubeObjectOptions {
@@ -64,20 +64,12 @@ export function createKubernetesBackend(options: KubernetesBackendOptions): Back
 class KubernetesBackend implements Backend {
   readonly #o: KubernetesBackendOptions;
   readonly #api: KubeApi;
-  readonly #informer;
-  #synced: Promise<void>;
-  /** True once the pods have been listed: from then on the informer keeps the cache current. */
-  #listed = false;
-  #listError: unknown;
-  /** Module name -> its pods, kept by the informer. */
-  #pods = new Map<string, Map<string, V1Pod>>();
-  /** Module name -> ready replicas, recomputed on every pod event (read on every call). */
-  #ready = new Map<string, ReadyReplica[]>();
-  #ensuring = new Map<string, Promise<void>>();
-  #starting = new Set<string>();
-  #stopping = new Set<string>();
-  #listeners = new Set<() => void>();
-  #closed = false;
+  readonly #watch: PodWatch;
+  /** Per module: the tail of its queue of object changes. */
+  readonly #queue = new Map<string, Promise<unknown>>();
+  readonly #ensuring = new Map<string, Promise<void>>();
+  readonly #starting = new Set<string>();
+  readonly #stopping = new Set<string>();
 
   constructor(options: KubernetesBackendOptions) {
     this.#o = options;
@@ -85,64 +77,28 @@ class KubernetesBackend implements Backend {
       kubeconfig: options.kubeconfig,
       timeoutMs: options.requestTimeoutMs ?? 10_000,
     });
-    const ns = options.namespace;
-    this.#informer = makeInformer<V1Pod>(
-      this.#api.config,
-      `/api/v1/namespaces/${ns}/pods`,
-      async () => {
-        try {
-          const list = await this.#api.core.listNamespacedPod({
-            namespace: ns,
-            labelSelector: MANAGED_SELECTOR,
-          });
-          this.#listed = true;
-          return list;
-        } catch (error) {
-          this.#listError = error;
-          throw error;
-        }
-      },
-      MANAGED_SELECTOR,
-    );
-    this.#informer.on('add', (pod) => this.#onPod(pod));
-    this.#informer.on('update', (pod) => this.#onPod(pod));
-    this.#informer.on('delete', (pod) => this.#onPod(pod, true));
-    this.#informer.on('error', (error) => {
-      if (this.#closed || !this.#listed) return;
-      // The informer stops on an error; it lists again (catching up on what it missed) after a pause.
-      options.log.warn({ err: error }, 'kubernetes pod watch failed; restarting in 2 s');
-      setTimeout(() => {
-        if (!this.#closed) this.#informer.start().catch(() => undefined);
-      }, 2_000).unref();
+    this.#watch = new PodWatch({
+      api: this.#api,
+      namespace: options.namespace,
+      log: options.log,
+      onEndpointGone: options.onEndpointGone,
     });
-    this.#synced = this.#list();
-  }
-
-  /** Lists and starts watching the module pods; a failure is retried by the next {@link #sync}. */
-  #list(): Promise<void> {
-    this.#listError = undefined;
-    // start() resolves even when the list fails (the informer reports that as an error event).
-    const listing = this.#informer.start().then(() => {
-      if (!this.#listed) throw this.#listError ?? new Error('the pods were not listed');
-    });
-    listing.catch((error) => this.#o.log.error({ err: error }, 'cannot list module pods'));
-    return listing;
   }
 
   async start(spec: ModuleSpec, options: StartOptions = {}): Promise<void> {
-    await this.#sync();
+    await this.#watch.sync();
     if (this.ready(spec.name).length > 0) return;
     this.#starting.add(spec.name);
     try {
       await this.#ensure(spec);
-      await this.#waitFor(spec.name, 1, options.signal);
+      await this.#waitFor(spec, 1, options.signal);
     } finally {
       this.#starting.delete(spec.name);
     }
   }
 
   ready(name: string): ReadyReplica[] {
-    return this.#ready.get(name) ?? [];
+    return this.#watch.ready(name);
   }
 
   async prepare(spec: ModuleSpec): Promise<void> {
@@ -151,34 +107,64 @@ class KubernetesBackend implements Backend {
 
   async reconfigure(spec: ModuleSpec): Promise<void> {
     deployable(spec);
-    const existing = await this.#readDeployment(spec.name);
-    if (existing) await this.#roll(spec, existing);
+    // A Deployment being created right now is created with the old spec: roll it after.
+    await this.#ensuring.get(spec.name)?.catch(() => undefined);
+    await this.#serial(spec.name, async () => {
+      const existing = await this.#readDeployment(spec.name);
+      if (existing) await this.#roll(spec, existing);
+    });
   }
 
   async addReplica(spec: ModuleSpec): Promise<void> {
-    await this.#sync();
-    const existing = await this.#readDeployment(spec.name);
-    if (!existing) return this.start(spec);
-    const target = this.ready(spec.name).length + 1;
-    await this.#scale(spec.name, Math.max(target, (existing.spec?.replicas ?? 0) + 1));
-    await this.#waitFor(spec.name, target);
+    await this.#watch.sync();
+    const before = this.ready(spec.name).length;
+    const target = await this.#serial(spec.name, async () => {
+      const existing = await this.#readDeployment(spec.name);
+      if (!existing) return undefined;
+      // One more than the Deployment asks for now: concurrent calls each add one.
+      const replicas = (existing.spec?.replicas ?? 0) + 1;
+      await this.#scale(spec.name, replicas);
+      return replicas;
+    });
+    if (target === undefined) return this.start(spec);
+    await this.#waitFor(spec, before + 1);
   }
 
+  /**
+   * Removes an idle ready pod: it takes no new call at once, and the ReplicaSet deletes exactly
+   * it (pod-deletion-cost). Pods that are not ready are the cluster's to restart, and nothing is
+   * removed while a rollout is under way (scaling down then could remove a serving pod).
+   */
   async removeReplica(name: string, id: string): Promise<void> {
-    const pod = this.#pods.get(name)?.get(id);
-    const existing = await this.#readDeployment(name);
-    if (!pod || !existing) return;
-    const ns = this.#o.namespace;
-    // The ReplicaSet removes the pod of lowest deletion cost first: this one, which is idle.
-    await this.#api.core
-      .patchNamespacedPod(
-        { name: id, namespace: ns, body: { metadata: { annotations: { [DELETION_COST]: '-1000' } } } },
-        mergePatch(),
-      )
-      .catch((error) => {
-        throw serviceErrorFromKube(error, `mark pod ${id} for removal`);
-      });
-    await this.#scale(name, Math.max(0, (existing.spec?.replicas ?? 1) - 1));
+    const pod = this.#watch.pod(name, id);
+    if (!pod || replicaFromPod(pod).state !== 'ready') return;
+    await this.#serial(name, async () => {
+      const existing = await this.#readDeployment(name);
+      const replicas = existing?.spec?.replicas ?? 0;
+      // Pods of another config than the Deployment's: a rollout is under way.
+      const current = existing?.metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
+      const rolling = this.#watch
+        .pods(name)
+        .some(
+          (p) =>
+            !p.metadata?.deletionTimestamp && p.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] !== current,
+        );
+      if (!existing || replicas <= 1 || rolling) return;
+      this.#watch.leave(name, [id]);
+      await this.#api.core
+        .patchNamespacedPod(
+          {
+            name: id,
+            namespace: this.#o.namespace,
+            body: { metadata: { annotations: { [DELETION_COST]: '-1000' } } },
+          },
+          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+        )
+        .catch((error) => {
+          throw serviceErrorFromKube(error, `mark pod ${id} for removal`);
+        });
+      await this.#scale(name, replicas - 1);
+    });
   }
 
   async stop(name: string): Promise<void> {
@@ -186,41 +172,47 @@ class KubernetesBackend implements Backend {
     const ns = this.#o.namespace;
     this.#stopping.add(name);
     try {
-      const deployment = await this.#readDeployment(name);
-      if (deployment && isOurs(deployment)) {
-        await unlessNotFound(
-          this.#api.apps.deleteNamespacedDeployment({
-            name: objectName,
-            namespace: ns,
-            propagationPolicy: 'Background',
-          }),
+      await this.#serial(name, async () => {
+        this.#watch.leave(
+          name,
+          this.#watch.pods(name).map((p) => p.metadata?.name ?? ''),
+        );
+        const deployment = await this.#readDeployment(name);
+        if (deployment && isOurs(deployment)) {
+          await unlessNotFound(
+            this.#api.apps.deleteNamespacedDeployment({
+              name: objectName,
+              namespace: ns,
+              propagationPolicy: 'Background',
+            }),
+          ).catch((error) => {
+            throw serviceErrorFromKube(error, `delete Deployment ${objectName}`);
+          });
+        }
+        const service = await unlessNotFound(
+          this.#api.core.readNamespacedService({ name: objectName, namespace: ns }),
         ).catch((error) => {
-          throw serviceErrorFromKube(error, `delete Deployment ${objectName}`);
+          throw serviceErrorFromKube(error, `read Service ${objectName}`);
         });
-      }
-      const service = await unlessNotFound(
-        this.#api.core.readNamespacedService({ name: objectName, namespace: ns }),
-      ).catch((error) => {
-        throw serviceErrorFromKube(error, `read Service ${objectName}`);
+        if (service && isOurs(service)) {
+          await unlessNotFound(
+            this.#api.core.deleteNamespacedService({ name: objectName, namespace: ns }),
+          ).catch((error) => {
+            throw serviceErrorFromKube(error, `delete Service ${objectName}`);
+          });
+        }
       });
-      if (service && isOurs(service)) {
-        await unlessNotFound(
-          this.#api.core.deleteNamespacedService({ name: objectName, namespace: ns }),
-        ).catch((error) => {
-          throw serviceErrorFromKube(error, `delete Service ${objectName}`);
-        });
-      }
       // Like the local backend, stop resolves once the servers are gone (their calls drained).
-      await this.#until(() => (this.#pods.get(name)?.size ?? 0) === 0, this.#o.graceMs + 30_000).catch(() => {
-        this.#o.log.warn({ module: name }, 'module pods still terminating');
-      });
+      await this.#watch
+        .until(() => this.#watch.pods(name).length === 0, this.#o.graceMs + 30_000)
+        .catch(() => this.#o.log.warn({ module: name }, 'module pods still terminating'));
     } finally {
       this.#stopping.delete(name);
     }
   }
 
   status(name: string): ModuleStatus {
-    const pods = [...(this.#pods.get(name)?.values() ?? [])];
+    const pods = this.#watch.pods(name);
     const replicas = pods.map(replicaFromPod);
     const restarts = pods.reduce((n, p) => n + restartsOf(p), 0);
     const order: ModuleState[] = ['absent', 'failed', 'stopping', 'installing', 'starting', 'ready'];
@@ -243,20 +235,32 @@ class KubernetesBackend implements Backend {
   }
 
   async usage(name: string): Promise<ReplicaUsage[]> {
-    const pods = [...(this.#pods.get(name)?.keys() ?? [])];
+    const pods = this.#watch.pods(name).map((p) => p.metadata?.name ?? '');
     return usageFromPodMetrics(this.#api, this.#o.namespace, pods);
   }
 
   async close(): Promise<void> {
-    this.#closed = true;
-    await this.#informer.stop();
+    await this.#watch.close();
+  }
+
+  /** Runs `change` after the module's earlier changes (read-modify-write of its objects). */
+  #serial<T>(name: string, change: () => Promise<T>): Promise<T> {
+    const run = (this.#queue.get(name) ?? Promise.resolve()).then(change, change);
+    const tail = run.catch(() => undefined);
+    this.#queue.set(name, tail);
+    void tail.then(() => {
+      if (this.#queue.get(name) === tail) this.#queue.delete(name);
+    });
+    return run;
   }
 
   /** Creates the module's objects, or adopts and (if its config changed) rolls existing ones. */
   #ensure(spec: ModuleSpec): Promise<void> {
     let pending = this.#ensuring.get(spec.name);
     if (!pending) {
-      pending = this.#create(spec).finally(() => this.#ensuring.delete(spec.name));
+      pending = this.#serial(spec.name, () => this.#create(spec)).finally(() =>
+        this.#ensuring.delete(spec.name),
+      );
       this.#ensuring.set(spec.name, pending);
     }
     return pending;
@@ -280,7 +284,7 @@ class KubernetesBackend implements Backend {
         );
       } catch (error) {
         // Another pod-manager created it first: adopt theirs.
-        if (statusOf(error) !== 409)
+        if (kubeStatusOf(error) !== 409)
           throw serviceErrorFromKube(error, `create Deployment ${desired.metadata?.name}`);
         existing = await this.#readDeployment(spec.name);
       }
@@ -303,7 +307,7 @@ class KubernetesBackend implements Backend {
     await this.#api.core
       .createNamespacedService({ namespace: ns, body: service, fieldManager: FIELD_MANAGER })
       .catch((error) => {
-        if (statusOf(error) !== 409)
+        if (kubeStatusOf(error) !== 409)
           throw serviceErrorFromKube(error, `create Service ${service.metadata?.name}`);
       });
   }
@@ -319,21 +323,24 @@ class KubernetesBackend implements Backend {
     if (want === have) return;
     const path = `/metadata/annotations/${CONFIG_HASH_ANNOTATION.replace('/', '~1')}`;
     const body = [
+      ...(existing.metadata?.annotations ? [] : [{ op: 'add', path: '/metadata/annotations', value: {} }]),
       ...(have === undefined ? [] : [{ op: 'test', path, value: have }]),
       { op: have === undefined ? 'add' : 'replace', path, value: want },
       { op: 'replace', path: '/spec/template', value: desired.spec?.template },
     ];
     const name = objectNameFor(spec.name);
-    await this.#api.apps
-      .patchNamespacedDeployment(
+    try {
+      await this.#api.apps.patchNamespacedDeployment(
         { name, namespace: this.#o.namespace, body, fieldManager: FIELD_MANAGER },
-        jsonPatch(),
-      )
-      .catch((error) => {
-        // 422 from the test op: another pod-manager rolled it meanwhile; the newer config wins.
-        if (statusOf(error) === 422) return;
-        throw serviceErrorFromKube(error, `update Deployment ${name}`);
-      });
+        setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+      );
+    } catch (error) {
+      // 422 is both a failed test (another pod-manager rolled it first: fine) and an invalid template.
+      const now = kubeStatusOf(error) === 422 ? await this.#readDeployment(spec.name) : undefined;
+      const hash = now?.metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
+      if (hash !== undefined && hash !== have) return;
+      throw serviceErrorFromKube(error, `update Deployment ${name}`);
+    }
     this.#o.log.info(
       { module: spec.name, deployment: name, from: have, to: want },
       'rolling module Deployment',
@@ -350,7 +357,7 @@ class KubernetesBackend implements Backend {
           body: { spec: { replicas } },
           fieldManager: FIELD_MANAGER,
         },
-        mergePatch(),
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
       )
       .catch((error) => {
         throw serviceErrorFromKube(error, `scale Deployment ${objectName} to ${replicas}`);
@@ -367,114 +374,68 @@ class KubernetesBackend implements Backend {
   }
 
   /**
-   * Resolves once `count` pods of the module are ready; rejects at once when one cannot start
-   * (with the cluster's reason), or when the Deployment reports that pods cannot be created.
+   * Resolves once `count` pods of the module are ready; rejects at once when a current pod cannot
+   * start (with the cluster's reason), when the Deployment reports that pods cannot be created,
+   * or when the module is stopped meanwhile.
    */
-  async #waitFor(name: string, count: number, signal?: AbortSignal): Promise<void> {
+  async #waitFor(spec: ModuleSpec, count: number, signal?: AbortSignal): Promise<void> {
+    const { name } = spec;
+    const hash = deploymentFor(spec, 1, this.#o).metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
     let checkedAt = Date.now();
     let deploymentFailure: string | undefined;
-    await this.#until(
-      () => {
-        if (this.ready(name).length >= count) return true;
-        const failure =
-          [...(this.#pods.get(name)?.values() ?? [])].map(failureOf).find(Boolean) ?? deploymentFailure;
-        if (failure) throw new ServiceError('POD_START_FAILED', `module '${name}' cannot start: ${failure}`);
-        if (Date.now() - checkedAt >= DEPLOYMENT_CHECK_MS) {
-          checkedAt = Date.now();
-          void this.#deploymentFailure(name).then((why) => {
-            deploymentFailure = why;
-          });
-        }
-        return false;
-      },
-      this.#o.startTimeoutMs,
-      signal,
-      DEPLOYMENT_CHECK_MS,
-    ).catch((error) => {
-      if (error instanceof ServiceError) throw error;
-      if (signal?.aborted) throw signal.reason;
-      throw new ServiceError(
-        'START_TIMEOUT',
-        `module '${name}' has no ready pod after ${this.#o.startTimeoutMs} ms (server.start_timeout_ms)`,
-      );
-    });
+    await this.#watch
+      .until(
+        () => {
+          if (this.ready(name).length >= count) return true;
+          if (this.#stopping.has(name))
+            throw new ServiceError('MODULE_STOPPED', `module '${name}' was stopped while it started`);
+          // Only pods of the current config count: a failing pod of an old one is being replaced.
+          const current = this.#watch
+            .pods(name)
+            .filter(
+              (p) =>
+                !p.metadata?.deletionTimestamp && p.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] === hash,
+            );
+          const failure = current.map(failureOf).find(Boolean) ?? deploymentFailure;
+          if (failure)
+            throw new ServiceError('POD_START_FAILED', `module '${name}' cannot start: ${failure}`);
+          if (Date.now() - checkedAt >= DEPLOYMENT_CHECK_MS) {
+            checkedAt = Date.now();
+            void this.#deploymentFailure(name).then((why) => {
+              deploymentFailure = why;
+            });
+          }
+          return false;
+        },
+        this.#o.startTimeoutMs,
+        signal,
+        DEPLOYMENT_CHECK_MS,
+      )
+      .catch((error) => {
+        if (error instanceof ServiceError) throw error;
+        if (signal?.aborted) throw signal.reason;
+        throw new ServiceError(
+          'START_TIMEOUT',
+          `module '${name}' has no ready pod after ${this.#o.startTimeoutMs} ms (server.start_timeout_ms)`,
+        );
+      });
   }
 
-  /** A condition of the Deployment that says its pods cannot be created or will not progress. */
+  /** Why the Deployment cannot bring up pods (gone, quota, admission, no progress), if it cannot. */
   async #deploymentFailure(name: string): Promise<string | undefined> {
-    const deployment = await this.#readDeployment(name).catch(() => undefined);
-    for (const c of deployment?.status?.conditions ?? []) {
+    let deployment: V1Deployment | undefined;
+    try {
+      deployment = await this.#readDeployment(name);
+    } catch {
+      return undefined;
+    }
+    if (!deployment) return 'its Deployment was deleted';
+    for (const c of deployment.status?.conditions ?? []) {
       if (c.type === 'ReplicaFailure' && c.status === 'True') return `${c.reason}: ${c.message}`;
       if (c.type === 'Progressing' && c.status === 'False') return `${c.reason}: ${c.message}`;
     }
     return undefined;
   }
-
-  /**
-   * Resolves when `check` returns true (checked on every pod event and every `tickMs`), rejects
-   * with what it throws, on abort, or after `timeoutMs`.
-   */
-  #until(check: () => boolean, timeoutMs: number, signal?: AbortSignal, tickMs = 1_000): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const done = (error?: unknown) => {
-        this.#listeners.delete(listener);
-        clearTimeout(timer);
-        clearInterval(ticker);
-        signal?.removeEventListener('abort', onAbort);
-        if (error === undefined) resolve();
-        else reject(error);
-      };
-      const listener = () => {
-        try {
-          if (check()) done();
-        } catch (error) {
-          done(error);
-        }
-      };
-      const onAbort = () => done(signal?.reason ?? new Error('aborted'));
-      const timer = setTimeout(() => done(new Error('timeout')), timeoutMs);
-      const ticker = setInterval(listener, tickMs);
-      signal?.addEventListener('abort', onAbort);
-      this.#listeners.add(listener);
-      listener();
-    });
-  }
-
-  async #sync(): Promise<void> {
-    const synced = this.#synced;
-    await synced.catch((error) => {
-      // Listing again on the next call: a Role fixed meanwhile takes effect without a restart.
-      if (this.#synced === synced && !this.#closed) this.#synced = this.#list();
-      throw serviceErrorFromKube(error, `list pods in namespace ${this.#o.namespace}`);
-    });
-  }
-
-  #onPod(pod: V1Pod, deleted = false): void {
-    const module = pod.metadata?.annotations?.[MODULE_NAME_ANNOTATION];
-    const podName = pod.metadata?.name;
-    if (!module || !podName) return;
-    let pods = this.#pods.get(module);
-    if (!pods) {
-      pods = new Map();
-      this.#pods.set(module, pods);
-    }
-    if (deleted) pods.delete(podName);
-    else pods.set(podName, pod);
-    if (pods.size === 0) this.#pods.delete(module);
-    const before = this.#ready.get(module) ?? [];
-    const after = [...pods.values()]
-      .filter(isReady)
-      .map((p) => ({ id: p.metadata?.name ?? '', endpoint: endpointFor(p) }));
-    this.#ready.set(module, after);
-    for (const gone of before) {
-      if (!after.some((r) => r.endpoint === gone.endpoint)) this.#o.onEndpointGone?.(gone.endpoint);
-    }
-    for (const listener of [...this.#listeners]) listener();
-  }
-}
-
-function endpointFor(pod: V1Pod): string {
-  return replicaFromPod(pod).endpoint ?? '';
 }
 
 /** Only objects labelled as splice-orc's are adopted or deleted. */
@@ -490,18 +451,4 @@ function deployable(spec: ModuleSpec): void {
       `module '${spec.name}' is a local folder (${spec.package}), which pods cannot install: build an image holding it and set "image" in its module_config`,
     );
   }
-}
-
-function statusOf(error: unknown): number | undefined {
-  return (error as { code?: unknown }).code as number | undefined;
-}
-
-/** Per-request options that send the body as a JSON merge patch. */
-function mergePatch() {
-  return setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
-}
-
-/** Per-request options that send the body as a JSON patch (a list of operations). */
-function jsonPatch() {
-  return setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
 }

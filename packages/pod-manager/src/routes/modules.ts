@@ -135,8 +135,16 @@ export function moduleRoutes(app: FastifyInstance, o: ModuleRouteOptions): void 
         throw error;
       }
       placement.decide();
-      // Running servers run the old config: the backend replaces them.
-      await registry.backend.reconfigure(parsed.spec, before);
+      // Running servers run the old config: the backend replaces them. If it cannot (the cluster
+      // refuses the new pod template), the old config stays, in memory and in the state file.
+      try {
+        await registry.backend.reconfigure(parsed.spec, before);
+      } catch (error) {
+        registry.setSpec(before, previous);
+        o.persist();
+        placement.decide();
+        throw error;
+      }
       return withPlacement(registry.view(name));
     },
   );
