@@ -98,7 +98,11 @@ export function checkDeep(value: unknown, path: readonly string[]): void {
       return;
     seen.add(v);
     if (Array.isArray(v)) for (const item of v) visit(item, depth + 1);
-    else if (v instanceof Map) for (const [k, item] of v) visit(k, depth + 1), visit(item, depth + 1);
+    else if (v instanceof Map)
+      for (const [k, item] of v) {
+        visit(k, depth + 1);
+        visit(item, depth + 1);
+      }
     else if (v instanceof Set) for (const item of v) visit(item, depth + 1);
     else if (isPlainObject(v))
       for (const key of Object.keys(v)) visit((v as Record<string, unknown>)[key], depth + 1);

@@ -1,12 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../config.js';
-import {
-  configHash,
-  deploymentFor,
-  type KubeObjectOptions,
-  objectNameFor,
-  serviceFor,
-} from './kube-objects.js';
+import { deploymentFor, type KubeObjectOptions, objectNameFor, serviceFor } from './kube-objects.js';
 import { coresFromQuantity } from './kube-usage.js';
 
 const options: KubeObjectOptions = {
