@@ -23,7 +23,17 @@ ETCD_PORT=${ETCD_PORT:-2379}
 # One package at a time at low priority: the apiserver's link step alone peaks near 2 GB.
 GO_BUILD="env GOMAXPROCS=1 nice -n 19 go build -p 1 -trimpath"
 
+built() {
+  for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwok-stages.yaml; do
+    [ -e "$BIN/$b" ] || return 1
+  done
+}
+
 build() {
+  if built; then
+    echo "control plane binaries in $BIN (cached)" >&2
+    return 0
+  fi
   command -v go >/dev/null || { echo "control-plane.sh: Go is required to build the control plane" >&2; exit 1; }
   mkdir -p "$BIN" "$CACHE/src/k8s" "$CACHE/src/etcd"
   cd "$CACHE/src/k8s"
@@ -62,7 +72,8 @@ build() {
     pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
     echo ---
     cat "$stages/$f.yaml"
-  done >"$BIN/kwok-stages.yaml"
+  done >"$BIN/kwok-stages.yaml.tmp"
+  mv "$BIN/kwok-stages.yaml.tmp" "$BIN/kwok-stages.yaml"
   echo "control plane binaries in $BIN" >&2
 }
 
@@ -82,9 +93,7 @@ wait_for() {
 }
 
 up() {
-  for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwok-stages.yaml; do
-    [ -e "$BIN/$b" ] || { echo "control-plane.sh: $BIN/$b is missing; run: $0 build" >&2; exit 1; }
-  done
+  built || { echo "control-plane.sh: binaries missing in $BIN; run: $0 build" >&2; exit 1; }
   down 2>/dev/null || true
   rm -rf "$RUN"
   mkdir -p "$RUN/pki"
