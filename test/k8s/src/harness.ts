@@ -25,6 +25,14 @@ export function adminApi(path = kubeconfig) {
   return { config, apps: config.makeApiClient(AppsV1Api), core: config.makeApiClient(CoreV1Api) };
 }
 
+/** Label selector of everything the pod-manager manages. */
+export const MANAGED = 'app.kubernetes.io/managed-by=splice-orc';
+
+/** The module Deployments in a namespace. */
+export async function moduleDeployments(namespace: string) {
+  return (await adminApi().apps.listNamespacedDeployment({ namespace, labelSelector: MANAGED })).items;
+}
+
 /** Runs the test cluster's kubectl; resolves with its output, rejects with its stderr. */
 export async function kubectl(args: string[], options: { kubeconfig?: string; cwd?: string } = {}) {
   try {

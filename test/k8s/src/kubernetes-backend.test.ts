@@ -8,6 +8,7 @@ import {
   adminApi,
   createNamespace,
   http,
+  moduleDeployments,
   modules,
   startClusterPodManager,
   writeClusterConfig,
@@ -19,14 +20,6 @@ beforeAll(async () => {
   namespace = await createNamespace('backend');
 });
 
-const deploymentsOf = async (ns: string) =>
-  (
-    await api.apps.listNamespacedDeployment({
-      namespace: ns,
-      labelSelector: 'app.kubernetes.io/managed-by=splice-orc',
-    })
-  ).items;
-
 describe('Kubernetes backend', () => {
   it('creates a hardened Deployment and a headless Service per module and waits for a ready pod', async () => {
     await using pm = await startClusterPodManager(writeClusterConfig({ namespace }));
@@ -37,7 +30,7 @@ describe('Kubernetes backend', () => {
     expect(replica.pod).toMatch(/^splice-lodash-[0-9a-f]{8}-/);
     expect(replica.endpoint).toMatch(/^127\.77\.\d+\.\d+:50051$/);
 
-    const [deployment] = await deploymentsOf(namespace);
+    const [deployment] = await moduleDeployments(namespace);
     expect(deployment?.metadata?.name).toMatch(/^splice-lodash-[0-9a-f]{8}$/);
     expect(deployment?.metadata?.labels).toMatchObject({
       'app.kubernetes.io/managed-by': 'splice-orc',
@@ -95,7 +88,7 @@ describe('Kubernetes backend', () => {
     await using pm = await startClusterPodManager(writeClusterConfig({ namespace: ns, modules: withImage }));
     const load = await http(`${pm.url}/modules/lodash/load`, { method: 'POST', body: {} });
     expect(load.status).toBe(200);
-    const pod = (await deploymentsOf(ns))[0]?.spec?.template.spec;
+    const pod = (await moduleDeployments(ns))[0]?.spec?.template.spec;
     expect(pod?.initContainers).toBeUndefined();
     expect(pod?.containers[0]?.image).toBe('registry.example/lodash-module:1');
     expect(pod?.containers[0]?.env?.some((e) => e.name === 'MODULE_RESOLVE_FROM')).toBe(false);

@@ -10,16 +10,14 @@ import {
   createNamespace,
   eventually,
   http,
+  MANAGED,
+  moduleDeployments,
   modules,
   startClusterPodManager,
   writeClusterConfig,
 } from './harness.js';
 
 const api = adminApi();
-const managed = 'app.kubernetes.io/managed-by=splice-orc';
-const deploymentsOf = async (namespace: string) =>
-  (await api.apps.listNamespacedDeployment({ namespace, labelSelector: managed })).items;
-
 describe('module Deployments', () => {
   it('concurrent first calls on two pod-manager replicas create one Deployment', async () => {
     const namespace = await createNamespace('concurrent');
@@ -32,10 +30,10 @@ describe('module Deployments', () => {
       ),
     );
     for (const load of loads) expect(load.status, JSON.stringify(load.body)).toBe(200);
-    const deployments = await deploymentsOf(namespace);
+    const deployments = await moduleDeployments(namespace);
     expect(deployments).toHaveLength(1);
     expect(deployments[0]?.spec?.replicas).toBe(1);
-    const services = await api.core.listNamespacedService({ namespace, labelSelector: managed });
+    const services = await api.core.listNamespacedService({ namespace, labelSelector: MANAGED });
     expect(services.items).toHaveLength(1);
     // One creation in all (single-flight within a replica); the other replica adopted it (or, had
     // it come late, found its pod ready and needed nothing).
@@ -51,10 +49,13 @@ describe('module Deployments', () => {
     {
       await using pm = await startClusterPodManager(config);
       const load = await http(`${pm.url}/modules/lodash/load`, { method: 'POST', body: {} });
-      before = { uid: (await deploymentsOf(namespace))[0]?.metadata?.uid, pod: load.body.replicas[0].pod };
+      before = {
+        uid: (await moduleDeployments(namespace))[0]?.metadata?.uid,
+        pod: load.body.replicas[0].pod,
+      };
     }
     // Closing the pod-manager leaves the module running in the cluster.
-    expect(await deploymentsOf(namespace)).toHaveLength(1);
+    expect(await moduleDeployments(namespace)).toHaveLength(1);
     await using pm = await startClusterPodManager(config);
     // The informer finds the ready pod: the module is ready without a new start.
     const view = await eventually(
@@ -68,7 +69,7 @@ describe('module Deployments', () => {
     expect(view?.body.replicas.map((r: { pod: string }) => r.pod)).toEqual([before.pod]);
     const load = await http(`${pm.url}/modules/lodash/load`, { method: 'POST', body: {} });
     expect(load.status).toBe(200);
-    const after = await deploymentsOf(namespace);
+    const after = await moduleDeployments(namespace);
     expect(after).toHaveLength(1);
     expect(after[0]?.metadata?.uid).toBe(before.uid);
   });
@@ -77,13 +78,13 @@ describe('module Deployments', () => {
     const namespace = await createNamespace('roll');
     await using pm = await startClusterPodManager(writeClusterConfig({ namespace }));
     const first = await http(`${pm.url}/modules/lodash/load`, { method: 'POST', body: {} });
-    const [before] = await deploymentsOf(namespace);
+    const [before] = await moduleDeployments(namespace);
     const changed = await http(`${pm.url}/modules/lodash/config`, {
       method: 'PUT',
       body: { ...modules.lodash, lib_cpu_req: '300m', lib_cpu_limit: '1' },
     });
     expect(changed.status, JSON.stringify(changed.body)).toBe(200);
-    const [after] = await deploymentsOf(namespace);
+    const [after] = await moduleDeployments(namespace);
     expect(after?.metadata?.uid).toBe(before?.metadata?.uid);
     expect(after?.metadata?.generation).toBeGreaterThan(before?.metadata?.generation ?? 0);
     expect(after?.metadata?.annotations?.['splice-orc.dev/config-hash']).not.toBe(
@@ -113,13 +114,13 @@ describe('module Deployments', () => {
     await using pm = await startClusterPodManager(writeClusterConfig({ namespace }));
     await http(`${pm.url}/modules/lodash/load`, { method: 'POST', body: {} });
     await http(`${pm.url}/modules/left-pad/load`, { method: 'POST', body: {} });
-    expect(await deploymentsOf(namespace)).toHaveLength(2);
+    expect(await moduleDeployments(namespace)).toHaveLength(2);
 
     const removed = await http(`${pm.url}/modules/lodash`, { method: 'DELETE' });
     expect(removed.status).toBe(200);
-    const left = await deploymentsOf(namespace);
+    const left = await moduleDeployments(namespace);
     expect(left.map((d) => d.metadata?.annotations?.['splice-orc.dev/module-name'])).toEqual(['left-pad']);
-    const services = await api.core.listNamespacedService({ namespace, labelSelector: managed });
+    const services = await api.core.listNamespacedService({ namespace, labelSelector: MANAGED });
     expect(services.items).toHaveLength(1);
     await api.core.readNamespacedConfigMap({ name: 'someone-elses', namespace });
     const view = await http(`${pm.url}/modules/lodash`);
@@ -132,10 +133,10 @@ describe('module Deployments', () => {
     await using pm = await startClusterPodManager(writeClusterConfig({ namespace }));
     // Learn the name the module would get, then let someone else take it.
     await http(`${pm.url}/modules/lodash/load`, { method: 'POST', body: {} });
-    const [ours] = await deploymentsOf(namespace);
+    const [ours] = await moduleDeployments(namespace);
     const name = ours?.metadata?.name ?? '';
     await http(`${pm.url}/modules/lodash`, { method: 'DELETE' });
-    await eventually(async () => (await deploymentsOf(namespace)).length === 0, 10_000, 'the delete');
+    await eventually(async () => (await moduleDeployments(namespace)).length === 0, 10_000, 'the delete');
     await api.apps.createNamespacedDeployment({
       namespace,
       body: {
@@ -166,7 +167,7 @@ describe('module Deployments', () => {
     const { backend } = pm.app.registry;
     await backend.addReplica(pm.app.registry.spec('lodash'));
     expect(backend.ready('lodash')).toHaveLength(2);
-    const [deployment] = await deploymentsOf(namespace);
+    const [deployment] = await moduleDeployments(namespace);
     expect(deployment?.spec?.replicas).toBe(2);
     // Scale-down removes exactly the pod it names (pod-deletion-cost), not a random one.
     const [keep, victim] = backend.ready('lodash');

@@ -9,23 +9,20 @@ import {
   createNamespace,
   eventually,
   http,
+  moduleDeployments,
   modules,
   startClusterPodManager,
   writeClusterConfig,
 } from './harness.js';
 import { MANUAL, TestKubelet } from './kubelet.js';
 
-const api = adminApi();
-const managed = 'app.kubernetes.io/managed-by=splice-orc';
-const deploymentOf = async (namespace: string) =>
-  (await api.apps.listNamespacedDeployment({ namespace, labelSelector: managed })).items[0];
-
+const _api = adminApi();
 describe('rollouts and scaling', () => {
   it('keeps the old config when the cluster refuses the new pod template', async () => {
     const namespace = await createNamespace('refused');
     await using pm = await startClusterPodManager(writeClusterConfig({ namespace }));
     await http(`${pm.url}/modules/lodash/load`, { method: 'POST', body: {} });
-    const before = await deploymentOf(namespace);
+    const before = (await moduleDeployments(namespace))[0];
     // A memory limit below the request is invalid: the API server answers 422.
     const put = await http(`${pm.url}/modules/lodash/config`, {
       method: 'PUT',
@@ -35,7 +32,7 @@ describe('rollouts and scaling', () => {
     expect(put.body.error.code).toBe('CLUSTER_ERROR');
     expect(put.body.error.message).toMatch(/must be less than or equal to memory limit/);
     expect((await http(`${pm.url}/modules/lodash/config`)).body.lib_mem_size_req).toBe('100Mi');
-    const after = await deploymentOf(namespace);
+    const after = (await moduleDeployments(namespace))[0];
     expect(after?.metadata?.generation).toBe(before?.metadata?.generation);
   });
 
@@ -82,7 +79,7 @@ describe('rollouts and scaling', () => {
     // What the lifecycle loop does with a failed replica while another serves.
     await backend.removeReplica('calc', failed?.id ?? '');
     await backend.removeReplica('calc', serving?.id ?? '');
-    expect((await deploymentOf(namespace))?.spec?.replicas).toBe(1);
+    expect((await moduleDeployments(namespace))[0]?.spec?.replicas).toBe(1);
     expect(backend.ready('calc').map((r) => r.id)).toEqual([serving?.id]);
     expect(kubelet.running).toContain(serving?.id);
   });
@@ -93,7 +90,7 @@ describe('rollouts and scaling', () => {
     await http(`${pm.url}/modules/lodash/load`, { method: 'POST', body: {} });
     const { backend, spec } = { backend: pm.app.registry.backend, spec: pm.app.registry.spec('lodash') };
     await Promise.all([backend.addReplica(spec), backend.addReplica(spec), backend.addReplica(spec)]);
-    expect((await deploymentOf(namespace))?.spec?.replicas).toBe(4);
+    expect((await moduleDeployments(namespace))[0]?.spec?.replicas).toBe(4);
     await eventually(() => backend.ready('lodash').length === 4, 10_000, 'four ready pods');
   });
 
