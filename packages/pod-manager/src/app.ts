@@ -72,6 +72,9 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     onEvent: (event) => app.events.emit('placement', event),
   });
   placement.start();
+  backend
+    .resume(registry.names().map((name) => registry.spec(name)))
+    .catch((error) => app.log.warn({ err: error }, 'cannot pick up the modules left running'));
   const runtimePolicy = { set: saved.policy !== undefined };
   const persist = () =>
     writeState(config.server.state_file, {
@@ -173,6 +176,7 @@ async function backendFor(config: Config, app: FastifyInstance, invoker: Invoker
       namespace: process.env.SPLICE_NAMESPACE || k.namespace,
       kubeconfig: k.kubeconfig ? resolve(config.baseDir, k.kubeconfig) : undefined,
       requestTimeoutMs: k.request_timeout_ms,
+      watchRenewMs: k.watch_renew_s * 1000,
       moduleImage: k.module_image,
       imagePullPolicy: k.image_pull_policy,
       podLabels: k.pod_labels,

@@ -135,6 +135,8 @@ export const ConfigSchema = T.Object(
         service_account_name: T.Optional(T.String()),
         /** kubeconfig file of the cluster; default $KUBECONFIG, ~/.kube/config, or the pod's service account. */
         kubeconfig: T.Optional(T.String({ minLength: 1 })),
+        /** The pod watch is replaced by a fresh one this often, s (a half-open connection delivers nothing). */
+        watch_renew_s: T.Number({ minimum: 0.1, default: 300 }),
         /** Longest one request to the Kubernetes API may take, ms. */
         request_timeout_ms: T.Integer({ minimum: 100, default: 10_000 }),
         /** Image of module pods (the splice-orc image: it installs and serves any npm module). */

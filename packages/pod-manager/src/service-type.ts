@@ -75,7 +75,8 @@ async function installRole(env: NodeJS.ProcessEnv): Promise<number> {
     process.stdout.write(`installed ${[spec.package, ...dependencies].join(' ')} into ${dir}\n`);
     // In a pod the npm cache is of no further use (the volume lives as long as the pod).
     if (env.SPLICE_INSTALL_DROP_CACHE === '1' && env.npm_config_cache) {
-      await rm(env.npm_config_cache, { recursive: true, force: true });
+      // Best effort: a cache that cannot be removed does not undo a good install.
+      await rm(env.npm_config_cache, { recursive: true, force: true }).catch(() => undefined);
     }
     return 0;
   } catch (error) {

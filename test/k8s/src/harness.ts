@@ -42,6 +42,7 @@ export async function kubectl(args: string[], options: { kubeconfig?: string; cw
       {
         cwd: options.cwd,
         timeout: 60_000,
+        maxBuffer: 64 * 1024 * 1024,
       },
     );
     return stdout;

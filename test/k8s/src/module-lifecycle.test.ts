@@ -10,6 +10,7 @@ import {
   createNamespace,
   eventually,
   http,
+  kubectl,
   MANAGED,
   moduleDeployments,
   modules,
@@ -72,6 +73,28 @@ describe('module Deployments', () => {
     const after = await moduleDeployments(namespace);
     expect(after).toHaveLength(1);
     expect(after[0]?.metadata?.uid).toBe(before.uid);
+  });
+
+  it('a pod-manager restarted with a changed config rolls the Deployment it adopts, before any call', async () => {
+    const namespace = await createNamespace('resume');
+    {
+      await using pm = await startClusterPodManager(writeClusterConfig({ namespace }));
+      await http(`${pm.url}/modules/lodash/load`, { method: 'POST', body: {} });
+    }
+    const [before] = await moduleDeployments(namespace);
+    const changed = { ...modules, lodash: { ...modules.lodash, lib_cpu_req: '400m' } };
+    await using pm = await startClusterPodManager(writeClusterConfig({ namespace, modules: changed }));
+    const after = await eventually(
+      async () => {
+        const [d] = await moduleDeployments(namespace);
+        return d?.metadata?.generation !== before?.metadata?.generation ? d : undefined;
+      },
+      10_000,
+      'the adopted Deployment to be rolled',
+    );
+    expect(after?.metadata?.uid).toBe(before?.metadata?.uid);
+    expect(after?.spec?.template.spec?.containers[0]?.resources?.requests?.cpu).toBe('400m');
+    expect((await http(`${pm.url}/modules/lodash`)).body.callsServed).toBe(0);
   });
 
   it('a changed module config patches the Deployment, which rolls its pods', async () => {
@@ -177,4 +200,40 @@ describe('module Deployments', () => {
     const view = await http(`${pm.url}/modules/lodash`);
     expect(view.body.usage[0].unavailable).toMatch(/metrics API \(metrics\.k8s\.io\) not available/);
   });
+
+  it('renews its pod watch without piling up connections, and still sees new pods', async () => {
+    const namespace = await createNamespace('renew');
+    const baseline = await podWatches();
+    {
+      const config = writeClusterConfig({ namespace, kubernetes: { watch_renew_s: 0.2 } });
+      await using pm = await startClusterPodManager(config);
+      // About fifteen renewals.
+      await new Promise((r) => setTimeout(r, 3_000));
+      const open = await podWatches();
+      // Its own watch is open (at a renewal, briefly two), and no more.
+      expect(open).toBeGreaterThanOrEqual(baseline + 1);
+      expect(open).toBeLessThanOrEqual(baseline + 2);
+      const load = await http(`${pm.url}/modules/lodash/load`, { method: 'POST', body: {} });
+      expect(load.status).toBe(200);
+    }
+    // Closed: none of its watches stays open.
+    await eventually(async () => (await podWatches()) <= baseline, 10_000, 'the watches to close');
+  });
 });
+
+/** Watches of pods in single namespaces open at the API server (its own gauge). */
+async function podWatches(): Promise<number> {
+  const metrics = await kubectl(['get', '--raw', '/metrics']);
+  let open = 0;
+  for (const line of metrics.split('\n')) {
+    if (!line.startsWith('apiserver_longrunning_requests{')) continue;
+    if (
+      line.includes('resource="pods"') &&
+      line.includes('scope="namespace"') &&
+      line.includes('verb="WATCH"')
+    ) {
+      open += Number(line.split(' ').at(-1));
+    }
+  }
+  return open;
+}

@@ -74,6 +74,12 @@ export interface Backend {
    * new ones); the Kubernetes backend patches the Deployment, which rolls its pods.
    */
   reconfigure(spec: ModuleSpec, previous: ModuleSpec): Promise<void>;
+  /**
+   * Picks up what an earlier pod-manager left running, at start-up: the Kubernetes backend adopts
+   * the modules' Deployments and rolls those whose config changed; the local backend has nothing
+   * to pick up (its servers never outlive it).
+   */
+  resume(specs: readonly ModuleSpec[]): Promise<void>;
   /** Adds a server (scale up); resolves when it is ready. */
   addReplica(spec: ModuleSpec): Promise<void>;
   /**

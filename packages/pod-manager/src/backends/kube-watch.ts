@@ -1,8 +1,10 @@
 /**
  * The pod-manager's view of its module pods: an informer (one list, then a watch) on the pods it
  * manages, indexed by module, with the ready replicas recomputed on each event because every call
- * reads them. The watch is renewed every few minutes, so a silently dead connection cannot leave
- * the view stale for long; a failed first list is retried by the next caller.
+ * reads them. Every few minutes, and after a watch fails, a fresh informer lists and watches
+ * again and replaces the old one (stopping and restarting one informer is not safe in
+ * client-node: a late callback of the old watch aborts the new one), so a silently dead connection
+ * cannot leave the view stale for long. A failed first list is retried by the next caller.
  */
 import { makeInformer, type V1Pod } from '@kubernetes/client-node';
 import type { FastifyBaseLogger } from 'fastify';
@@ -23,17 +25,23 @@ export interface PodWatchOptions {
   log: FastifyBaseLogger;
   /** Called when an endpoint stops being served, so clients of it can be dropped. */
   onEndpointGone?: ((endpoint: string) => void) | undefined;
+  /** How often a fresh informer replaces the current one, ms. Default 5 min. */
+  renewMs?: number | undefined;
 }
+
+type PodInformer = ReturnType<typeof makeInformer<V1Pod>>;
 
 /** The module pods of one namespace, kept current. */
 export class PodWatch {
   readonly #o: PodWatchOptions;
-  readonly #informer;
+  /** The informer whose events count; undefined until the pods have been listed. */
+  #informer: PodInformer | undefined;
   #synced: Promise<void>;
-  #listed = false;
-  #listError: unknown;
   #closed = false;
   readonly #renew: NodeJS.Timeout;
+  #retry: NodeJS.Timeout | undefined;
+  /** Reconnections run one after another. */
+  #connecting: Promise<void> = Promise.resolve();
   /** Module name -> its pods. */
   readonly #pods = new Map<string, Map<string, V1Pod>>();
   /** Module name -> ready replicas. */
@@ -46,33 +54,9 @@ export class PodWatch {
 
   constructor(o: PodWatchOptions) {
     this.#o = o;
-    const { api, namespace } = o;
-    this.#informer = makeInformer<V1Pod>(
-      api.config,
-      `/api/v1/namespaces/${namespace}/pods`,
-      async () => {
-        try {
-          const list = await api.core.listNamespacedPod({ namespace, labelSelector: MANAGED_SELECTOR });
-          this.#listed = true;
-          return list;
-        } catch (error) {
-          this.#listError = error;
-          throw error;
-        }
-      },
-      MANAGED_SELECTOR,
-    );
-    this.#informer.on('add', (pod) => this.#onPod(pod));
-    this.#informer.on('update', (pod) => this.#onPod(pod));
-    this.#informer.on('delete', (pod) => this.#onPod(pod, true));
-    this.#informer.on('error', (error) => {
-      // Before the first list, the next caller lists again (see sync); after it, the watch restarts.
-      if (this.#closed || !this.#listed) return;
-      o.log.warn({ err: error }, `kubernetes pod watch failed; restarting in ${RETRY_MS} ms`);
-      this.#restartSoon();
-    });
-    this.#synced = this.#list();
-    this.#renew = setInterval(() => void this.#restart(), RENEW_MS);
+    this.#synced = this.#connect();
+    this.#synced.catch((error) => o.log.error({ err: error }, 'cannot list module pods'));
+    this.#renew = setInterval(() => this.#reconnect(), o.renewMs ?? RENEW_MS);
     this.#renew.unref();
   }
 
@@ -81,7 +65,10 @@ export class PodWatch {
     const synced = this.#synced;
     await synced.catch((error) => {
       // A Role fixed meanwhile takes effect without a restart of the pod-manager.
-      if (this.#synced === synced && !this.#closed) this.#synced = this.#list();
+      if (this.#synced === synced && !this.#closed) {
+        this.#synced = this.#connect();
+        this.#synced.catch(() => undefined);
+      }
       throw serviceErrorFromKube(error, `list pods in namespace ${this.#o.namespace}`);
     });
   }
@@ -104,6 +91,12 @@ export class PodWatch {
   /** Stops routing to these pods at once (they are about to be removed). */
   leave(module: string, podNames: string[]): void {
     for (const name of podNames) this.#leaving.add(name);
+    this.#index(module);
+  }
+
+  /** Routes to these pods again (their removal did not happen). */
+  stay(module: string, podNames: string[]): void {
+    for (const name of podNames) this.#leaving.delete(name);
     this.#index(module);
   }
 
@@ -140,35 +133,96 @@ export class PodWatch {
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#renew);
-    // A list in flight would start a watch after stop(): let it settle, then stop.
-    await this.#synced.catch(() => undefined);
-    await this.#informer.stop();
+    clearTimeout(this.#retry);
+    await Promise.all([this.#synced.catch(() => undefined), this.#connecting]);
+    await this.#informer?.stop();
   }
 
-  #list(): Promise<void> {
-    this.#listError = undefined;
-    // start() resolves even when the list fails (the informer reports that as an error event).
-    const listing = this.#informer.start().then(() => {
-      if (!this.#listed) throw this.#listError ?? new Error('the pods were not listed');
+  /**
+   * Lists and watches with a new informer; once it has listed, its view replaces the current one
+   * (pods that vanished meanwhile included) and the old informer is stopped.
+   */
+  async #connect(): Promise<void> {
+    const { api, namespace, log } = this.#o;
+    const listed: { ok: boolean; error?: unknown } = { ok: false };
+    const informer: PodInformer = makeInformer<V1Pod>(
+      api.config,
+      `/api/v1/namespaces/${namespace}/pods`,
+      async () => {
+        try {
+          const list = await api.core.listNamespacedPod({ namespace, labelSelector: MANAGED_SELECTOR });
+          listed.ok = true;
+          return list;
+        } catch (error) {
+          listed.error = error;
+          throw error;
+        }
+      },
+      MANAGED_SELECTOR,
+    );
+    const current = () => this.#informer === informer && !this.#closed;
+    informer.on('add', (pod) => current() && this.#onPod(pod));
+    informer.on('update', (pod) => current() && this.#onPod(pod));
+    informer.on('delete', (pod) => current() && this.#onPod(pod, true));
+    informer.on('error', (error) => {
+      if (!current()) return;
+      log.warn({ err: error }, `kubernetes pod watch failed; watching anew in ${RETRY_MS} ms`);
+      this.#reconnectSoon();
     });
-    listing.catch((error) => this.#o.log.error({ err: error }, 'cannot list module pods'));
-    return listing;
-  }
-
-  #restartSoon(): void {
-    setTimeout(() => void this.#restart(), RETRY_MS).unref();
-  }
-
-  /** A fresh watch from the last resource version (the informer lists again if that expired). */
-  async #restart(): Promise<void> {
-    if (this.#closed || !this.#listed) return;
-    try {
-      await this.#informer.stop();
-      if (!this.#closed) await this.#informer.start();
-    } catch (error) {
-      this.#o.log.warn({ err: error }, 'cannot restart the kubernetes pod watch; trying again');
-      this.#restartSoon();
+    // start() resolves even when the list fails (the informer reports that as an error event).
+    await informer.start();
+    if (!listed.ok || this.#closed) {
+      await informer.stop();
+      if (this.#closed) return;
+      throw listed.error ?? new Error('the pods were not listed');
     }
+    const previous = this.#informer;
+    this.#informer = informer;
+    this.#replaceAll(informer.list(namespace));
+    await previous?.stop();
+  }
+
+  /** Connects anew after the earlier reconnections; a failure is retried after a pause. */
+  #reconnect(): void {
+    if (this.#closed || !this.#informer) return;
+    this.#connecting = this.#connecting.then(() =>
+      this.#connect().catch((error) => {
+        this.#o.log.warn({ err: error }, 'cannot renew the kubernetes pod watch; trying again');
+        this.#reconnectSoon();
+      }),
+    );
+  }
+
+  /** One pending reconnection at most. */
+  #reconnectSoon(): void {
+    if (this.#retry || this.#closed) return;
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined;
+      this.#reconnect();
+    }, RETRY_MS);
+    this.#retry.unref();
+  }
+
+  /** Takes a fresh list as the whole view. */
+  #replaceAll(pods: readonly V1Pod[]): void {
+    const modules = new Set(this.#pods.keys());
+    this.#pods.clear();
+    for (const pod of pods) {
+      const module = pod.metadata?.annotations?.[MODULE_NAME_ANNOTATION];
+      const name = pod.metadata?.name;
+      if (!module || !name) continue;
+      modules.add(module);
+      let byName = this.#pods.get(module);
+      if (!byName) {
+        byName = new Map();
+        this.#pods.set(module, byName);
+      }
+      byName.set(name, pod);
+    }
+    const alive = new Set(pods.map((p) => p.metadata?.name));
+    for (const name of this.#leaving) if (!alive.has(name)) this.#leaving.delete(name);
+    for (const module of modules) this.#index(module);
+    for (const listener of [...this.#listeners]) listener();
   }
 
   #onPod(pod: V1Pod, deleted = false): void {

@@ -45,6 +45,8 @@ export interface KubernetesBackendOptions extends KubeObjectOptions {
   kubeconfig?: string | undefined;
   /** Longest one API request may take, ms. Default 10 000. */
   requestTimeoutMs?: number;
+  /** How often the pod watch is replaced by a fresh one, ms. Default 300 000. */
+  watchRenewMs?: number;
   log: FastifyBaseLogger;
   /** Called when an endpoint stops being served, so clients of it can be dropped. */
   onEndpointGone?: (endpoint: string) => void;
@@ -67,7 +69,11 @@ class KubernetesBackend implements Backend {
   readonly #watch: PodWatch;
   /** Per module: the tail of its queue of object changes. */
   readonly #queue = new Map<string, Promise<unknown>>();
-  readonly #ensuring = new Map<string, Promise<void>>();
+  readonly #ensuring = new Map<string, Promise<string | undefined>>();
+  /** Unloads under way, which a start waits for. */
+  readonly #stops = new Map<string, Promise<void>>();
+  /** How often each module was stopped: a start fails when a stop begins after it. */
+  readonly #stopCount = new Map<string, number>();
   readonly #starting = new Set<string>();
   readonly #stopping = new Set<string>();
 
@@ -82,19 +88,48 @@ class KubernetesBackend implements Backend {
       namespace: options.namespace,
       log: options.log,
       onEndpointGone: options.onEndpointGone,
+      renewMs: options.watchRenewMs,
     });
   }
 
   async start(spec: ModuleSpec, options: StartOptions = {}): Promise<void> {
     await this.#watch.sync();
+    // A start after an unload brings the module back, once the unload is done.
+    await this.#stops.get(spec.name)?.catch(() => undefined);
     if (this.ready(spec.name).length > 0) return;
     this.#starting.add(spec.name);
     try {
-      await this.#ensure(spec);
-      await this.#waitFor(spec, 1, options.signal);
+      const hash = await this.#ensure(spec);
+      await this.#waitFor(spec.name, { count: 1, hash, signal: options.signal });
     } finally {
       this.#starting.delete(spec.name);
     }
+  }
+
+  /**
+   * Adopts what an earlier pod-manager left running: each configured module's Deployment, if one
+   * exists, is rolled to the current config. (Calls find their ready pods without a start.)
+   */
+  async resume(specs: readonly ModuleSpec[]): Promise<void> {
+    await this.#watch.sync();
+    await Promise.all(
+      specs.map((spec) =>
+        this.#serial(spec.name, async () => {
+          const existing = await this.#readDeployment(spec.name);
+          if (
+            !existing ||
+            !isOurs(existing) ||
+            (spec.image === undefined && spec.package.startsWith('file:'))
+          )
+            return;
+          this.#o.log.info(
+            { module: spec.name, deployment: existing.metadata?.name },
+            'adopted module Deployment',
+          );
+          await this.#roll(spec, existing);
+        }),
+      ),
+    );
   }
 
   ready(name: string): ReadyReplica[] {
@@ -118,16 +153,18 @@ class KubernetesBackend implements Backend {
   async addReplica(spec: ModuleSpec): Promise<void> {
     await this.#watch.sync();
     const before = this.ready(spec.name).length;
-    const target = await this.#serial(spec.name, async () => {
+    const stopped = () =>
+      new ServiceError('MODULE_STOPPED', `module '${spec.name}' is stopped or being stopped`);
+    if (this.#stopping.has(spec.name)) throw stopped();
+    const hash = await this.#serial(spec.name, async () => {
       const existing = await this.#readDeployment(spec.name);
-      if (!existing) return undefined;
+      // Deleted meanwhile (an unload): scaling up must not bring it back.
+      if (!existing || this.#stopping.has(spec.name)) throw stopped();
       // One more than the Deployment asks for now: concurrent calls each add one.
-      const replicas = (existing.spec?.replicas ?? 0) + 1;
-      await this.#scale(spec.name, replicas);
-      return replicas;
+      await this.#scale(spec.name, (existing.spec?.replicas ?? 0) + 1);
+      return existing.metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
     });
-    if (target === undefined) return this.start(spec);
-    await this.#waitFor(spec, before + 1);
+    await this.#waitFor(spec.name, { count: before + 1, hash });
   }
 
   /**
@@ -138,45 +175,67 @@ class KubernetesBackend implements Backend {
   async removeReplica(name: string, id: string): Promise<void> {
     const pod = this.#watch.pod(name, id);
     if (!pod || replicaFromPod(pod).state !== 'ready') return;
-    await this.#serial(name, async () => {
-      const existing = await this.#readDeployment(name);
-      const replicas = existing?.spec?.replicas ?? 0;
-      // Pods of another config than the Deployment's: a rollout is under way.
-      const current = existing?.metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
-      const rolling = this.#watch
-        .pods(name)
-        .some(
-          (p) =>
-            !p.metadata?.deletionTimestamp && p.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] !== current,
-        );
-      if (!existing || replicas <= 1 || rolling) return;
-      this.#watch.leave(name, [id]);
-      await this.#api.core
-        .patchNamespacedPod(
-          {
-            name: id,
-            namespace: this.#o.namespace,
-            body: { metadata: { annotations: { [DELETION_COST]: '-1000' } } },
-          },
-          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-        )
-        .catch((error) => {
-          throw serviceErrorFromKube(error, `mark pod ${id} for removal`);
-        });
-      await this.#scale(name, replicas - 1);
-    });
+    // Out of routing now, in the caller's turn of the event loop (it checked the pod is idle).
+    this.#watch.leave(name, [id]);
+    let removed = false;
+    try {
+      removed = await this.#serial(name, () => this.#scaleDown(name, id));
+    } finally {
+      if (!removed) this.#watch.stay(name, [id]);
+    }
   }
 
-  async stop(name: string): Promise<void> {
+  /** Scales the Deployment down by the pod `id`; false when it did not (or cannot tell it did). */
+  async #scaleDown(name: string, id: string): Promise<boolean> {
+    const existing = await this.#readDeployment(name);
+    const replicas = existing?.spec?.replicas ?? 0;
+    // Pods of another config than the Deployment's: a rollout is under way.
+    const current = existing?.metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
+    const live = this.#watch.pods(name).filter((p) => !p.metadata?.deletionTimestamp);
+    const rolling = live.some((p) => p.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] !== current);
+    if (!existing || replicas <= 1 || rolling) return false;
+    await this.#api.core
+      .patchNamespacedPod(
+        {
+          name: id,
+          namespace: this.#o.namespace,
+          body: { metadata: { annotations: { [DELETION_COST]: '-1000' } } },
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      )
+      .catch((error) => {
+        throw serviceErrorFromKube(error, `mark pod ${id} for removal`);
+      });
+    await this.#scale(name, replicas - 1);
+    // The ReplicaSet removes pods that are not ready before it weighs deletion cost: if it took
+    // another one, this pod serves on.
+    await this.#watch
+      .until(
+        () => this.#watch.pods(name).filter((p) => !p.metadata?.deletionTimestamp).length < live.length,
+        30_000,
+      )
+      .catch(() => undefined);
+    const victim = this.#watch.pod(name, id);
+    return victim === undefined || victim.metadata?.deletionTimestamp !== undefined;
+  }
+
+  stop(name: string): Promise<void> {
+    this.#stopCount.set(name, (this.#stopCount.get(name) ?? 0) + 1);
+    const stopping = this.#stop(name).finally(() => {
+      if (this.#stops.get(name) === stopping) this.#stops.delete(name);
+    });
+    this.#stops.set(name, stopping);
+    return stopping;
+  }
+
+  async #stop(name: string): Promise<void> {
     const objectName = objectNameFor(name);
     const ns = this.#o.namespace;
     this.#stopping.add(name);
+    const pods = this.#watch.pods(name).map((p) => p.metadata?.name ?? '');
     try {
       await this.#serial(name, async () => {
-        this.#watch.leave(
-          name,
-          this.#watch.pods(name).map((p) => p.metadata?.name ?? ''),
-        );
+        this.#watch.leave(name, pods);
         const deployment = await this.#readDeployment(name);
         if (deployment && isOurs(deployment)) {
           await unlessNotFound(
@@ -201,6 +260,10 @@ class KubernetesBackend implements Backend {
             throw serviceErrorFromKube(error, `delete Service ${objectName}`);
           });
         }
+      }).catch((error) => {
+        // Nothing was deleted, or not all: what runs keeps serving.
+        this.#watch.stay(name, pods);
+        throw error;
       });
       // Like the local backend, stop resolves once the servers are gone (their calls drained).
       await this.#watch
@@ -255,7 +318,7 @@ class KubernetesBackend implements Backend {
   }
 
   /** Creates the module's objects, or adopts and (if its config changed) rolls existing ones. */
-  #ensure(spec: ModuleSpec): Promise<void> {
+  #ensure(spec: ModuleSpec): Promise<string | undefined> {
     let pending = this.#ensuring.get(spec.name);
     if (!pending) {
       pending = this.#serial(spec.name, () => this.#create(spec)).finally(() =>
@@ -266,10 +329,12 @@ class KubernetesBackend implements Backend {
     return pending;
   }
 
-  async #create(spec: ModuleSpec): Promise<void> {
+  /** Resolves with the config hash the module's Deployment now has. */
+  async #create(spec: ModuleSpec): Promise<string | undefined> {
     deployable(spec);
     const ns = this.#o.namespace;
     const desired = deploymentFor(spec, Math.max(1, spec.minReplicas), this.#o);
+    let hash = desired.metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
     let existing = await this.#readDeployment(spec.name);
     if (!existing) {
       try {
@@ -300,7 +365,7 @@ class KubernetesBackend implements Backend {
         { module: spec.name, deployment: existing.metadata?.name },
         'adopted module Deployment',
       );
-      await this.#roll(spec, existing);
+      hash = await this.#roll(spec, existing);
       if ((existing.spec?.replicas ?? 0) === 0) await this.#scale(spec.name, Math.max(1, spec.minReplicas));
     }
     const service = serviceFor(spec, this.#o);
@@ -310,17 +375,18 @@ class KubernetesBackend implements Backend {
         if (kubeStatusOf(error) !== 409)
           throw serviceErrorFromKube(error, `create Service ${service.metadata?.name}`);
       });
+    return hash;
   }
 
   /**
    * Patches the pod template when the config hash differs: the cluster rolls the pods over. The
    * patch tests the old hash, so two pod-managers changing it at once cannot overwrite each other.
    */
-  async #roll(spec: ModuleSpec, existing: V1Deployment): Promise<void> {
+  async #roll(spec: ModuleSpec, existing: V1Deployment): Promise<string | undefined> {
     const desired = deploymentFor(spec, existing.spec?.replicas ?? 1, this.#o);
     const want = desired.metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
     const have = existing.metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
-    if (want === have) return;
+    if (want === have) return have;
     const path = `/metadata/annotations/${CONFIG_HASH_ANNOTATION.replace('/', '~1')}`;
     const body = [
       ...(existing.metadata?.annotations ? [] : [{ op: 'add', path: '/metadata/annotations', value: {} }]),
@@ -338,13 +404,14 @@ class KubernetesBackend implements Backend {
       // 422 is both a failed test (another pod-manager rolled it first: fine) and an invalid template.
       const now = kubeStatusOf(error) === 422 ? await this.#readDeployment(spec.name) : undefined;
       const hash = now?.metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
-      if (hash !== undefined && hash !== have) return;
+      if (hash !== undefined && hash !== have) return hash;
       throw serviceErrorFromKube(error, `update Deployment ${name}`);
     }
     this.#o.log.info(
       { module: spec.name, deployment: name, from: have, to: want },
       'rolling module Deployment',
     );
+    return want;
   }
 
   async #scale(name: string, replicas: number): Promise<void> {
@@ -378,23 +445,27 @@ class KubernetesBackend implements Backend {
    * start (with the cluster's reason), when the Deployment reports that pods cannot be created,
    * or when the module is stopped meanwhile.
    */
-  async #waitFor(spec: ModuleSpec, count: number, signal?: AbortSignal): Promise<void> {
-    const { name } = spec;
-    const hash = deploymentFor(spec, 1, this.#o).metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
+  async #waitFor(
+    name: string,
+    o: { count: number; hash: string | undefined; signal?: AbortSignal | undefined },
+  ): Promise<void> {
+    const { count, hash, signal } = o;
+    const stops = this.#stopCount.get(name) ?? 0;
     let checkedAt = Date.now();
     let deploymentFailure: string | undefined;
     await this.#watch
       .until(
         () => {
           if (this.ready(name).length >= count) return true;
-          if (this.#stopping.has(name))
+          if ((this.#stopCount.get(name) ?? 0) !== stops)
             throw new ServiceError('MODULE_STOPPED', `module '${name}' was stopped while it started`);
           // Only pods of the current config count: a failing pod of an old one is being replaced.
           const current = this.#watch
             .pods(name)
             .filter(
               (p) =>
-                !p.metadata?.deletionTimestamp && p.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] === hash,
+                !p.metadata?.deletionTimestamp &&
+                (hash === undefined || p.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] === hash),
             );
           const failure = current.map(failureOf).find(Boolean) ?? deploymentFailure;
           if (failure)

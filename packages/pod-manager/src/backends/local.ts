@@ -43,6 +43,7 @@ export function createLocalBackend(options: LocalBackendOptions): Backend {
         spec.dependencies.join('\n') !== previous.dependencies.join('\n');
       if (reinstall) await modules.get(spec.name)?.stopAll();
     },
+    resume: async () => undefined,
     addReplica: (spec) => moduleFor(spec).add(),
     removeReplica: async (name, id) => modules.get(name)?.remove(id),
     stop: async (name) => modules.get(name)?.stopAll(),

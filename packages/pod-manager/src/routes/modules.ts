@@ -140,9 +140,16 @@ export function moduleRoutes(app: FastifyInstance, o: ModuleRouteOptions): void 
       try {
         await registry.backend.reconfigure(parsed.spec, before);
       } catch (error) {
-        registry.setSpec(before, previous);
-        o.persist();
-        placement.decide();
+        // Unless another change came in meanwhile: that one is newer than both.
+        if (registry.spec(name) === parsed.spec) {
+          registry.setSpec(before, previous);
+          try {
+            o.persist();
+          } catch (persistError) {
+            request.log.error({ err: persistError }, 'cannot persist the restored module config');
+          }
+          placement.decide();
+        }
         throw error;
       }
       return withPlacement(registry.view(name));
