@@ -167,11 +167,23 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
 }
 
 async function backendFor(config: Config, app: FastifyInstance, invoker: Invoker): Promise<Backend> {
-  if (config.server.backend === 'kubernetes') {
+  const { server } = config;
+  // What module-servers are started with, whichever backend starts them.
+  const shared = {
+    startTimeoutMs: server.start_timeout_ms,
+    leaseMs: server.lease_ms,
+    graceMs: server.grace_ms,
+    maxPayloadBytes: server.max_payload_bytes,
+    liveness: { intervalMs: server.liveness_interval_ms, failures: server.liveness_failures },
+    log: app.log,
+    onEndpointGone: (endpoint: string) => invoker.drop(endpoint),
+  };
+  if (server.backend === 'kubernetes') {
     // Loaded only when used: the Kubernetes client is large, and the local backend needs none of it.
     const { createKubernetesBackend } = await import('./backends/kubernetes.js');
     const k = config.raw.kubernetes;
     return createKubernetesBackend({
+      ...shared,
       // In a cluster the pod-manager serves its own namespace (set from the downward API), where its Role is.
       namespace: process.env.SPLICE_NAMESPACE || k.namespace,
       kubeconfig: k.kubeconfig ? resolve(config.baseDir, k.kubeconfig) : undefined,
@@ -180,27 +192,9 @@ async function backendFor(config: Config, app: FastifyInstance, invoker: Invoker
       moduleImage: k.module_image,
       imagePullPolicy: k.image_pull_policy,
       podLabels: k.pod_labels,
-      leaseMs: config.server.lease_ms,
-      graceMs: config.server.grace_ms,
-      maxPayloadBytes: config.server.max_payload_bytes,
-      startTimeoutMs: config.server.start_timeout_ms,
-      liveness: { intervalMs: config.server.liveness_interval_ms, failures: config.server.liveness_failures },
-      log: app.log,
-      onEndpointGone: (endpoint) => invoker.drop(endpoint),
     });
   }
-  return createLocalBackend({
-    cacheDir: config.server.cache_dir,
-    startTimeoutMs: config.server.start_timeout_ms,
-    leaseMs: config.server.lease_ms,
-    maxPayloadBytes: config.server.max_payload_bytes,
-    graceMs: config.server.grace_ms,
-    isolate: config.server.isolate_modules,
-    liveness: { intervalMs: config.server.liveness_interval_ms, failures: config.server.liveness_failures },
-
-    log: app.log,
-    onEndpointGone: (endpoint) => invoker.drop(endpoint),
-  });
+  return createLocalBackend({ ...shared, cacheDir: server.cache_dir, isolate: server.isolate_modules });
 }
 
 /** Compares a header with the expected secret in constant time. */

@@ -14,6 +14,9 @@ import { buildApp, loadConfig } from '@splice-orc/pod-manager';
 import type { FastifyInstance } from 'fastify';
 import { inject } from 'vitest';
 
+// The same request and polling helpers as the end-to-end tests.
+export { eventually, http } from '../../e2e/src/harness.js';
+
 export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 export const kubeconfig = inject('kubeconfig');
 const kubectlPath = inject('kubectl');
@@ -117,38 +120,4 @@ export async function startClusterPodManager(
   const address = app.server.address();
   const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
   return { url, app, configPath, [Symbol.asyncDispose]: () => app.close() };
-}
-
-/** A JSON request; resolves with status and parsed body. */
-export async function http(
-  url: string,
-  init: { method?: string; body?: unknown } = {},
-): Promise<{ status: number; body: any }> {
-  const response = await fetch(url, {
-    method: init.method ?? 'GET',
-    headers: init.body === undefined ? undefined : { 'content-type': 'application/json' },
-    body: init.body === undefined ? undefined : JSON.stringify(init.body),
-    signal: AbortSignal.timeout(60_000),
-  });
-  const text = await response.text();
-  let body: unknown = text;
-  try {
-    body = JSON.parse(text);
-  } catch {}
-  return { status: response.status, body };
-}
-
-/** Polls `check` until it returns a truthy value or `timeoutMs` passes. */
-export async function eventually<T>(
-  check: () => T | Promise<T>,
-  timeoutMs = 20_000,
-  what = 'condition',
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }

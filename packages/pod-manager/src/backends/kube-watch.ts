@@ -11,7 +11,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { ReadyReplica } from './backend.js';
 import { type KubeApi, serviceErrorFromKube } from './kube-api.js';
 import { MANAGED_SELECTOR, MODULE_NAME_ANNOTATION } from './kube-objects.js';
-import { isReady, replicaFromPod } from './kube-pods.js';
+import { endpointOf, isReady } from './kube-pods.js';
 
 /** How often the watch is replaced by a fresh one (a half-open connection delivers nothing). */
 const RENEW_MS = 5 * 60_000;
@@ -251,7 +251,7 @@ export class PodWatch {
     const ready: ReadyReplica[] = [];
     for (const pod of this.#pods.get(module)?.values() ?? []) {
       const name = pod.metadata?.name ?? '';
-      const endpoint = replicaFromPod(pod).endpoint;
+      const endpoint = endpointOf(pod);
       if (!isReady(pod) || !endpoint) continue;
       served.push(endpoint);
       if (!this.#leaving.has(name)) ready.push({ id: name, endpoint });
