@@ -3,13 +3,15 @@ import { createModuleClient, decode, encode, type Op, type RemoteRef, Slot } fro
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createModuleServer, type ModuleServer } from './server.js';
 
+const secret = 'module-server-test-secret';
+
 const calc = fileURLToPath(new URL('../../../test/fixtures/calc/index.js', import.meta.url));
 let server: ModuleServer;
 let client: ReturnType<typeof createModuleClient>;
 
 beforeAll(async () => {
-  server = await createModuleServer({ moduleName: calc });
-  client = createModuleClient(`127.0.0.1:${server.port}`);
+  server = await createModuleServer({ moduleName: calc, secret });
+  client = createModuleClient(`127.0.0.1:${server.port}`, { secret });
 });
 afterAll(async () => {
   client.close();
@@ -149,5 +151,22 @@ describe('guard', () => {
     ).toMatchObject({
       value: '1.0.0',
     });
+  });
+});
+
+describe('guard against functions compiled at run time, whatever their name', () => {
+  const hostile = fileURLToPath(new URL('../../../test/fixtures/hostile/index.js', import.meta.url));
+
+  it('refuses a compiled function that was given an innocent name', async () => {
+    await using other = await createModuleServer({ moduleName: hostile, secret });
+    const c = createModuleClient(`127.0.0.1:${other.port}`, { secret });
+    const ops: Op[] = [
+      { op: 'call', target: null, path: ['compileNamed'], args: ['return process.pid', 'add'] },
+    ];
+    await expect(c.invoke(encode({ v: 1, session: 'n', ops }), { timeoutMs: 2_000 })).rejects.toMatchObject({
+      code: 'PERMISSION_DENIED',
+      message: expect.stringMatching(/compiled at run time/),
+    });
+    c.close();
   });
 });

@@ -1,1 +1,14 @@
-export { createModuleServer, type ModuleServer, type ModuleServerOptions } from './server.js';
+export {
+  codeGenerationDisallowed,
+  environmentFor,
+  NO_CODE_GENERATION_FLAG,
+  parseEnvironment,
+  type ServerEnvironment,
+  type ServerSettings,
+} from './environment.js';
+export {
+  createModuleServer,
+  MIN_SECRET_LENGTH,
+  type ModuleServer,
+  type ModuleServerOptions,
+} from './server.js';

@@ -1,59 +1,84 @@
 #!/usr/bin/env node
 /**
- * Entry point of a module-server process. Configured by environment, as the pod-manager (local
- * processes) and the container image (SERVICE_TYPE=module_service) start it:
- *
- * | variable | meaning | default |
- * | --- | --- | --- |
- * | MODULE_NAME | module specifier to serve | required |
- * | MODULE_RESOLVE_FROM | directory whose node_modules holds it | this package's location |
- * | HOST | address to bind | 127.0.0.1 |
- * | PORT | port to bind, 0 = any free port | 50051 |
- * | SPLICE_MAX_MESSAGE_BYTES | largest payload either way | 16777216 |
- * | SPLICE_LEASE_MS | session lease | 60000 |
- * | SPLICE_GRACE_MS | how long in-flight calls may finish on SIGTERM | 5000 |
- * | SPLICE_SERVER_ID | id references carry (in a pod: the pod name) | random |
+ * Entry point of a module-server process, configured by environment (see environment.ts), as the
+ * pod-manager (local processes) and the container image (SERVICE_TYPE=module_service) start it.
  *
  * It prints one JSON log line `{"msg":"listening","port":N,...}` and, when started with an IPC
  * channel, sends `{type:'listening', port, serverId}` to its parent; it exits when that parent goes.
+ * Unless SPLICE_CODE_GENERATION=allow, it refuses to start in a process that can compile strings:
+ * start it with `node --disallow-code-generation-from-strings`.
  */
 import { pino } from 'pino';
+import {
+  codeGenerationDisallowed,
+  NO_CODE_GENERATION_FLAG,
+  parseEnvironment,
+  type ServerEnvironment,
+} from './environment.js';
 import { createModuleServer } from './server.js';
 
 const log = pino({ name: 'module-server', base: { pid: process.pid, module: process.env.MODULE_NAME } });
 
-function intFromEnv(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isSafeInteger(value) || value < 0) {
-    throw new Error(`${name} must be a non-negative integer, got '${raw}'`);
-  }
-  return value;
-}
+/** How long a server started with SPLICE_SECRET_FROM_PARENT waits for its secret. */
+const SECRET_WAIT_MS = 10_000;
 
 async function main(): Promise<void> {
-  const moduleName = process.env.MODULE_NAME;
-  if (!moduleName) throw new Error('MODULE_NAME is not set: name the module this server should serve');
-  const graceMs = intFromEnv('SPLICE_GRACE_MS', 5_000);
+  const env = parseEnvironment(process.env);
+  // Nothing the module could read later: the secret is in this closure only.
+  delete process.env.SPLICE_SERVER_SECRET;
+  if (!env.codeGeneration && !codeGenerationDisallowed()) {
+    throw new Error(
+      `module code could compile strings: start node with ${NO_CODE_GENERATION_FLAG}, or set SPLICE_CODE_GENERATION=allow for a module that needs eval or new Function`,
+    );
+  }
+  const secret = env.secret ?? (await secretFromParent());
   const server = await createModuleServer({
-    moduleName,
-    resolveFrom: process.env.MODULE_RESOLVE_FROM || undefined,
-    host: process.env.HOST || '127.0.0.1',
-    port: intFromEnv('PORT', 50051),
-    maxMessageBytes: intFromEnv('SPLICE_MAX_MESSAGE_BYTES', 16 * 1024 * 1024),
-    leaseMs: intFromEnv('SPLICE_LEASE_MS', 60_000),
-    serverId: process.env.SPLICE_SERVER_ID,
+    moduleName: env.moduleName,
+    resolveFrom: env.resolveFrom,
+    host: env.host,
+    port: env.port,
+    maxMessageBytes: env.maxMessageBytes,
+    leaseMs: env.leaseMs,
+    serverId: env.serverId,
+    secret,
+    limits: env.limits,
   });
   log.info({ port: server.port, serverId: server.serverId }, 'listening');
   process.send?.({ type: 'listening', port: server.port, serverId: server.serverId });
+  handleStop(server, env);
+}
 
+/**
+ * The secret, asked of the parent over IPC (never through the environment, which other processes
+ * of the same user could read in /proc): `{type: 'secret-request'}` is answered with
+ * `{type: 'secret', secret}`. Asked, not awaited: a message sent before this process listens is lost.
+ */
+function secretFromParent(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    if (!process.send) return reject(new Error('SPLICE_SECRET_FROM_PARENT=1 needs an IPC channel'));
+    const timer = setTimeout(
+      () => reject(new Error(`no secret from the parent within ${SECRET_WAIT_MS} ms`)),
+      SECRET_WAIT_MS,
+    );
+    const onMessage = (m: { type?: string; secret?: unknown }) => {
+      if (m?.type !== 'secret') return;
+      clearTimeout(timer);
+      process.off('message', onMessage);
+      if (typeof m.secret === 'string') resolve(m.secret);
+      else reject(new Error('the parent sent a secret that is not a string'));
+    };
+    process.on('message', onMessage);
+    process.send({ type: 'secret-request' });
+  });
+}
+
+function handleStop(server: { close(graceMs: number): Promise<void> }, env: ServerEnvironment): void {
   let stopping = false;
   const stop = (reason: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ reason }, 'stopping');
-    server.close(graceMs).then(() => process.exit(0));
+    server.close(env.graceMs).then(() => process.exit(0));
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
@@ -70,6 +95,6 @@ process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception 
 main().catch((err: unknown) => {
   log.fatal({ err }, 'module-server failed to start');
   process.send?.({ type: 'failed', message: err instanceof Error ? err.message : String(err) });
-  process.exitCode = 1;
-  setTimeout(() => process.exit(1), 100).unref();
+  // A moment for the log line and the IPC message to leave; whatever an embedder set meanwhile, 1.
+  setTimeout(() => process.exit(1), 100);
 });

@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import {
+  createInvokeChannel,
   createModuleClient,
   decode,
   encode,
@@ -12,6 +13,8 @@ import {
 } from '@splice-orc/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createModuleServer, type ModuleServer } from './server.js';
+
+const secret = 'module-server-test-secret';
 
 const fixture = (name: string) =>
   fileURLToPath(new URL(`../../../test/fixtures/${name}/index.js`, import.meta.url));
@@ -38,8 +41,8 @@ const call = (path: string[], args: unknown[] = [], target: Target = null): Op =
 });
 
 beforeAll(async () => {
-  server = await createModuleServer({ moduleName: fixture('calc'), maxMessageBytes: 64 * 1024 });
-  client = createModuleClient(`127.0.0.1:${server.port}`, { maxMessageBytes: 1024 * 1024 });
+  server = await createModuleServer({ moduleName: fixture('calc'), secret, maxMessageBytes: 64 * 1024 });
+  client = createModuleClient(`127.0.0.1:${server.port}`, { maxMessageBytes: 1024 * 1024, secret });
 });
 
 afterAll(async () => {
@@ -187,8 +190,8 @@ describe('module-server', () => {
 
 describe('module-server with a CommonJS module', () => {
   it('serves module.exports as the root, callable and with its properties', async () => {
-    await using cjs = await createModuleServer({ moduleName: fixture('greeter') });
-    const c = createModuleClient(`127.0.0.1:${cjs.port}`);
+    await using cjs = await createModuleServer({ moduleName: fixture('greeter'), secret });
+    const c = createModuleClient(`127.0.0.1:${cjs.port}`, { secret });
     const send = async (ops: Op[]) =>
       decode(await c.invoke(encode({ v: 1, session: 's', ops }), { timeoutMs: 2_000 }));
     expect(await send([call([], ['ada'])])).toMatchObject({ ok: true, value: 'hello, ada' });
@@ -199,5 +202,33 @@ describe('module-server with a CommonJS module', () => {
     ];
     expect(await send(ops)).toMatchObject({ value: 'hi, bo' });
     c.close();
+  });
+});
+
+describe('module-server credential', () => {
+  it('refuses Invoke and Stats without the secret or with a wrong one, and keeps health open', async () => {
+    const add = encode({ v: 1, session: 'x', ops: [call(['add'], [1, 2])] });
+    for (const other of [undefined, 'module-server-test-secreT', 'short']) {
+      const c = createModuleClient(`127.0.0.1:${server.port}`, { secret: other });
+      await expect(c.invoke(add, { timeoutMs: 2_000 })).rejects.toMatchObject({
+        code: 'UNAUTHENTICATED',
+        message: expect.stringMatching(/only the pod-manager that started this module-server/),
+      });
+      await expect(c.stats({ timeoutMs: 2_000 })).rejects.toMatchObject({ code: 'UNAUTHENTICATED' });
+      expect(await c.health({ timeoutMs: 2_000 })).toBe('SERVING');
+      c.close();
+    }
+    const channel = createInvokeChannel(`127.0.0.1:${server.port}`);
+    await expect(channel.invoke(add, { timeoutMs: 2_000 })).rejects.toMatchObject({
+      code: 'UNAUTHENTICATED',
+    });
+    channel.close();
+    expect(decode(await client.invoke(add, { timeoutMs: 2_000 }))).toMatchObject({ ok: true, value: 3 });
+  });
+
+  it('will not start without a secret of 16 characters or more', async () => {
+    await expect(createModuleServer({ moduleName: fixture('calc'), secret: 'too-short' })).rejects.toThrow(
+      /at least 16 characters/,
+    );
   });
 });

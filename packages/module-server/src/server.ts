@@ -3,10 +3,11 @@
  * standard health service. Failures of the module (a throw, a rejection) are answered as values;
  * failures of the invocation itself (malformed, refused, too large, too slow) as gRPC statuses.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import {
   Code,
+  CREDENTIAL_METADATA,
   grpcStatusFromCode,
   MODULE_SERVICE_NAME,
   moduleServiceDefinition,
@@ -15,8 +16,17 @@ import {
   type ServerStats,
   SpliceError,
 } from '@splice-orc/protocol';
-import { createInvocationHandler, type InvocationResult, loadModule, ObjectTable } from '@splice-orc/runtime';
-import { HealthImplementation } from 'grpc-health-check';
+import {
+  createInvocationHandler,
+  type InvocationResult,
+  loadModule,
+  ObjectTable,
+  type ObjectTableOptions,
+} from '@splice-orc/runtime';
+import { Health } from './health.js';
+
+/** Shortest secret a module-server accepts. */
+export const MIN_SECRET_LENGTH = 16;
 
 /** Options of {@link createModuleServer}. */
 export interface ModuleServerOptions {
@@ -39,6 +49,13 @@ export interface ModuleServerOptions {
    * random. In a pod it is the pod's name, which the pod-manager knows from the cluster.
    */
   serverId?: string | undefined;
+  /**
+   * The credential every Invoke and Stats call must carry (`authorization: Bearer <secret>`), at
+   * least 16 characters: the pod-manager makes one per server and holds it alone. Health is open.
+   */
+  secret: string;
+  /** Limits of the reference table (objects per session and per server, live sessions). */
+  limits?: Pick<ObjectTableOptions, 'maxObjectsPerSession' | 'maxObjects' | 'maxSessions'>;
 }
 
 /** A running module-server. */
@@ -56,20 +73,30 @@ export interface ModuleServer {
 
 /** Loads the module, binds the port and starts serving; health says SERVING once ready. */
 export async function createModuleServer(options: ModuleServerOptions): Promise<ModuleServer> {
+  if (typeof options.secret !== 'string' || options.secret.length < MIN_SECRET_LENGTH) {
+    throw new Error(`a module-server needs a secret of at least ${MIN_SECRET_LENGTH} characters`);
+  }
   const { root } = await loadModule({ name: options.moduleName, resolveFrom: options.resolveFrom });
   const maxMessageBytes = options.maxMessageBytes ?? 16 * 1024 * 1024;
   const serverId = options.serverId || randomBytes(6).toString('hex');
-  const table = new ObjectTable({ leaseMs: options.leaseMs ?? 60_000 });
+  const table = new ObjectTable({ ...options.limits, leaseMs: options.leaseMs ?? 60_000 });
   const server = new grpc.Server({
     'grpc.max_receive_message_length': maxMessageBytes,
     'grpc.max_send_message_length': maxMessageBytes,
   });
-  const health = new HealthImplementation({ '': 'NOT_SERVING', [MODULE_SERVICE_NAME]: 'NOT_SERVING' });
+  const health = new Health({ '': 'NOT_SERVING', [MODULE_SERVICE_NAME]: 'NOT_SERVING' });
   health.addToServer(server);
   const counters = { inFlight: 0, calls: 0 };
+  const authorized = credentialCheck(options.secret);
   const handle = createInvocationHandler({ root, table, serverId });
-  const invoke = createInvokeHandler({ handle, counters, maxCallMs: options.maxCallMs ?? 300_000 });
-  const stats: grpc.handleUnaryCall<unknown, ServerStats> = (_call, callback) => {
+  const invoke = createInvokeHandler({
+    handle,
+    counters,
+    authorized,
+    maxCallMs: options.maxCallMs ?? 300_000,
+  });
+  const stats: grpc.handleUnaryCall<unknown, ServerStats> = (call, callback) => {
+    if (!authorized(call.metadata)) return callback(unauthenticated());
     const held = table.stats();
     callback(null, { server_id: serverId, ...held, in_flight: counters.inFlight, calls: counters.calls });
   };
@@ -81,6 +108,7 @@ export async function createModuleServer(options: ModuleServerOptions): Promise<
   const close = async (graceMs = 5_000) => {
     health.setStatus('', 'NOT_SERVING');
     health.setStatus(MODULE_SERVICE_NAME, 'NOT_SERVING');
+    health.endWatches();
     table.stopSweeping();
     await shutdown(server, graceMs);
   };
@@ -108,8 +136,27 @@ function shutdown(server: grpc.Server, graceMs: number): Promise<void> {
   });
 }
 
+/** Checks a call's credential against the secret, in constant time. */
+function credentialCheck(secret: string): (metadata: grpc.Metadata) => boolean {
+  const expected = Buffer.from(`Bearer ${secret}`);
+  return (metadata) => {
+    const [given] = metadata.get(CREDENTIAL_METADATA);
+    const bytes = Buffer.from(typeof given === 'string' ? given : '');
+    return bytes.length === expected.length && timingSafeEqual(bytes, expected);
+  };
+}
+
+function unauthenticated(): grpc.ServiceError {
+  return Object.assign(new Error('missing or wrong credential'), {
+    code: grpc.status.UNAUTHENTICATED,
+    details: 'missing or wrong credential: only the pod-manager that started this module-server may call it',
+    metadata: new grpc.Metadata(),
+  });
+}
+
 interface HandlerContext {
   handle: (payload: Uint8Array) => Promise<InvocationResult>;
+  authorized: (metadata: grpc.Metadata) => boolean;
   maxCallMs: number;
   counters: { inFlight: number; calls: number };
 }
@@ -118,6 +165,7 @@ type UnaryHandler = grpc.handleUnaryCall<PayloadMessage, PayloadMessage>;
 
 function createInvokeHandler(h: HandlerContext): UnaryHandler {
   return (call, callback) => {
+    if (!h.authorized(call.metadata)) return callback(unauthenticated());
     const budget = Math.min(h.maxCallMs, msUntil(call.getDeadline()));
     h.counters.inFlight++;
     const work = h.handle(call.request.payload).finally(() => {

@@ -22,7 +22,6 @@ export {
   errorFromGrpc,
   type ModuleClient,
   type ModuleClientOptions,
-  type ServingStatus,
 } from './module-client.js';
 export {
   type CallOp,
@@ -38,12 +37,17 @@ export {
   type Target,
 } from './program.js';
 export {
+  CREDENTIAL_METADATA,
+  HEALTH_SERVICE_NAME,
+  healthServiceDefinition,
   INVOKE_PATH,
   MODULE_SERVICE_NAME,
   moduleServiceDefinition,
   OUTCOME_TRAILER,
   type PayloadMessage,
+  SERVING_STATUSES,
   type ServerStats,
+  type ServingStatus,
 } from './proto.js';
 export { bytesFromQuantity } from './quantity.js';
 export { Code, codeFromGrpcStatus, grpcStatusFromCode, httpStatusFromCode, isCode } from './status.js';

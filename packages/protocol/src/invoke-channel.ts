@@ -12,13 +12,16 @@
  */
 import * as http2 from 'node:http2';
 import { SpliceError } from './errors.js';
-import { INVOKE_PATH, OUTCOME_TRAILER } from './proto.js';
+import { CREDENTIAL_METADATA, INVOKE_PATH, OUTCOME_TRAILER } from './proto.js';
+import { decodeMessage, encodeMessage, PayloadSpec } from './protobuf.js';
 import { Code, codeFromGrpcStatus } from './status.js';
 
 /** Options of {@link createInvokeChannel}. */
 export interface InvokeChannelOptions {
   /** Largest response message, bytes. Default 16 MiB. */
   maxMessageBytes?: number;
+  /** The module-server's secret, sent with every call. */
+  secret?: string | undefined;
 }
 
 /** What Invoke answered. */
@@ -39,11 +42,10 @@ export interface InvokeChannel {
   close(): void;
 }
 
-const PAYLOAD_TAG = 0x0a; // field 1, wire type 2 (length-delimited)
-
 /** Opens (lazily, and again after a loss) an HTTP/2 connection to `address` (`host:port`). */
 export function createInvokeChannel(address: string, options: InvokeChannelOptions = {}): InvokeChannel {
   const maxMessageBytes = options.maxMessageBytes ?? 16 * 1024 * 1024;
+  const credential = options.secret ? `Bearer ${options.secret}` : undefined;
   let session: http2.ClientHttp2Session | undefined;
   const connected = new WeakSet<http2.ClientHttp2Session>();
   let closed = false;
@@ -67,7 +69,13 @@ export function createInvokeChannel(address: string, options: InvokeChannelOptio
     invoke(payload, call) {
       if (closed) return Promise.reject(new SpliceError(Code.UNAVAILABLE, 'the invoke channel is closed'));
       const s = connect();
-      return unary(s, frame(payload), { ...call, maxMessageBytes, address, reached: () => connected.has(s) });
+      return unary(s, frame(payload), {
+        ...call,
+        maxMessageBytes,
+        address,
+        credential,
+        reached: () => connected.has(s),
+      });
     },
     close() {
       closed = true;
@@ -79,30 +87,12 @@ export function createInvokeChannel(address: string, options: InvokeChannelOptio
 
 /** gRPC message framing around the protobuf encoding of InvokeRequest. */
 function frame(payload: Uint8Array): Buffer {
-  const length = varintLength(payload.length);
-  const messageLength = 1 + length + payload.length;
-  const out = Buffer.allocUnsafe(5 + messageLength);
+  const message = encodeMessage(PayloadSpec, { payload });
+  const out = Buffer.allocUnsafe(5 + message.length);
   out[0] = 0; // not compressed
-  out.writeUInt32BE(messageLength, 1);
-  out[5] = PAYLOAD_TAG;
-  let offset = 6;
-  let n = payload.length;
-  while (n > 0x7f) {
-    out[offset++] = (n & 0x7f) | 0x80;
-    n >>>= 7;
-  }
-  out[offset++] = n;
-  out.set(payload, offset);
+  out.writeUInt32BE(message.length, 1);
+  message.copy(out, 5);
   return out;
-}
-
-function varintLength(n: number): number {
-  let bytes = 1;
-  while (n > 0x7f) {
-    n >>>= 7;
-    bytes++;
-  }
-  return bytes;
 }
 
 interface UnaryOptions {
@@ -110,6 +100,7 @@ interface UnaryOptions {
   signal?: AbortSignal | undefined;
   maxMessageBytes: number;
   address: string;
+  credential: string | undefined;
   /** Whether the connection the call went out on was ever established. */
   reached: () => boolean;
 }
@@ -136,6 +127,7 @@ function unary(session: http2.ClientHttp2Session, body: Buffer, o: UnaryOptions)
         'content-type': 'application/grpc',
         te: 'trailers',
         'grpc-timeout': `${Math.max(1, Math.ceil(o.timeoutMs))}m`,
+        ...(o.credential ? { [CREDENTIAL_METADATA]: o.credential } : {}),
       },
       { endStream: false },
     );
@@ -204,31 +196,9 @@ function lost(stream: http2.ClientHttp2Stream, o: UnaryOptions, cause?: Error): 
 }
 
 /** Reads the one gRPC message of a response and the payload field inside it. */
-
 function unframe(body: Buffer): Buffer {
   if (body.length < 5 || body[0] !== 0) throw new SpliceError(Code.INTERNAL, 'malformed gRPC response frame');
   const end = 5 + body.readUInt32BE(1);
-  let offset = 5;
-  let payload: Buffer = Buffer.alloc(0);
-  while (offset < end) {
-    const [tag, afterTag] = readVarint(body, offset);
-    const wireType = tag & 7;
-    if (wireType !== 2) throw new SpliceError(Code.INTERNAL, `unexpected protobuf wire type ${wireType}`);
-    const [length, start] = readVarint(body, afterTag);
-    if (tag >>> 3 === 1) payload = body.subarray(start, start + length);
-    offset = start + length;
-  }
-  return payload;
-}
-
-function readVarint(buffer: Buffer, offset: number): [number, number] {
-  let value = 0;
-  let shift = 0;
-  for (;;) {
-    const byte = buffer[offset++];
-    if (byte === undefined) throw new SpliceError(Code.INTERNAL, 'truncated protobuf varint');
-    value += (byte & 0x7f) * 2 ** shift;
-    if (byte < 0x80) return [value, offset];
-    shift += 7;
-  }
+  if (end > body.length) throw new SpliceError(Code.INTERNAL, 'truncated gRPC response frame');
+  return decodeMessage(PayloadSpec, body.subarray(5, end)).payload as Buffer;
 }

@@ -3,13 +3,16 @@
  * pod-manager forwards through it; tests and benchmarks use it to talk to a server directly.
  */
 import * as grpc from '@grpc/grpc-js';
-import { service as healthService } from 'grpc-health-check';
 import { SpliceError } from './errors.js';
 import {
+  CREDENTIAL_METADATA,
+  healthServiceDefinition,
   MODULE_SERVICE_NAME,
   moduleServiceDefinition,
   type PayloadMessage,
+  SERVING_STATUSES,
   type ServerStats,
+  type ServingStatus,
 } from './proto.js';
 import { Code, codeFromGrpcStatus } from './status.js';
 
@@ -17,6 +20,8 @@ import { Code, codeFromGrpcStatus } from './status.js';
 export interface ModuleClientOptions {
   /** Largest payload either way, in bytes. Default 16 MiB. */
   maxMessageBytes?: number;
+  /** The server's secret, sent with Invoke and Stats (health needs none). */
+  secret?: string | undefined;
 }
 
 /** Options of one call. */
@@ -26,9 +31,6 @@ export interface CallOptions {
   /** Cancels the call. */
   signal?: AbortSignal | undefined;
 }
-
-/** What the health service says of the module service. */
-export type ServingStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
 
 /** A client of one module-server. */
 export interface ModuleClient {
@@ -49,10 +51,7 @@ type RawUnary<Req, Res> = (
 ) => grpc.ClientUnaryCall;
 
 const ModuleServiceClient = grpc.makeGenericClientConstructor(moduleServiceDefinition(), 'ModuleService');
-const HealthClient = grpc.makeGenericClientConstructor(
-  healthService as unknown as grpc.ServiceDefinition,
-  'Health',
-);
+const HealthClient = grpc.makeGenericClientConstructor(healthServiceDefinition(), 'Health');
 
 /** Connects (lazily) to the module-server at `address` (`host:port`). */
 export function createModuleClient(address: string, options: ModuleClientOptions = {}): ModuleClient {
@@ -69,22 +68,35 @@ export function createModuleClient(address: string, options: ModuleClientOptions
   const invoke = methods.Invoke.bind(client);
   const stats = methods.Stats.bind(client);
   const check = (
-    health as unknown as { Check: RawUnary<{ service: string }, { status: string }> }
+    health as unknown as { Check: RawUnary<{ service: string }, { status: number }> }
   ).Check.bind(health);
+  const credential = () => {
+    const metadata = new grpc.Metadata();
+    if (options.secret) metadata.set(CREDENTIAL_METADATA, `Bearer ${options.secret}`);
+    return metadata;
+  };
   return {
-    invoke: (payload, call) => unary(invoke, { payload: payload as Buffer }, call).then((res) => res.payload),
+    invoke: (payload, call) =>
+      unary(invoke, { payload: payload as Buffer }, call, credential()).then((res) => res.payload),
     health: (call) =>
-      unary(check, { service: MODULE_SERVICE_NAME }, call).then((res) => res.status as ServingStatus),
-    stats: (call) => unary(stats, {}, call),
+      unary(check, { service: MODULE_SERVICE_NAME }, call, new grpc.Metadata()).then(
+        (res) => SERVING_STATUSES[res.status] ?? 'UNKNOWN',
+      ),
+    stats: (call) => unary(stats, {}, call, credential()),
     close: () => client.close(),
   };
 }
 
-function unary<Req, Res>(method: RawUnary<Req, Res>, request: Req, call: CallOptions): Promise<Res> {
+function unary<Req, Res>(
+  method: RawUnary<Req, Res>,
+  request: Req,
+  call: CallOptions,
+  metadata: grpc.Metadata,
+): Promise<Res> {
   return new Promise((resolve, reject) => {
     if (call.signal?.aborted) return reject(aborted(call.signal));
     const deadline = Date.now() + call.timeoutMs;
-    const pending = method(request, new grpc.Metadata(), { deadline }, (error, response) => {
+    const pending = method(request, metadata, { deadline }, (error, response) => {
       call.signal?.removeEventListener('abort', onAbort);
       if (error) reject(errorFromGrpc(error, call.timeoutMs));
       else resolve(response as Res);

@@ -1,14 +1,26 @@
 /**
- * Loads the gRPC contract from `proto/` (the only place that does) and exposes the ModuleService
- * definition for servers and clients.
+ * The gRPC contract of `proto/` as grpc-js service definitions: `splice.v1.ModuleService` and the
+ * standard `grpc.health.v1.Health`, with the hand-written protobuf codec of `protobuf.ts` (module-
+ * servers cannot run protobufjs's generated code; see there). Servers and clients take their
+ * definitions from here and nowhere else.
  */
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import type * as grpc from '@grpc/grpc-js';
+import {
+  decodeMessage,
+  EmptySpec,
+  encodeMessage,
+  HealthRequestSpec,
+  HealthResponseSpec,
+  type MessageSpec,
+  PayloadSpec,
+  StatsSpec,
+} from './protobuf.js';
 
 /** Package-qualified name of the service, as it appears in gRPC paths and health checks. */
 export const MODULE_SERVICE_NAME = 'splice.v1.ModuleService';
+
+/** Package-qualified name of the standard health service. */
+export const HEALTH_SERVICE_NAME = 'grpc.health.v1.Health';
 
 /**
  * Trailer a module-server sets on an Invoke answer whose module threw (value `remote-error`), so the
@@ -16,36 +28,15 @@ export const MODULE_SERVICE_NAME = 'splice.v1.ModuleService';
  */
 export const OUTCOME_TRAILER = 'splice-outcome';
 
+/**
+ * Metadata carrying the module-server's credential (`Bearer <secret>`) on Invoke and Stats. The
+ * secret is made by whoever starts the server (the pod-manager) and given to it alone; health
+ * checks need none, so that probes work.
+ */
+export const CREDENTIAL_METADATA = 'authorization';
+
 /** Full gRPC method path of Invoke, for code that sends raw calls. */
 export const INVOKE_PATH = `/${MODULE_SERVICE_NAME}/Invoke`;
-
-/** Where the .proto files are: copied beside the built code, or the repository's own folder. */
-function protoRoot(): string {
-  const candidates = ['./proto/', '../../../proto/'].map((p) => fileURLToPath(new URL(p, import.meta.url)));
-  const found = candidates.find((dir) => existsSync(`${dir}splice/v1/module.proto`));
-  if (!found) throw new Error(`splice proto files not found in ${candidates.join(' or ')}`);
-  return found;
-}
-
-let definition: grpc.ServiceDefinition | undefined;
-
-/** The ModuleService definition, loaded once. */
-export function moduleServiceDefinition(): grpc.ServiceDefinition {
-  if (!definition) {
-    const root = protoRoot();
-    const packageDefinition = protoLoader.loadSync('splice/v1/module.proto', {
-      includeDirs: [root],
-      keepCase: true,
-      longs: Number,
-      defaults: true,
-    });
-    const loaded = grpc.loadPackageDefinition(packageDefinition) as unknown as {
-      splice: { v1: { ModuleService: grpc.ServiceClientConstructor } };
-    };
-    definition = loaded.splice.v1.ModuleService.service;
-  }
-  return definition;
-}
 
 /** What `Stats` answers. */
 export interface ServerStats {
@@ -59,4 +50,54 @@ export interface ServerStats {
 /** The payload message of both directions of Invoke. */
 export interface PayloadMessage {
   payload: Buffer;
+}
+
+/** `grpc.health.v1.HealthCheckResponse.ServingStatus`, by name. */
+export type ServingStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
+
+/** ServingStatus names in enum order (their index is their number on the wire). */
+export const SERVING_STATUSES: readonly ServingStatus[] = [
+  'UNKNOWN',
+  'SERVING',
+  'NOT_SERVING',
+  'SERVICE_UNKNOWN',
+];
+
+function method(
+  service: string,
+  name: string,
+  request: MessageSpec,
+  response: MessageSpec,
+  responseStream = false,
+): grpc.MethodDefinition<object, object> {
+  return {
+    path: `/${service}/${name}`,
+    originalName: name,
+    requestStream: false,
+    responseStream,
+    requestSerialize: (message: object) => encodeMessage(request, message as Record<string, unknown>),
+    requestDeserialize: (bytes: Buffer) => decodeMessage(request, bytes),
+    responseSerialize: (message: object) => encodeMessage(response, message as Record<string, unknown>),
+    responseDeserialize: (bytes: Buffer) => decodeMessage(response, bytes),
+  };
+}
+
+const moduleService: grpc.ServiceDefinition = {
+  Invoke: method(MODULE_SERVICE_NAME, 'Invoke', PayloadSpec, PayloadSpec),
+  Stats: method(MODULE_SERVICE_NAME, 'Stats', EmptySpec, StatsSpec),
+};
+
+const healthService: grpc.ServiceDefinition = {
+  Check: method(HEALTH_SERVICE_NAME, 'Check', HealthRequestSpec, HealthResponseSpec),
+  Watch: method(HEALTH_SERVICE_NAME, 'Watch', HealthRequestSpec, HealthResponseSpec, true),
+};
+
+/** The ModuleService definition (Invoke, Stats). */
+export function moduleServiceDefinition(): grpc.ServiceDefinition {
+  return moduleService;
+}
+
+/** The grpc.health.v1.Health definition (Check, Watch). `status` travels as the enum's number. */
+export function healthServiceDefinition(): grpc.ServiceDefinition {
+  return healthService;
 }

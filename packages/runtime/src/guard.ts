@@ -49,16 +49,31 @@ const forbiddenValues: ReadonlySet<unknown> = new Set<unknown>([
 ]);
 
 const fnToString = Function.prototype.toString;
+/** Functions already judged, so that each one's source is read once. */
+const compiledCache = new WeakMap<object, boolean>();
 
 /**
- * True for a function compiled at run time from source text (`Function`, `AsyncFunction` and
- * kin, which name every such function `anonymous`). A module helper that reads properties by name
- * (lodash's `invoke`, `invokeMap`) can reach a constructor inside module code; what it compiles
- * is refused wherever it turns up, so it can never be called.
+ * True for a function compiled at run time from source text by `Function`, `AsyncFunction` and
+ * kin. The engine gives each such function the source header `function anonymous(`, which no
+ * renaming changes (its `name` property can be redefined, its source text cannot); a module helper
+ * that reads properties by name (lodash's `invoke`) could otherwise hand one out. Functions that
+ * compiled code defines inside itself (a template's render function) carry no such mark: that is
+ * why module-servers run with code generation from strings disallowed unless a module opts in.
  */
 function isCompiled(value: unknown): boolean {
-  if (typeof value !== 'function' || value.name !== 'anonymous') return false;
-  return /^(async )?function\*? anonymous\(/.test(fnToString.call(value));
+  if (typeof value !== 'function') return false;
+  let compiled = compiledCache.get(value);
+  if (compiled === undefined) {
+    let source = '';
+    try {
+      source = fnToString.call(value);
+    } catch {
+      // A revoked proxy or the like: not a function compiled from a string.
+    }
+    compiled = /^(async\s+)?function\s*\*?\s*anonymous\s*\(/.test(source);
+    compiledCache.set(value, compiled);
+  }
+  return compiled;
 }
 
 /** Refuses a path segment by name. */
