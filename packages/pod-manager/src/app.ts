@@ -17,6 +17,7 @@ import { ServiceError } from './errors.js';
 import { Invoker } from './invoker.js';
 import { startLifecycle } from './lifecycle.js';
 import { createMetrics } from './metrics.js';
+import { packagePolicyFrom } from './package-policy.js';
 import { PlacementEngine } from './placement-engine.js';
 import { ModuleRegistry } from './registry.js';
 import { healthRoutes } from './routes/health.js';
@@ -70,6 +71,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     modes: saved.modes,
     specs: () => registry.names().map((name) => registry.spec(name)),
     onEvent: (event) => app.events.emit('placement', event),
+    onError: (error) => app.log.error({ err: error }, 'placement evaluation failed'),
   });
   placement.start();
   backend
@@ -152,7 +154,14 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   );
 
   healthRoutes(app, state);
-  moduleRoutes(app, { registry, placement, baseDir: config.baseDir, persist });
+  moduleRoutes(app, {
+    registry,
+    placement,
+    baseDir: config.baseDir,
+    packagePolicy: packagePolicyFrom(config.server.package_policy, config.baseDir),
+    fileSpec: (name) => config.modules.get(name),
+    persist,
+  });
   policyRoutes(app, {
     registry,
     placement,
@@ -194,7 +203,16 @@ async function backendFor(config: Config, app: FastifyInstance, invoker: Invoker
       podLabels: k.pod_labels,
     });
   }
-  return createLocalBackend({ ...shared, cacheDir: server.cache_dir, isolate: server.isolate_modules });
+  return createLocalBackend({
+    ...shared,
+    cacheDir: server.cache_dir,
+    isolate: server.isolate_modules,
+    limits: {
+      maxObjectsPerSession: server.max_objects_per_session,
+      maxObjects: server.max_objects_per_server,
+      maxSessions: server.max_sessions_per_server,
+    },
+  });
 }
 
 /** Compares a header with the expected secret in constant time. */

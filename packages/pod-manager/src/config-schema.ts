@@ -46,6 +46,18 @@ export const ModuleConfig = T.Object(
      * install. Without one, an init container installs the package into the pod.
      */
     image: T.Optional(T.String({ minLength: 1 })),
+    /**
+     * Let module code compile strings (`eval`, `new Function`): off by default, so that a caller
+     * cannot make a module run code it sends (template engines, validators that compile schemas
+     * and similar modules need it on; see the README's Security section).
+     */
+    allow_code_generation: T.Boolean({ default: false }),
+    /**
+     * Run the install scripts (`preinstall`, `postinstall`...) of the module and its dependencies:
+     * off by default (npm --ignore-scripts); on only for packages that need their build scripts.
+     * A change over REST may not turn it on.
+     */
+    install_scripts: T.Boolean({ default: false }),
   },
   { additionalProperties: false },
 );
@@ -111,6 +123,31 @@ const ServerSection = T.Object(
      * processes, workers or native addons. Turn off for modules that need them.
      */
     isolate_modules: T.Boolean({ default: true }),
+    /** Remote references one client session may hold on one module-server. */
+    max_objects_per_session: T.Integer({ minimum: 1, default: 100_000 }),
+    /** Remote references all sessions together may hold on one module-server. */
+    max_objects_per_server: T.Integer({ minimum: 1, default: 250_000 }),
+    /** Client sessions one module-server keeps at once (sessions holding nothing make room). */
+    max_sessions_per_server: T.Integer({ minimum: 1, default: 10_000 }),
+    /**
+     * What `PUT /modules/:name/config` may install. The config file is the operator's and is
+     * trusted; a package or dependency spec sent over REST must be of an allowed kind: `registry`
+     * (a name, version, range, tag or npm: alias), `file` (a folder or tarball under one of
+     * `file_roots`), `url` (a tarball URL), `git`. `allow_change: false` refuses any change of
+     * package or dependencies over REST.
+     */
+    package_policy: T.Object(
+      {
+        allow_change: T.Boolean({ default: true }),
+        allow: T.Array(oneOf(['registry', 'file', 'url', 'git'], 'registry'), {
+          default: ['registry', 'file'],
+          uniqueItems: true,
+        }),
+        /** Folders `file:` specs may point into (relative to the config file); default: its folder. */
+        file_roots: T.Array(T.String({ minLength: 1 }), { default: ['.'] }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     /** Most calls of one module that may wait for it to start; more are refused with 503. */
     queue_limit: T.Integer({ minimum: 0, default: 1_000 }),
     /** Longest a call waits for its module to start, ms; then 503. */

@@ -7,9 +7,10 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Static } from '@sinclair/typebox';
 import { Ajv, type ErrorObject } from 'ajv';
+import npa from 'npm-package-arg';
 import { ConfigSchema, ModuleConfig } from './config-schema.js';
 
 /** The raw, validated config as written (with defaults filled in). */
@@ -37,6 +38,10 @@ export interface ModuleSpec {
   readonly memoryLimit: string | undefined;
   /** A prebuilt image holding the module (Kubernetes), else undefined: installed at pod start. */
   readonly image: string | undefined;
+  /** Module code may compile strings (eval, new Function). */
+  readonly codeGeneration: boolean;
+  /** npm runs the install scripts of the module and its dependencies. */
+  readonly installScripts: boolean;
 }
 
 /** The pod-manager's validated, frozen configuration. */
@@ -154,13 +159,21 @@ function specFrom(name: string, m: RawModuleConfig, baseDir: string): ModuleSpec
     cpuLimit: m.lib_cpu_limit,
     memoryLimit: m.lib_mem_limit,
     image: m.image,
+    codeGeneration: m.allow_code_generation,
+    installScripts: m.install_scripts,
   });
 }
 
+/** A spec as npm will install it: folders and tarballs (`file:x`, `./x`, `x.tgz`) become `file:<absolute path>`. */
 function resolveSpec(spec: string, baseDir: string): string {
-  if (!spec.startsWith('file:')) return spec;
-  const path = spec.slice('file:'.length);
-  return `file:${isAbsolute(path) ? path : resolve(baseDir, path)}`;
+  let parsed: npa.Result;
+  try {
+    parsed = npa(spec, baseDir);
+  } catch {
+    return spec; // npm says what is wrong with it at install
+  }
+  const local = (parsed.type === 'file' || parsed.type === 'directory') && parsed.fetchSpec;
+  return local ? `file:${parsed.fetchSpec}` : spec;
 }
 
 function describeProblem(e: ErrorObject): string {

@@ -71,6 +71,13 @@ export const errorTable = {
     meaning: 'The call waited server.queue_timeout_ms for its module to start.',
     fix: 'Retry; raise queue_timeout_ms for modules that start slowly, or keep them warm.',
   },
+  PACKAGE_NOT_ALLOWED: {
+    status: 403,
+    grpc: Code.PERMISSION_DENIED,
+    meaning:
+      'A module config sent over REST installs what server.package_policy does not allow (a URL, git or file: spec outside file_roots, any change when allow_change is off), or turns on install_scripts or allow_code_generation, which only the config file may.',
+    fix: 'Change the config file instead, or widen server.package_policy if REST callers should be able to.',
+  },
   REPLICA_NOT_FOUND: {
     status: 404,
     grpc: Code.NOT_FOUND,

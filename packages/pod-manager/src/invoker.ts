@@ -20,8 +20,15 @@ export interface InvokerOptions {
 }
 
 interface Connection {
+  secret: string;
   channel: InvokeChannel;
   client?: ModuleClient;
+}
+
+/** A server to reach: where it listens and the credential it wants. */
+export interface Target {
+  endpoint: string;
+  secret: string;
 }
 
 /** The pod-manager's connections to module-servers. */
@@ -33,19 +40,19 @@ export class Invoker {
     this.#options = options;
   }
 
-  /** Sends a payload to the server at `endpoint`; rejects with a SpliceError. */
+  /** Sends a payload to a server; rejects with a SpliceError. */
   invoke(
-    endpoint: string,
+    target: Target,
     payload: Uint8Array,
-    options: { timeoutMs: number; signal?: AbortSignal },
+    options: { timeoutMs: number; signal?: AbortSignal | undefined },
   ): Promise<InvokeAnswer> {
-    return this.#connection(endpoint).channel.invoke(payload, options);
+    return this.#connection(target).channel.invoke(payload, options);
   }
 
-  /** Asks the server at `endpoint` what it holds. */
-  stats(endpoint: string, options: { timeoutMs: number }): Promise<ServerStats> {
-    const connection = this.#connection(endpoint);
-    connection.client ??= createModuleClient(endpoint);
+  /** Asks a server what it holds. */
+  stats(target: Target, options: { timeoutMs: number }): Promise<ServerStats> {
+    const connection = this.#connection(target);
+    connection.client ??= createModuleClient(target.endpoint, { secret: target.secret });
     return connection.client.stats(options);
   }
 
@@ -61,11 +68,17 @@ export class Invoker {
     for (const endpoint of [...this.#connections.keys()]) this.drop(endpoint);
   }
 
-  #connection(endpoint: string): Connection {
+  #connection({ endpoint, secret }: Target): Connection {
     let connection = this.#connections.get(endpoint);
+    // A new server on a reused address has a secret of its own: the old connection is for the old one.
+    if (connection && connection.secret !== secret) {
+      this.drop(endpoint);
+      connection = undefined;
+    }
     if (!connection) {
       connection = {
-        channel: createInvokeChannel(endpoint, { maxMessageBytes: this.#options.maxPayloadBytes }),
+        secret,
+        channel: createInvokeChannel(endpoint, { maxMessageBytes: this.#options.maxPayloadBytes, secret }),
       };
       this.#connections.set(endpoint, connection);
     }

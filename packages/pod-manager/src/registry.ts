@@ -221,7 +221,7 @@ export class ModuleRegistry {
     inFlight.set(replica.id, (inFlight.get(replica.id) ?? 0) + 1);
     activity.lastCallByReplica.set(replica.id, Date.now());
     try {
-      return await this.invoker.invoke(replica.endpoint, payload, options);
+      return await this.invoker.invoke(replica, payload, options);
     } finally {
       const left = (inFlight.get(replica.id) ?? 1) - 1;
       if (left > 0) inFlight.set(replica.id, left);
@@ -273,7 +273,7 @@ export class ModuleRegistry {
   async replicaStats(name: string): Promise<ServerStats[]> {
     const ready = this.backend.ready(name);
     const answers = await Promise.all(
-      ready.map((r) => this.invoker.stats(r.endpoint, { timeoutMs: 2_000 }).catch(() => undefined)),
+      ready.map((r) => this.invoker.stats(r, { timeoutMs: 2_000 }).catch(() => undefined)),
     );
     return answers.filter((s): s is ServerStats => s !== undefined);
   }

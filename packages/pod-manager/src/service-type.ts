@@ -3,6 +3,7 @@
  * or a module install, as SERVICE_TYPE says.
  */
 
+import { spawn } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 
 /** The values SERVICE_TYPE accepts. */
@@ -21,10 +22,7 @@ export async function dispatchEntrypoint(env: NodeJS.ProcessEnv): Promise<number
     case 'pod_manager':
       return startPodManagerRole(env);
     case 'module_service':
-      if (!env.MODULE_NAME)
-        return fail('SERVICE_TYPE=module_service needs MODULE_NAME (the module to serve)');
-      await import('@splice-orc/module-server/main');
-      return 0;
+      return moduleServiceRole(env);
     case 'module_install':
       return installRole(env);
     default:
@@ -56,6 +54,30 @@ async function startPodManagerRole(env: NodeJS.ProcessEnv): Promise<number> {
   }
 }
 
+async function moduleServiceRole(env: NodeJS.ProcessEnv): Promise<number> {
+  if (!env.MODULE_NAME) return fail('SERVICE_TYPE=module_service needs MODULE_NAME (the module to serve)');
+  const { codeGenerationDisallowed, NO_CODE_GENERATION_FLAG } = await import(
+    '@splice-orc/module-server/environment'
+  );
+  // Module pods set NODE_OPTIONS; a container started by hand gets the flag here.
+  if (env.SPLICE_CODE_GENERATION !== 'allow' && !codeGenerationDisallowed()) {
+    return runAgainWith([NO_CODE_GENERATION_FLAG]);
+  }
+  await import('@splice-orc/module-server/main');
+  return 0;
+}
+
+/** Runs this entry point again with extra Node flags, passing signals on; resolves with its exit code. */
+function runAgainWith(flags: string[]): Promise<number> {
+  const child = spawn(process.execPath, [...process.execArgv, ...flags, ...process.argv.slice(1)], {
+    stdio: 'inherit',
+  });
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => child.kill(signal));
+  return new Promise((resolve) => {
+    child.on('exit', (code, signal) => resolve(code ?? 128 + (signal === 'SIGKILL' ? 9 : 15)));
+  });
+}
+
 async function installRole(env: NodeJS.ProcessEnv): Promise<number> {
   const { MODULE_NAME: name, MODULE_PACKAGE: pkg, MODULE_RESOLVE_FROM: dir } = env;
   if (!name || !dir) return fail('SERVICE_TYPE=module_install needs MODULE_NAME and MODULE_RESOLVE_FROM');
@@ -70,7 +92,12 @@ async function installRole(env: NodeJS.ProcessEnv): Promise<number> {
   const { installModuleInto } = await import('./backends/installer.js');
   const timeoutMs = Number(env.SPLICE_INSTALL_TIMEOUT_MS) || 300_000;
   try {
-    const spec = { name, package: pkg || name, dependencies };
+    const spec = {
+      name,
+      package: pkg || name,
+      dependencies,
+      installScripts: env.MODULE_INSTALL_SCRIPTS === '1',
+    };
     await installModuleInto(spec, dir, timeoutMs);
     process.stdout.write(`installed ${[spec.package, ...dependencies].join(' ')} into ${dir}\n`);
     // In a pod the npm cache is of no further use (the volume lives as long as the pod).

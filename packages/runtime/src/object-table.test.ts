@@ -42,3 +42,54 @@ describe('ObjectTable', () => {
     expect(() => table.add('s', {})).toThrow(expect.objectContaining({ code: 'RESOURCE_EXHAUSTED' }));
   });
 });
+
+describe('ObjectTable limits', () => {
+  it('refuses more objects over all sessions than the per-server limit, naming it', () => {
+    const table = new ObjectTable({ maxObjects: 3 });
+    table.add('a', {});
+    table.add('b', {});
+    table.add('c', {});
+    expect(() => table.add('d', {})).toThrow(
+      expect.objectContaining({
+        code: 'RESOURCE_EXHAUSTED',
+        message: expect.stringMatching(/over all sessions/),
+      }),
+    );
+    table.release('a', [1]);
+    expect(() => table.add('d', {})).not.toThrow();
+    expect(table.stats()).toEqual({ sessions: 4, objects: 3 });
+  });
+
+  it('counts objects freed by an expired lease', () => {
+    let now = 0;
+    const table = new ObjectTable({ leaseMs: 100, maxObjects: 2, now: () => now });
+    table.add('a', {});
+    table.add('a', {});
+    now = 200;
+    table.sweep();
+    expect(() => table.add('b', {})).not.toThrow();
+  });
+
+  it('makes room for a new session by dropping the least recently used empty one', () => {
+    const table = new ObjectTable({ maxSessions: 2 });
+    table.touch('empty');
+    table.add('holder', {});
+    table.touch('new');
+    expect(table.stats()).toEqual({ sessions: 2, objects: 1 });
+    expect(() => table.get('holder', 1)).not.toThrow();
+  });
+
+  it('refuses a new session when every live session holds objects', () => {
+    const table = new ObjectTable({ maxSessions: 2 });
+    table.add('a', {});
+    table.add('b', {});
+    expect(() => table.touch('c')).toThrow(
+      expect.objectContaining({
+        code: 'RESOURCE_EXHAUSTED',
+        message: expect.stringMatching(/2 client sessions/),
+      }),
+    );
+    table.touch('a');
+    expect(table.stats().sessions).toBe(2);
+  });
+});

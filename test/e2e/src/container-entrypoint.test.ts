@@ -6,8 +6,13 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createModuleClient, decode, encode } from '@splice-orc/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fixture, http, repoRoot, writeConfig } from './harness.js';
+
+const secret = 'a-module-server-secret-for-tests';
+const program = (fn: string, args: unknown[]) =>
+  encode({ v: 1, session: 's', ops: [{ op: 'call', target: null, path: [fn], args }] });
 
 const entrypoint = join(repoRoot, 'packages/pod-manager/dist/entrypoint.js');
 const running: ChildProcess[] = [];
@@ -51,24 +56,45 @@ describe('container entry point (SERVICE_TYPE)', () => {
     const dir = join(mkdtempSync(join(tmpdir(), 'splice-entry-')), 'install');
     const install = await run({
       SERVICE_TYPE: 'module_install',
-      MODULE_NAME: 'calc',
-      MODULE_PACKAGE: fixture('calc'),
+      MODULE_NAME: 'hostile',
+      MODULE_PACKAGE: fixture('hostile'),
       MODULE_DEPENDENCIES: '[]',
       MODULE_RESOLVE_FROM: dir,
     });
     expect(install.code, install.out).toBe(0);
-    expect(existsSync(join(dir, 'node_modules/calc/package.json'))).toBe(true);
+    expect(existsSync(join(dir, 'node_modules/hostile/package.json'))).toBe(true);
     const served = await run(
       {
         SERVICE_TYPE: 'module_service',
-        MODULE_NAME: 'calc',
+        MODULE_NAME: 'hostile',
         MODULE_RESOLVE_FROM: dir,
         PORT: '0',
         SPLICE_SERVER_ID: 'pod-1',
+        SPLICE_SERVER_SECRET: secret,
       },
       /"msg":"listening"/,
     );
     expect(served.out).toMatch(/"serverId":"pod-1"/);
+    const port = Number(/"port":(\d+)/.exec(served.out)?.[1]);
+    // It serves callers with its secret; its module cannot compile strings (run again with the flag).
+    const client = createModuleClient(`127.0.0.1:${port}`, { secret });
+    expect(decode(await client.invoke(program('envKeys', []), { timeoutMs: 5_000 }))).toMatchObject({
+      ok: true,
+      value: expect.not.arrayContaining(['SPLICE_SERVER_SECRET']),
+    });
+    expect(
+      decode(await client.invoke(program('template', ['return 1']), { timeoutMs: 5_000 })),
+    ).toMatchObject({
+      ok: false,
+      error: { name: 'EvalError' },
+    });
+    client.close();
+  });
+
+  it('refuses to serve a module without a secret', async () => {
+    const { code, out } = await run({ SERVICE_TYPE: 'module_service', MODULE_NAME: 'calc', PORT: '0' });
+    expect(code).not.toBe(0);
+    expect(out).toMatch(/SPLICE_SERVER_SECRET is not set/);
   });
 
   it('reports a failed install with npm’s reason and exit status 2', async () => {

@@ -39,7 +39,14 @@ export function writeConfig(modules: Record<string, object>, server: Record<stri
   const path = join(dir, 'config.json');
   const config = {
     module_config: modules,
-    server: { cache_dir: cacheDir, port: 0, state_file: join(dir, 'state.json'), ...server },
+    server: {
+      cache_dir: cacheDir,
+      port: 0,
+      state_file: join(dir, 'state.json'),
+      // The config lives in a temporary folder; REST changes may point at the fixtures.
+      package_policy: { file_roots: [join(repoRoot, 'test/fixtures')] },
+      ...server,
+    },
   };
 
   writeFileSync(path, JSON.stringify(config, null, 2));

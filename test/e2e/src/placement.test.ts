@@ -146,7 +146,7 @@ describe('placement', () => {
     const pid = await calc.pid();
     const put = await http(`${pm.url}/modules/calc/config`, {
       method: 'PUT',
-      body: { package: 'file:/nonexistent/splice-orc-nothing' },
+      body: { package: fixture('splice-orc-nothing-here') },
     });
     expect(put.status).toBe(502);
     expect(put.body.error.code).toBe('INSTALL_FAILED');

@@ -41,6 +41,8 @@ export interface ModuleStatus {
 export interface ReadyReplica {
   id: string;
   endpoint: string;
+  /** The credential its Invoke and Stats calls carry (made by the backend that started it). */
+  secret: string;
 }
 
 /** Resource use of one server, or why it is not known. */

@@ -12,6 +12,7 @@ import { dirname, join } from 'node:path';
 import { writeImporter } from '@splice-orc/runtime';
 import type { ModuleSpec } from '../config.js';
 import { ServiceError } from '../errors.js';
+import { childEnv } from './isolation.js';
 
 /** Options of {@link installModule}. */
 export interface InstallOptions {
@@ -37,7 +38,13 @@ export function installModule(spec: ModuleSpec, options: InstallOptions): Promis
 /** A readable, collision-free folder name: the module name and a hash of everything installed. */
 export function installKey(spec: ModuleSpec): string {
   const specs = [spec.package, ...[...spec.dependencies].sort()];
-  const what = JSON.stringify([specs, specs.map(localFingerprint), process.versions.node.split('.')[0]]);
+  const what = JSON.stringify([
+    specs,
+    specs.map(localFingerprint),
+    process.versions.node.split('.')[0],
+    // An install whose scripts ran is another install.
+    ...(spec.installScripts ? ['scripts'] : []),
+  ]);
   const hash = createHash('sha256').update(what).digest('hex').slice(0, 16);
   return `${spec.name.replace(/[^\w.-]+/g, '_')}-${hash}`;
 }
@@ -45,9 +52,13 @@ export function installKey(spec: ModuleSpec): string {
 /**
  * Installs the module and its dependencies into `dir` (staged beside it, then renamed), and makes
  * it importable from there. The init container of a module pod runs this into its volume.
+ *
+ * npm runs with `--ignore-scripts` unless the module opts in (`install_scripts`): a package's
+ * `postinstall` would otherwise run as the pod-manager's user. Either way npm sees none of the
+ * pod-manager's secrets: its environment is an allow-list (isolation.ts).
  */
 export async function installModuleInto(
-  spec: Pick<ModuleSpec, 'package' | 'dependencies'>,
+  spec: Pick<ModuleSpec, 'package' | 'dependencies' | 'installScripts'>,
   dir: string,
   timeoutMs: number,
 ): Promise<string> {
@@ -58,8 +69,9 @@ export async function installModuleInto(
     // --install-links copies `file:` packages like registry ones instead of linking them, so the
     // module resolves its `dependency` list from this folder, as it would in a container.
     const flags = ['--no-audit', '--no-fund', '--omit=dev', '--install-links', '--loglevel=error'];
+    if (!spec.installScripts) flags.push('--ignore-scripts');
     const specs = [spec.package, ...spec.dependencies];
-    await runNpm(['install', ...flags, ...specs], { cwd: staging, env: npmEnv() }, timeoutMs);
+    await runNpm(['install', ...flags, ...specs], { cwd: staging, env: childEnv() }, timeoutMs);
     writeImporter(staging);
     await writeFile(
       join(staging, MARKER),
@@ -107,14 +119,6 @@ function localFingerprint(spec: string): string {
 function npmCommand(): string {
   const beside = join(dirname(process.execPath), 'npm');
   return existsSync(beside) ? beside : 'npm';
-}
-
-/** The environment without the npm_* variables a package manager sets for its scripts. */
-function npmEnv(): NodeJS.ProcessEnv {
-  const keep = new Set(['npm_config_registry', 'npm_config_cache', 'npm_config_userconfig']);
-  return Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith('npm_') || keep.has(k)),
-  );
 }
 
 function runNpm(args: string[], options: SpawnOptions, timeoutMs: number): Promise<void> {

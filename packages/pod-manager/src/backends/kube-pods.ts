@@ -65,6 +65,19 @@ export function endpointOf(pod: V1Pod): string | undefined {
   return ip.includes(':') ? `[${ip}]:${GRPC_PORT}` : `${ip}:${GRPC_PORT}`;
 }
 
+/** Environment variable of module pods holding the module-server's secret. */
+export const SECRET_ENV = 'SPLICE_SERVER_SECRET';
+
+/**
+ * The secret a pod's module-server wants, from the pod's own spec: each pod says what it was
+ * started with, so pods adopted after a pod-manager restart, or of an older template, are reached
+ * with their own secret.
+ */
+export function secretOf(pod: V1Pod): string | undefined {
+  const server = pod.spec?.containers.find((c) => c.name === 'module-server');
+  return server?.env?.find((e) => e.name === SECRET_ENV)?.value || undefined;
+}
+
 /** Why the pod cannot start, or undefined while it may still start. */
 export function failureOf(pod: V1Pod): string | undefined {
   const status = pod.status;

@@ -11,7 +11,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { ReadyReplica } from './backend.js';
 import { type KubeApi, serviceErrorFromKube } from './kube-api.js';
 import { MANAGED_SELECTOR, MODULE_NAME_ANNOTATION } from './kube-objects.js';
-import { endpointOf, isReady } from './kube-pods.js';
+import { endpointOf, isReady, secretOf } from './kube-pods.js';
 
 /** How often the watch is replaced by a fresh one (a half-open connection delivers nothing). */
 const RENEW_MS = 5 * 60_000;
@@ -252,9 +252,10 @@ export class PodWatch {
     for (const pod of this.#pods.get(module)?.values() ?? []) {
       const name = pod.metadata?.name ?? '';
       const endpoint = endpointOf(pod);
-      if (!isReady(pod) || !endpoint) continue;
+      const secret = secretOf(pod);
+      if (!isReady(pod) || !endpoint || !secret) continue;
       served.push(endpoint);
-      if (!this.#leaving.has(name)) ready.push({ id: name, endpoint });
+      if (!this.#leaving.has(name)) ready.push({ id: name, endpoint, secret });
     }
     this.#ready.set(module, ready);
     this.#served.set(module, served);

@@ -3,15 +3,17 @@
  * replaced in the same slot with backoff, until the slot is stopped.
  */
 import { type ChildProcess, fork } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { environmentFor, NO_CODE_GENERATION_FLAG } from '@splice-orc/module-server/environment';
 import { createModuleClient } from '@splice-orc/protocol';
 import type { FastifyBaseLogger } from 'fastify';
 import type { ModuleSpec } from '../config.js';
 import { ServiceError } from '../errors.js';
 import type { ModuleState, ReplicaStatus, StartOptions } from './backend.js';
 import { installModule } from './installer.js';
+import { childEnv, isolationFlags, serverEntry } from './isolation.js';
 
 /** Options of the local backend, shared by its replicas. */
 export interface LocalBackendOptions {
@@ -25,15 +27,16 @@ export interface LocalBackendOptions {
   liveness?: { intervalMs: number; failures: number };
   log: FastifyBaseLogger;
   /**
-   * Run module-servers under Node's permission model: the file system is read-only to them and
-   * they can start no process or worker, which contains a module that can be made to run code.
+   * Run module-servers under Node's permission model (isolation.ts): they read only their install
+   * folder and the runtime, write nothing, and start no process or worker.
    */
   isolate?: boolean;
+  /** Limits of each server's reference table. */
+  limits?: { maxObjectsPerSession: number; maxObjects: number; maxSessions: number };
   /** Called when an endpoint stops being served, so clients of it can be dropped. */
   onEndpointGone?: (endpoint: string) => void;
 }
 
-const serverEntry = fileURLToPath(import.meta.resolve('@splice-orc/module-server/main'));
 /** A server that stayed up this long is healthy again: its next crash restarts without delay. */
 const STABLE_MS = 30_000;
 const MAX_BACKOFF_MS = 10_000;
@@ -43,6 +46,8 @@ const OUTPUT_LINES = 30;
 export class Replica {
   #state: ModuleState = 'absent';
   #serverId: string | undefined;
+  /** The running server's credential: made here, given to it over IPC, known to no one else. */
+  #secret: string | undefined;
   #draining = false;
   #endpoint: string | undefined;
   #startedAt: number | undefined;
@@ -87,9 +92,10 @@ export class Replica {
   }
 
   /** The server's instance id and endpoint while it takes calls. */
-  get serving(): { id: string; endpoint: string } | undefined {
-    if (this.#state !== 'ready' || this.#draining || !this.#endpoint || !this.#serverId) return undefined;
-    return { id: this.#serverId, endpoint: this.#endpoint };
+  get serving(): { id: string; endpoint: string; secret: string } | undefined {
+    if (this.#state !== 'ready' || this.#draining || !this.#endpoint || !this.#serverId || !this.#secret)
+      return undefined;
+    return { id: this.#serverId, endpoint: this.#endpoint, secret: this.#secret };
   }
 
   /** Dead servers replaced in this slot. */
@@ -171,20 +177,33 @@ export class Replica {
 
   async #spawn(dir: string, deadline: number): Promise<string> {
     this.#output.length = 0;
+    const secret = randomBytes(24).toString('base64url');
+    const env = environmentFor({
+      moduleName: this.spec.name,
+      resolveFrom: dir,
+      host: '127.0.0.1',
+      port: 0,
+      secretFromParent: true,
+      leaseMs: this.options.leaseMs,
+      maxMessageBytes: this.options.maxPayloadBytes,
+      graceMs: this.options.graceMs,
+      limits: this.options.limits,
+      codeGeneration: this.spec.codeGeneration,
+    });
+    const execArgv = [
+      ...(this.options.isolate ? isolationFlags(dir) : []),
+      ...(this.spec.codeGeneration ? [] : [NO_CODE_GENERATION_FLAG]),
+    ];
     const child = fork(serverEntry, [], {
-      env: {
-        ...moduleEnv(),
-        MODULE_NAME: this.spec.name,
-        MODULE_RESOLVE_FROM: dir,
-        HOST: '127.0.0.1',
-        PORT: '0',
-        SPLICE_LEASE_MS: String(this.options.leaseMs),
-        SPLICE_MAX_MESSAGE_BYTES: String(this.options.maxPayloadBytes),
-        SPLICE_GRACE_MS: String(this.options.graceMs),
-      },
-      execArgv: this.options.isolate ? isolationFlags() : [],
+      env: { ...childEnv(), ...env },
+      execArgv,
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
+    // The secret goes over IPC when the server asks: never in an environment /proc would show.
+    child.on('message', (m: { type?: string }) => {
+      if (m?.type === 'secret-request' && child.connected) child.send({ type: 'secret', secret });
+    });
+    this.#secret = secret;
     this.#child = child;
     this.#capture(child);
     child.once('exit', (code, signal) => this.#onExit(child, code, signal));
@@ -309,6 +328,7 @@ export class Replica {
     this.#endpoint = undefined;
     this.#startedAt = undefined;
     this.#serverId = undefined;
+    this.#secret = undefined;
   }
 
   #checkNotStopped(): void {
@@ -349,18 +369,4 @@ function stopped(name: string): ServiceError {
     'MODULE_STOPPED',
     `${name} was stopped (unload, scale-down or config change) while the call waited for it`,
   );
-}
-
-/** The pod-manager's environment without its own secrets: module code runs in the child. */
-function moduleEnv(): NodeJS.ProcessEnv {
-  const { SPLICE_AUTH_TOKEN: _token, ...env } = process.env;
-  return env;
-}
-
-/** Node's permission model: read anything, write nothing, start no process, worker or addon. */
-function isolationFlags(): string[] {
-  const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
-  const flag = major >= 22 ? '--permission' : '--experimental-permission';
-  const quiet = major > 20 || minor >= 11 ? ['--disable-warning=ExperimentalWarning'] : [];
-  return [flag, '--allow-fs-read=*', ...quiet];
 }

@@ -5,8 +5,10 @@
 import { Type as T } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import type { FastifyInstance } from 'fastify';
+import type { ModuleSpec } from '../config.js';
 import { ConfigError, parseModuleConfig } from '../config.js';
 import { ServiceError } from '../errors.js';
+import { checkRestChange, type PackagePolicy } from '../package-policy.js';
 import type { PlacementEngine } from '../placement-engine.js';
 import type { ModuleRegistry, ModuleView } from '../registry.js';
 
@@ -15,6 +17,10 @@ export interface ModuleRouteOptions {
   registry: ModuleRegistry;
   placement: PlacementEngine;
   baseDir: string;
+  /** What a config sent over REST may install and switch on. */
+  packagePolicy: PackagePolicy;
+  /** The module's spec as the config file has it. */
+  fileSpec: (name: string) => ModuleSpec | undefined;
   /** Saves what was changed at runtime. */
   persist: () => void;
 }
@@ -121,6 +127,7 @@ export function moduleRoutes(app: FastifyInstance, o: ModuleRouteOptions): void 
           throw new ServiceError('BAD_REQUEST', error.message, { extra: { problems: error.problems } });
         throw error;
       }
+      checkRestChange(parsed.spec, before, o.fileSpec(name), o.packagePolicy, o.baseDir);
       // What is installed changes: install it first, so a spec that cannot be installed changes nothing.
       const reinstall =
         before.package !== parsed.spec.package ||
