@@ -1,7 +1,9 @@
 /**
- * Benchmark mode (JSORC's benchmark): while on, every forwarded call's latency is kept, and the
- * report gives throughput and latency percentiles per module and overall.
+ * Benchmark mode (JSORC's benchmark): while on, every forwarded call's latency is recorded, and
+ * the report gives throughput and latency percentiles per module and overall. Latencies go into
+ * HDR histograms (node:perf_hooks), not lists: memory stays constant however many calls come.
  */
+import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
 import type { CallEvent } from './registry.js';
 
 /** Figures of one module, or of all of them. */
@@ -26,13 +28,17 @@ export interface BenchmarkReport {
   modules: Record<string, BenchmarkFigures>;
 }
 
-/** Most samples kept per module, so a forgotten benchmark cannot exhaust memory. */
-const MAX_SAMPLES = 1_000_000;
+interface Samples {
+  /** Latencies in microseconds (HDR: 3 significant digits). */
+  histogram: RecordableHistogram;
+  errors: number;
+}
 
 export class Benchmark {
   #startedAt: number | undefined;
   #stoppedAt: number | undefined;
-  #samples = new Map<string, { ms: number[]; errors: number }>();
+  #modules = new Map<string, Samples>();
+  #overall = samples();
 
   get active(): boolean {
     return this.#startedAt !== undefined && this.#stoppedAt === undefined;
@@ -42,59 +48,60 @@ export class Benchmark {
   start(): void {
     this.#startedAt = Date.now();
     this.#stoppedAt = undefined;
-    this.#samples = new Map();
+    this.#modules = new Map();
+    this.#overall = samples();
   }
 
   stop(): void {
     if (this.active) this.#stoppedAt = Date.now();
   }
 
+  /** Records a finished call (modules are the configured ones, so the map stays bounded). */
   record(event: CallEvent): void {
     if (!this.active) return;
-    let s = this.#samples.get(event.module);
+    let s = this.#modules.get(event.module);
     if (!s) {
-      s = { ms: [], errors: 0 };
-      this.#samples.set(event.module, s);
+      s = samples();
+      this.#modules.set(event.module, s);
     }
-    if (s.ms.length < MAX_SAMPLES) s.ms.push(event.ms);
-    if (event.outcome !== 'ok') s.errors++;
+    const us = Math.max(1, Math.round(event.ms * 1000));
+    for (const target of [s, this.#overall]) {
+      target.histogram.record(us);
+      if (event.outcome !== 'ok') target.errors++;
+    }
   }
 
   report(): BenchmarkReport {
     const end = this.#stoppedAt ?? Date.now();
     const seconds = this.#startedAt === undefined ? 0 : (end - this.#startedAt) / 1000;
     const modules: Record<string, BenchmarkFigures> = {};
-    const all: number[] = [];
-    let errors = 0;
-    for (const [name, s] of this.#samples) {
-      modules[name] = figures(s.ms, s.errors, seconds);
-      all.push(...s.ms);
-      errors += s.errors;
-    }
+    for (const [name, s] of this.#modules) modules[name] = figures(s, seconds);
     return {
       active: this.active,
       started_at: this.#startedAt === undefined ? undefined : new Date(this.#startedAt).toISOString(),
       duration_s: round(seconds),
-      overall: figures(all, errors, seconds),
+      overall: figures(this.#overall, seconds),
       modules,
     };
   }
 }
 
-function figures(samples: number[], errors: number, seconds: number): BenchmarkFigures {
-  const sorted = Float64Array.from(samples).sort();
-  const at = (p: number) =>
-    sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]! : 0;
-  const mean = sorted.length ? sorted.reduce((a, b) => a + b, 0) / sorted.length : 0;
+function samples(): Samples {
+  return { histogram: createHistogram(), errors: 0 };
+}
+
+function figures({ histogram, errors }: Samples, seconds: number): BenchmarkFigures {
+  const calls = histogram.count;
+  const ms = (us: number) => (calls > 0 ? round(us / 1000) : 0);
   return {
-    calls: sorted.length,
+    calls,
     errors,
-    throughput: round(seconds > 0 ? sorted.length / seconds : 0),
-    mean_ms: round(mean),
-    p50_ms: round(at(50)),
-    p90_ms: round(at(90)),
-    p95_ms: round(at(95)),
-    p99_ms: round(at(99)),
+    throughput: round(seconds > 0 ? calls / seconds : 0),
+    mean_ms: ms(histogram.mean),
+    p50_ms: ms(histogram.percentile(50)),
+    p90_ms: ms(histogram.percentile(90)),
+    p95_ms: ms(histogram.percentile(95)),
+    p99_ms: ms(histogram.percentile(99)),
   };
 }
 

@@ -41,6 +41,8 @@ export interface PlacementEngineOptions {
   modes: Record<string, ModuleSpec['loadType']>;
   specs: () => ModuleSpec[];
   onEvent?: (event: PlacementEvent) => void;
+  /** Called when a periodic evaluation fails (the timer itself never throws). */
+  onError?: (error: unknown) => void;
 }
 
 /** The placement state of the pod-manager. */
@@ -50,7 +52,11 @@ export class PlacementEngine {
   readonly #decisions = new Map<string, Decision>();
   #stats = new Map<string, ModuleCallStats>();
   #history = new Map<string, ModuleCallStats>();
-  #budgets: number[] = [];
+  /**
+   * The smallest memory budget reported in this window. Reports are folded into aggregates as they
+   * arrive (per module sums, this minimum), so any number of clients takes constant memory.
+   */
+  #windowBudget: number | undefined;
   #budget: number | undefined;
   #timer: NodeJS.Timeout | undefined;
   readonly #options: PlacementEngineOptions;
@@ -107,7 +113,9 @@ export class PlacementEngine {
 
   /** Adds a client's report to the statistics of the current window. */
   report(report: ClientReport, known: (name: string) => boolean): void {
-    if (report.memoryBudget !== undefined) this.#budgets.push(report.memoryBudget);
+    if (report.memoryBudget !== undefined) {
+      this.#windowBudget = Math.min(this.#windowBudget ?? Number.POSITIVE_INFINITY, report.memoryBudget);
+    }
     for (const [name, r] of Object.entries(report.modules)) {
       // A client may still report a module removed from the config: skip it, keep the rest.
       if (!known(name)) continue;
@@ -152,9 +160,9 @@ export class PlacementEngine {
         });
       }
     }
-    this.#budget = this.#budgets.length ? Math.min(...this.#budgets) : this.#budget;
+    this.#budget = this.#windowBudget ?? this.#budget;
     this.#stats = new Map();
-    this.#budgets = [];
+    this.#windowBudget = undefined;
     this.decide();
   }
 
@@ -186,7 +194,13 @@ export class PlacementEngine {
   /** Re-evaluates every policy interval. */
   start(): void {
     clearInterval(this.#timer);
-    this.#timer = setInterval(() => this.evaluate(), this.#settings.interval_s * 1000);
+    this.#timer = setInterval(() => {
+      try {
+        this.evaluate();
+      } catch (error) {
+        this.#options.onError?.(error);
+      }
+    }, this.#settings.interval_s * 1000);
     this.#timer.unref();
   }
 

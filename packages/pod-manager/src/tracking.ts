@@ -1,6 +1,7 @@
 /**
  * Call tracking (JSORC's trackact): while on, placement and policy changes and lifecycle actions are
- * recorded in order, and the mean call time of each module is kept.
+ * recorded in order, and the mean call time of each module is kept. Only the latest 10 000 events
+ * are kept (the report says how many were dropped); call times are kept as sums per module.
  */
 import type { LifecycleEvent } from './lifecycle.js';
 import type { PlacementEvent } from './placement-engine.js';
@@ -16,6 +17,8 @@ export interface TrackingReport {
   active: boolean;
   started_at?: string | undefined;
   events: TrackedEvent[];
+  /** Older events dropped to keep the latest MAX_EVENTS. */
+  dropped_events: number;
   modules: Record<string, { calls: number; mean_ms: number }>;
 }
 
@@ -25,12 +28,14 @@ export class Tracking {
   #startedAt: number | undefined;
   #active = false;
   #events: TrackedEvent[] = [];
+  #dropped = 0;
   #calls = new Map<string, { calls: number; totalMs: number }>();
 
   start(): void {
     this.#active = true;
     this.#startedAt = Date.now();
     this.#events = [];
+    this.#dropped = 0;
     this.#calls = new Map();
   }
 
@@ -39,12 +44,20 @@ export class Tracking {
   }
 
   placement(event: PlacementEvent): void {
-    if (this.#active && this.#events.length < MAX_EVENTS) this.#events.push({ kind: 'placement', ...event });
+    if (this.#active) this.#add({ kind: 'placement', ...event });
   }
 
   lifecycle(event: LifecycleEvent): void {
-    if (this.#active && this.#events.length < MAX_EVENTS) {
-      this.#events.push({ kind: 'lifecycle', at: new Date().toISOString(), ...event });
+    if (this.#active) this.#add({ kind: 'lifecycle', at: new Date().toISOString(), ...event });
+  }
+
+  #add(event: TrackedEvent): void {
+    this.#events.push(event);
+    // Dropped in blocks, so that a long run does not shift the array on every event.
+    if (this.#events.length >= MAX_EVENTS + MAX_EVENTS / 10) {
+      const excess = this.#events.length - MAX_EVENTS;
+      this.#events.splice(0, excess);
+      this.#dropped += excess;
     }
   }
 
@@ -63,7 +76,8 @@ export class Tracking {
     return {
       active: this.#active,
       started_at: this.#startedAt === undefined ? undefined : new Date(this.#startedAt).toISOString(),
-      events: [...this.#events],
+      events: this.#events.slice(-MAX_EVENTS),
+      dropped_events: this.#dropped + Math.max(0, this.#events.length - MAX_EVENTS),
       modules,
     };
   }

@@ -9,14 +9,15 @@ import type { PolicySettings } from '../placement.js';
 import type { ClientReport, PlacementEngine } from '../placement-engine.js';
 import type { ModuleRegistry } from '../registry.js';
 
+/** One report's figures; bounded so that sums stay finite whatever clients send. */
 const Calls = T.Object(
-  { calls: T.Integer({ minimum: 0 }), totalMs: T.Number({ minimum: 0 }) },
+  { calls: T.Integer({ minimum: 0, maximum: 1e9 }), totalMs: T.Number({ minimum: 0, maximum: 1e12 }) },
   { additionalProperties: false },
 );
 
 const ReportBody = T.Object(
   {
-    memoryBudget: T.Optional(T.Number({ minimum: 0 })),
+    memoryBudget: T.Optional(T.Number({ minimum: 0, maximum: 2 ** 53 })),
     modules: T.Record(
       T.String(),
       T.Object(
