@@ -6,7 +6,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { resolve } from 'node:path';
 import fastifySwagger from '@fastify/swagger';
-import { Code, SpliceError } from '@splice-orc/protocol';
+import { Code, checkDepth, SpliceError } from '@splice-orc/protocol';
 import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
 
 import type { Backend } from './backends/backend.js';
@@ -51,8 +51,9 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     logger: options.logger ?? { level: process.env.LOG_LEVEL ?? 'info' },
     bodyLimit: config.server.max_payload_bytes,
     // Two log lines per invocation cost more than the forward itself; failures are still logged.
-    // Unknown keys are an error, never silently dropped (Fastify's default strips them).
-    ajv: { customOptions: { removeAdditional: false } },
+    // Unknown keys are an error, never silently dropped (Fastify's default strips them), and a
+    // value of the wrong type is an error, never coerced ({"path": 123} is not "123").
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
     logController: new LogController({ disableRequestLogging: process.env.SPLICE_LOG_REQUESTS !== '1' }),
 
     // Module names may be scoped (`@scope/pkg`, sent as %40scope%2Fpkg).
@@ -61,6 +62,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   const invoker = new Invoker({ maxPayloadBytes: config.server.max_payload_bytes });
   const backend = options.backend ?? (await backendFor(config, app, invoker));
   app.decorate('events', new EventEmitter());
+  parseJsonWithDepthLimit(app);
   const registry = new ModuleRegistry(config, backend, invoker);
   const saved = readState(config.server.state_file);
   for (const [name, raw] of Object.entries(saved.modules)) {
@@ -212,6 +214,27 @@ async function backendFor(config: Config, app: FastifyInstance, invoker: Invoker
       maxObjects: server.max_objects_per_server,
       maxSessions: server.max_sessions_per_server,
     },
+  });
+}
+
+/**
+ * JSON bodies are parsed as Fastify does (prototype poisoning refused), then refused past the one
+ * depth limit of every decoded value: a body nested 10 000 deep must be a 400, not a stack overflow
+ * wherever it is used next.
+ */
+function parseJsonWithDepthLimit(app: FastifyInstance): void {
+  const parse = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    parse(request, body as string, (error: Error | null, value?: unknown) => {
+      if (error) return done(error, undefined);
+      try {
+        checkDepth(value);
+      } catch (tooDeep) {
+        return done(new ServiceError('BAD_REQUEST', (tooDeep as Error).message), undefined);
+      }
+      done(null, value);
+    });
   });
 }
 

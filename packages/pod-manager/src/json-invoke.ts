@@ -14,7 +14,7 @@ export const JsonInvokeBody = T.Object(
     /** Arguments: when present the path is called. */
     args: T.Optional(T.Array(T.Unknown())),
     /** `get`, `call` or `new`; default: `call` when args are given, else `get`. */
-    op: T.Optional(T.Unsafe<'get' | 'call' | 'new'>({ type: 'string', enum: ['get', 'call', 'new'] })),
+    op: T.Optional(T.Union([T.Literal('get'), T.Literal('call'), T.Literal('new')])),
   },
   { additionalProperties: false },
 );

@@ -1,5 +1,5 @@
 import { expect, describe as group, it } from 'vitest';
-import { decode, encode, RemoteRef, Slot } from './codec.js';
+import { checkDepth, decode, encode, MAX_DEPTH, RemoteRef, Slot } from './codec.js';
 import { SpliceError } from './errors.js';
 
 /** Each value must come back equal and of the same type (capnweb's SERIALIZE_TEST_CASES). */
@@ -163,5 +163,36 @@ group('codec', () => {
     expect(Object.getPrototypeOf(back)).toBe(Object.prototype);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     expect(back.polluted).toBeUndefined();
+  });
+});
+
+group('depth limit', () => {
+  const nested = (levels: number): unknown => {
+    let value: unknown = [];
+    for (let i = 1; i < levels; i++) value = [value];
+    return value;
+  };
+
+  it('round-trips a value exactly at the limit and refuses one level more, both ways', () => {
+    expect(decode(encode(nested(MAX_DEPTH)))).toEqual(nested(MAX_DEPTH));
+    expect(() => encode(nested(MAX_DEPTH + 1))).toThrow(/nests deeper than 256 levels/);
+    // Bytes made by hand: 257 nested fixarrays.
+    const bytes = Buffer.concat([Buffer.alloc(MAX_DEPTH, 0x91), Buffer.from([0x90])]);
+    expect(() => decode(bytes)).toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT', details: { limit: 'depth', max: 256 } }),
+    );
+  });
+
+  it('refuses 100 000 levels with the same error, not a stack overflow', () => {
+    const bytes = Buffer.concat([Buffer.alloc(100_000, 0x91), Buffer.from([0x90])]);
+    expect(() => decode(bytes)).toThrow(/nests deeper than 256 levels/);
+  });
+
+  it('counts Maps, Sets and objects as levels too', () => {
+    let value: unknown = 1;
+    for (let i = 0; i < MAX_DEPTH; i++)
+      value = i % 3 === 0 ? new Map([['k', value]]) : i % 3 === 1 ? new Set([value]) : { k: value };
+    expect(() => checkDepth(value)).not.toThrow();
+    expect(() => checkDepth([value])).toThrow(/nests deeper/);
   });
 });

@@ -47,7 +47,10 @@ export interface DecodeOptions {
   importRef?: (ref: RemoteRef) => unknown;
 }
 
-/** How deep a value may nest before it is refused, well below the V8 stack limit. */
+/**
+ * How deep a value may nest before it is refused, well below the V8 stack limit: the one limit of
+ * every value encoded or decoded (msgpack payloads, JSON bodies of the REST API).
+ */
 export const MAX_DEPTH = 256;
 
 const EXT_BIGINT = 1;
@@ -130,16 +133,53 @@ export function encode(value: unknown, options: EncodeOptions = {}): Uint8Array 
 export function decode(bytes: Uint8Array, options: DecodeOptions = {}): unknown {
   const previous = importHook;
   importHook = options.importRef;
+  let value: unknown;
   try {
-    return packr.unpack(bytes);
+    value = packr.unpack(bytes);
   } catch (cause) {
     if (cause instanceof SpliceError) throw cause;
+    // msgpackr reads nested values recursively: far past the limit, the stack runs out first.
+    if (cause instanceof RangeError && /call stack/i.test(cause.message)) throw tooDeep();
     throw new SpliceError(Code.INVALID_ARGUMENT, `payload is not valid msgpack: ${messageOf(cause)}`, {
       cause,
     });
   } finally {
     importHook = previous;
   }
+  checkDepth(value);
+  return value;
+}
+
+/**
+ * Refuses a value that nests deeper than `max` levels (arrays, plain objects, Maps, Sets, errors'
+ * fields), with INVALID_ARGUMENT naming the limit. Iterative: a deep value cannot exhaust the stack.
+ */
+export function checkDepth(value: unknown, max = MAX_DEPTH): void {
+  if (value === null || typeof value !== 'object') return;
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object' || ArrayBuffer.isView(v) || v instanceof Date) continue;
+    if (depth >= max) throw tooDeep(max);
+    const children = Array.isArray(v)
+      ? v
+      : v instanceof Map
+        ? [...v.keys(), ...v.values()]
+        : v instanceof Set
+          ? [...v]
+          : Object.values(v);
+    for (const child of children) {
+      if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
+    }
+  }
+}
+
+function tooDeep(max = MAX_DEPTH): SpliceError {
+  return new SpliceError(
+    Code.INVALID_ARGUMENT,
+    `value nests deeper than ${max} levels (the limit of every value sent to or from splice-orc)`,
+    { details: { limit: 'depth', max } },
+  );
 }
 
 /** True for an object whose prototype is Object.prototype or null: the only objects sent by value. */
@@ -168,9 +208,7 @@ function toWire(
   }
   if (value === null || ArrayBuffer.isView(value) || value instanceof Date) return value;
   if (value instanceof ArrayBuffer || value instanceof RemoteRef || value instanceof Slot) return value;
-  if (depth >= MAX_DEPTH) {
-    throw new SpliceError(Code.INVALID_ARGUMENT, `value nests deeper than ${MAX_DEPTH} levels`);
-  }
+  if (depth >= MAX_DEPTH) throw tooDeep();
   if (seen.has(value)) {
     throw new SpliceError(Code.INVALID_ARGUMENT, 'cannot send a cyclic value by value');
   }

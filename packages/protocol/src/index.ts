@@ -1,4 +1,5 @@
 export {
+  checkDepth,
   type DecodeOptions,
   decode,
   describe,

@@ -49,9 +49,9 @@ const codesByNumber = new Map<number, Code>(
 );
 
 /**
- * HTTP status for each code, as the pod-manager answers it. The choices follow the gRPC-HTTP
- * mapping used by Google APIs and connect-es, with one deliberate difference: RESOURCE_EXHAUSTED is
- * 413 because on this path it nearly always means a payload over the size limit, not a rate limit.
+ * HTTP status for each code, as the pod-manager answers it: the gRPC-HTTP mapping used by Google
+ * APIs and connect-es. RESOURCE_EXHAUSTED is 429 (a limit was reached: references, sessions, a
+ * result over the size limit); a request body over the limit is the pod-manager's own 413.
  */
 const httpStatuses: Record<Code, number> = {
   CANCELLED: 499,
@@ -61,7 +61,7 @@ const httpStatuses: Record<Code, number> = {
   NOT_FOUND: 404,
   ALREADY_EXISTS: 409,
   PERMISSION_DENIED: 403,
-  RESOURCE_EXHAUSTED: 413,
+  RESOURCE_EXHAUSTED: 429,
   FAILED_PRECONDITION: 412,
   ABORTED: 409,
   OUT_OF_RANGE: 400,

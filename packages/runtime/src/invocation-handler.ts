@@ -58,10 +58,12 @@ export function createInvocationHandler(
 }
 
 function encodeResponse(response: InvokeResponse, ctx: ExecutionContext): Uint8Array {
+  const made: number[] = [];
   const exportRef = (value: object) => {
     // A host intrinsic nested in a result (`{ f: Function }`) must not become a callable reference.
     checkValue(value, ['(result)']);
     const id = ctx.table.add(ctx.session, value);
+    made.push(id);
     return new RemoteRef(
       ctx.serverId,
       id,
@@ -72,6 +74,8 @@ function encodeResponse(response: InvokeResponse, ctx: ExecutionContext): Uint8A
   try {
     return encode(response, { exportRef });
   } catch (cause) {
+    // The client never learns of the references this answer made: they would only take room.
+    ctx.table.release(ctx.session, made);
     const reason = SpliceError.from(cause, Code.INTERNAL);
     throw new SpliceError(reason.code, `the result cannot be sent: ${reason.message}`, { cause });
   }
