@@ -1,6 +1,10 @@
 /**
  * HTTP to the pod-manager over keep-alive connections (an undici Pool). Every request has a
  * deadline; error bodies become SpliceErrors with the pod-manager's code kept as `details.reason`.
+ * A request that is known not to have reached a module (the connection was refused, or the
+ * pod-manager answered `safe_to_resend`: it is shutting down, its cold-start queue is full) is sent
+ * again with backoff until its deadline, so a rolling restart of the pod-manager costs callers
+ * nothing.
  */
 import { Code, isCode, SpliceError } from '@splice-orc/protocol';
 import { Pool, errors as undiciErrors } from 'undici';
@@ -55,9 +59,28 @@ export function createTransport(url: string, options: TransportOptions = {}): Tr
     request: RequestOptions,
     body?: { bytes: Uint8Array | string; type: string },
   ) {
+    const deadline = Date.now() + request.timeoutMs;
     const signal = request.signal
       ? AbortSignal.any([request.signal, AbortSignal.timeout(request.timeoutMs)])
       : AbortSignal.timeout(request.timeoutMs);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await sendOnce(method, path, { request, deadline, signal }, body);
+      } catch (error) {
+        const pause = Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** attempt);
+        const resend = error instanceof SpliceError && error.safeToResend && error.code === Code.UNAVAILABLE;
+        if (!resend || signal.aborted || Date.now() + pause >= deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, pause));
+      }
+    }
+  }
+
+  async function sendOnce(
+    method: 'GET' | 'POST' | 'PUT' | 'DELETE',
+    path: string,
+    { request, deadline, signal }: { request: RequestOptions; deadline: number; signal: AbortSignal },
+    body?: { bytes: Uint8Array | string; type: string },
+  ) {
     try {
       const response = await pool.request({
         method,
@@ -67,7 +90,7 @@ export function createTransport(url: string, options: TransportOptions = {}): Tr
         headers: {
           ...headers,
           ...(body === undefined ? {} : { 'content-type': body.type }),
-          'x-splice-timeout-ms': String(request.timeoutMs),
+          'x-splice-timeout-ms': String(Math.max(1, deadline - Date.now())),
           ...(request.route ? { 'x-splice-route': request.route } : {}),
         },
       });
@@ -95,8 +118,13 @@ export function createTransport(url: string, options: TransportOptions = {}): Tr
   };
 }
 
+const FIRST_BACKOFF_MS = 50;
+const MAX_BACKOFF_MS = 1_000;
+
 function errorFromResponse(status: number, payload: Buffer, path: string): SpliceError {
-  let body: { error?: { code?: string; status?: string; message?: string } } | undefined;
+  let body:
+    | { error?: { code?: string; status?: string; message?: string; safe_to_resend?: boolean } }
+    | undefined;
   try {
     body = JSON.parse(payload.toString('utf8'));
   } catch {
@@ -105,7 +133,10 @@ function errorFromResponse(status: number, payload: Buffer, path: string): Splic
   const error = body?.error;
   const code = isCode(error?.status) ? error.status : codeFromHttp(status);
   const message = error?.message ?? `pod-manager answered HTTP ${status} for ${path}`;
-  return new SpliceError(code, message, { details: { reason: error?.code ?? code, httpStatus: status } });
+  return new SpliceError(code, message, {
+    details: { reason: error?.code ?? code, httpStatus: status },
+    safeToResend: error?.safe_to_resend === true,
+  });
 }
 
 function codeFromHttp(status: number): Code {
@@ -132,7 +163,10 @@ function asSpliceError(error: unknown, request: RequestOptions, origin: string):
     );
   }
   const message = error instanceof Error ? error.message : String(error);
+  // A refused connection never carried the request.
+  const refused = (error as { code?: string })?.code === 'ECONNREFUSED';
   return new SpliceError(Code.UNAVAILABLE, `cannot reach the pod-manager at ${origin}: ${message}`, {
     cause: error,
+    safeToResend: refused,
   });
 }

@@ -14,6 +14,7 @@ import { createLocalBackend } from './backends/local.js';
 import { Benchmark } from './benchmark.js';
 import { type Config, parseModuleConfig } from './config.js';
 import { ServiceError } from './errors.js';
+import { clientErrorHandler, frameworkErrors, trackRouteMethods } from './http/framework-errors.js';
 import { Invoker } from './invoker.js';
 import { startLifecycle } from './lifecycle.js';
 import { createMetrics } from './metrics.js';
@@ -58,7 +59,12 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
 
     // Module names may be scoped (`@scope/pkg`, sent as %40scope%2Fpkg).
     routerOptions: { maxParamLength: 256 },
+    // While closing, requests get the service's own SHUTTING_DOWN (onRequest below), not Fastify's 503.
+    return503OnClosing: false,
+    frameworkErrors,
+    clientErrorHandler,
   });
+  const methodsOf = trackRouteMethods(app);
   const invoker = new Invoker({ maxPayloadBytes: config.server.max_payload_bytes });
   const backend = options.backend ?? (await backendFor(config, app, invoker));
   app.decorate('events', new EventEmitter());
@@ -96,14 +102,23 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     reply.code(failure.statusCode).type('application/json').send(failure.toJSON());
   });
   app.setNotFoundHandler((request, reply) => {
-    const failure = new ServiceError('ROUTE_NOT_FOUND', `no route ${request.method} ${request.url}`);
+    const allowed = methodsOf(request.url);
+    const failure =
+      allowed.length > 0
+        ? new ServiceError(
+            'METHOD_NOT_ALLOWED',
+            `${request.method} is not allowed here; allowed: ${allowed.join(', ')}`,
+          )
+        : new ServiceError('ROUTE_NOT_FOUND', `no route ${request.method} ${request.url}`);
+    if (allowed.length > 0) reply.header('allow', allowed.join(', '));
     reply.code(failure.statusCode).send(failure.toJSON());
   });
   const token = config.server.auth_token;
   const expected = token ? Buffer.from(`Bearer ${token}`) : undefined;
   app.addHook('onRequest', async (request) => {
-    const open = request.url === '/healthz' || request.url === '/readyz' || request.url === '/openapi.json';
-    if (open) return;
+    // Routes marked public (health, the API document) by their route config, whatever the query;
+    // a path no route takes is answered 404 or 405, which runs nothing, with or without a token.
+    if ((request.routeOptions.config as { public?: boolean }).public === true || request.is404) return;
     if (expected && !sameSecret(request.headers.authorization, expected)) {
       throw new ServiceError(
         'UNAUTHENTICATED',
@@ -114,6 +129,11 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   });
   app.addHook('preClose', async () => {
     state.closing = true;
+  });
+  // While closing, every answer closes its connection: a keep-alive connection that was busy when
+  // the close began must not hold the old process (and its module-servers) alive once it is idle.
+  app.addHook('onSend', async (request, reply) => {
+    if (state.closing && request.raw.httpVersionMajor === 1) reply.header('connection', 'close');
   });
   const benchmark = new Benchmark();
   const tracking = new Tracking();
@@ -147,7 +167,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       security: [{ bearer: [] }],
     },
   });
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/openapi.json', { schema: { hide: true }, config: { public: true } }, async () => app.swagger());
   const metrics = createMetrics(registry);
   app.get(
     '/metrics',

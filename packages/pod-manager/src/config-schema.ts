@@ -103,6 +103,11 @@ const ServerSection = T.Object(
     max_payload_bytes: T.Integer({ minimum: 1024, default: 16 * 1024 * 1024 }),
     /** How long a module-server keeps a silent client's references, ms. */
     lease_ms: T.Integer({ minimum: 100, default: 60_000 }),
+    /**
+     * On SIGTERM, how long calls in flight may finish before their connections are closed, ms;
+     * then module-servers are stopped (each within grace_ms) and the process exits.
+     */
+    shutdown_grace_ms: T.Integer({ minimum: 0, default: 10_000 }),
     /** Longest a stopping module-server may finish calls in flight, ms. */
     grace_ms: T.Integer({ minimum: 0, default: 5_000 }),
     /**

@@ -13,6 +13,9 @@ import { Ajv, type ErrorObject } from 'ajv';
 import npa from 'npm-package-arg';
 import { ConfigSchema, ModuleConfig } from './config-schema.js';
 
+/** Shortest bearer token accepted, from the config file or SPLICE_AUTH_TOKEN. */
+export const MIN_TOKEN_LENGTH = 16;
+
 /** The raw, validated config as written (with defaults filled in). */
 export type RawConfig = Static<typeof ConfigSchema>;
 
@@ -111,6 +114,12 @@ export function parseConfig(input: unknown, options: { source?: string; baseDir?
           .slice(0, 12)}.json`,
       );
   const authToken = raw.server.auth_token ?? (process.env.SPLICE_AUTH_TOKEN || undefined);
+  // The schema checks the file's token; one from the environment must be as long.
+  if (authToken !== undefined && authToken.length < MIN_TOKEN_LENGTH) {
+    throw new ConfigError(source, [
+      `SPLICE_AUTH_TOKEN: the token has ${authToken.length} characters; at least ${MIN_TOKEN_LENGTH} are needed`,
+    ]);
+  }
   return deepFreeze({
     raw,
     baseDir,

@@ -10,6 +10,8 @@ interface ErrorSpec {
   grpc: Code;
   meaning: string;
   fix: string;
+  /** The call never reached a module: sending it again runs it at most once (clients retry it). */
+  safeToResend?: boolean;
 }
 
 /** The service's own error codes. Invocation failures reported by a module-server keep their gRPC name. */
@@ -58,18 +60,21 @@ export const errorTable = {
     meaning:
       'The module was stopped (unload, scale-down or config change) while the call waited for it to start.',
     fix: 'Retry: the next call starts it again.',
+    safeToResend: true,
   },
   QUEUE_FULL: {
     status: 503,
     grpc: Code.UNAVAILABLE,
     meaning: 'server.queue_limit calls already wait for this module to start.',
     fix: 'Retry shortly, raise queue_limit, or keep the module warm (keep_warm, min_replicas).',
+    safeToResend: true,
   },
   COLD_START_TIMEOUT: {
     status: 503,
     grpc: Code.UNAVAILABLE,
     meaning: 'The call waited server.queue_timeout_ms for its module to start.',
     fix: 'Retry; raise queue_timeout_ms for modules that start slowly, or keep them warm.',
+    safeToResend: true,
   },
   PACKAGE_NOT_ALLOWED: {
     status: 403,
@@ -108,6 +113,30 @@ export const errorTable = {
     meaning: 'The request body is larger than server.max_payload_bytes.',
     fix: 'Send less per call, or raise max_payload_bytes.',
   },
+  METHOD_NOT_ALLOWED: {
+    status: 405,
+    grpc: Code.UNIMPLEMENTED,
+    meaning: 'The path exists, but not for this method; the Allow header lists the methods it takes.',
+    fix: 'Use a method the Allow header names (see the REST API section).',
+  },
+  URI_TOO_LONG: {
+    status: 414,
+    grpc: Code.INVALID_ARGUMENT,
+    meaning: 'A path parameter (a module name) is longer than 256 characters.',
+    fix: 'Module names are npm package names or import specifiers: at most 214 characters.',
+  },
+  HEADERS_TOO_LARGE: {
+    status: 431,
+    grpc: Code.INVALID_ARGUMENT,
+    meaning: "The request's headers (or its URL) are larger than the server accepts.",
+    fix: 'Send smaller headers.',
+  },
+  REQUEST_TIMEOUT: {
+    status: 408,
+    grpc: Code.DEADLINE_EXCEEDED,
+    meaning: 'The request did not arrive completely in time.',
+    fix: 'Send the whole request promptly; check the network between client and pod-manager.',
+  },
   ROUTE_NOT_FOUND: {
     status: 404,
     grpc: Code.NOT_FOUND,
@@ -125,6 +154,7 @@ export const errorTable = {
     grpc: Code.UNAVAILABLE,
     meaning: 'The pod-manager is stopping and takes no new work.',
     fix: 'Retry against another replica or after the restart.',
+    safeToResend: true,
   },
   INTERNAL: {
     status: 500,
@@ -144,26 +174,30 @@ export class ServiceError extends Error {
   /** gRPC status name, sent as `status` in the body so clients can branch without knowing every code. */
   readonly grpc: Code;
   readonly extra: Record<string, unknown> | undefined;
+  /** The request never reached a module (see SpliceError.safeToResend). */
+  readonly safeToResend: boolean;
 
   constructor(
     readonly code: ServiceErrorCode,
     message: string,
-    options: { cause?: unknown; extra?: Record<string, unknown> } = {},
+    options: { cause?: unknown; extra?: Record<string, unknown>; safeToResend?: boolean } = {},
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     const spec: ErrorSpec | undefined = (errorTable as Record<string, ErrorSpec>)[code];
     this.grpc = spec?.grpc ?? (isCode(code) ? code : Code.UNKNOWN);
     this.statusCode = spec?.status ?? httpStatusFromCode(this.grpc);
     this.extra = options.extra;
+    this.safeToResend = options.safeToResend ?? spec?.safeToResend ?? false;
   }
 
   /** A failure reported by a module-server (or the gRPC hop) keeps its gRPC status name as code. */
   static fromSplice(error: SpliceError): ServiceError {
-    return new ServiceError(error.code, error.message, { cause: error });
+    return new ServiceError(error.code, error.message, { cause: error, safeToResend: error.safeToResend });
   }
 
-  /** The JSON body: `{ error: { code, status, message, ... } }`. */
+  /** The JSON body: `{ error: { code, status, message, safe_to_resend?, ... } }`. */
   toJSON(): { error: Record<string, unknown> } {
-    return { error: { code: this.code, status: this.grpc, message: this.message, ...this.extra } };
+    const resend = this.safeToResend ? { safe_to_resend: true } : {};
+    return { error: { code: this.code, status: this.grpc, message: this.message, ...resend, ...this.extra } };
   }
 }

@@ -4,14 +4,12 @@
  * both dropped when the endpoint goes away.
  */
 import {
-  Code,
   createInvokeChannel,
   createModuleClient,
   type InvokeAnswer,
   type InvokeChannel,
   type ModuleClient,
   type ServerStats,
-  SpliceError,
 } from '@splice-orc/protocol';
 
 /** Options of {@link Invoker}. */
@@ -84,16 +82,4 @@ export class Invoker {
     }
     return connection;
   }
-}
-
-/**
- * True when the call cannot have reached the server (no connection was made, or the server
- * refused the stream), so sending it again elsewhere runs it at most once.
- */
-export function neverDelivered(error: unknown): boolean {
-  return (
-    error instanceof SpliceError &&
-    error.code === Code.UNAVAILABLE &&
-    /No connection established/.test(error.message)
-  );
 }

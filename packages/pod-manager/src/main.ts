@@ -2,12 +2,22 @@
  * Starts the pod-manager: loads the config, builds the app, listens, and stops cleanly (every
  * module-server with it) on SIGTERM or SIGINT. The only place that calls `listen`.
  */
+import { BlockList, isIP } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
 import { loadConfig } from './config.js';
 
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+const loopback = new BlockList();
+loopback.addSubnet('127.0.0.0', 8, 'ipv4');
+loopback.addAddress('::1', 'ipv6');
+loopback.addSubnet('::ffff:127.0.0.0', 104, 'ipv6');
+
+/** True for `localhost` and for loopback addresses; any other name counts as reachable from outside. */
+export function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true;
+  const address = host.replace(/^\[|\]$/g, '');
+  const family = isIP(address);
+  return family !== 0 && loopback.check(address, family === 6 ? 'ipv6' : 'ipv4');
 }
 
 /** Options of {@link startPodManager}. */
@@ -48,6 +58,11 @@ export async function startPodManager(options: StartOptions): Promise<{ app: Fas
   if (options.handleSignals !== false) {
     const stop = (signal: string) => {
       app.log.info({ signal }, 'stopping');
+      const { shutdown_grace_ms: grace, grace_ms: serverGrace } = config.server;
+      // Calls in flight get the grace period; then their connections go, and the close goes on.
+      setTimeout(() => app.server.closeAllConnections(), grace).unref();
+      // Whatever still hangs after module-servers had their own grace (and the SIGKILL after it).
+      setTimeout(() => process.exit(1), grace + serverGrace + 5_000).unref();
       app.close().then(
         () => process.exit(0),
         () => process.exit(1),

@@ -8,7 +8,7 @@ import type { Backend, ModuleStatus, ReadyReplica } from './backends/backend.js'
 import { ColdStartQueue, type WaitingRoom } from './cold-start.js';
 import type { Config, ModuleSpec, RawModuleConfig } from './config.js';
 import { ServiceError } from './errors.js';
-import { type Invoker, neverDelivered } from './invoker.js';
+import type { Invoker } from './invoker.js';
 
 /** A module as `GET /modules` shows it. */
 export interface ModuleView extends ModuleStatus {
@@ -187,7 +187,7 @@ export class ModuleRegistry {
       if (!(error instanceof SpliceError) || error.code !== Code.UNAVAILABLE) throw error;
       const gone = await this.backend.reportUnreachable(spec.name, replica.endpoint);
       if (!gone) throw error;
-      if (!neverDelivered(error) || options.route) {
+      if (!error.safeToResend || options.route) {
         throw new SpliceError(
           Code.UNAVAILABLE,
           `the module-server of ${spec.name} went away during the call, which may or may not have run (${error.message}); the next call goes to a restarted server`,

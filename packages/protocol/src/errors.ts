@@ -10,15 +10,22 @@ export class SpliceError extends Error {
   readonly code: Code;
   /** Structured, JSON-safe context about the failure. */
   readonly details: Readonly<Record<string, unknown>>;
+  /**
+   * True when the request is known not to have reached the module (no connection, a refused
+   * stream, a pod-manager that is shutting down or has no room to queue it): sending it again runs
+   * it at most once. False when it may have run.
+   */
+  readonly safeToResend: boolean;
 
   constructor(
     code: Code,
     message: string,
-    options: { cause?: unknown; details?: Record<string, unknown> } = {},
+    options: { cause?: unknown; details?: Record<string, unknown>; safeToResend?: boolean } = {},
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.details = Object.freeze({ ...options.details });
+    this.safeToResend = options.safeToResend ?? false;
   }
 
   /**

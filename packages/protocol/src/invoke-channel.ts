@@ -182,17 +182,16 @@ function unary(session: http2.ClientHttp2Session, body: Buffer, o: UnaryOptions)
 /**
  * The error for a call that ended without a gRPC status. Only when the connection was never
  * established, or the server refused the stream (REFUSED_STREAM: it promises not to have processed
- * it), is the call known not to have run; the message then says "No connection established", which
- * is what callers test before sending a call again.
+ * it), is the call known not to have run: then it is `safeToResend`.
  */
 function lost(stream: http2.ClientHttp2Stream, o: UnaryOptions, cause?: Error): SpliceError {
   const refused = stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM;
   const detail = cause ? `: ${cause.message}` : '';
-  const message =
-    !o.reached() || refused
-      ? `No connection established to module-server ${o.address}${detail}`
-      : `connection to module-server ${o.address} lost during the call${detail}`;
-  return new SpliceError(Code.UNAVAILABLE, message, { cause });
+  const neverRan = !o.reached() || refused;
+  const message = neverRan
+    ? `no connection established to module-server ${o.address}${detail}`
+    : `connection to module-server ${o.address} lost during the call${detail}`;
+  return new SpliceError(Code.UNAVAILABLE, message, { cause, safeToResend: neverRan });
 }
 
 /** Reads the one gRPC message of a response and the payload field inside it. */

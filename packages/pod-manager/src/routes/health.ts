@@ -1,15 +1,21 @@
 /** Liveness and readiness of the pod-manager itself (not of its modules: see GET /modules). */
 import type { FastifyInstance } from 'fastify';
+import { ServiceError } from '../errors.js';
 
 export function healthRoutes(app: FastifyInstance, state: { closing: boolean }): void {
-  app.get('/healthz', { schema: { tags: ['health'], summary: 'Liveness', security: [] } }, async () => ({
-    status: 'ok',
-  }));
+  app.get(
+    '/healthz',
+    { schema: { tags: ['health'], summary: 'Liveness', security: [] }, config: { public: true } },
+    async () => ({ status: 'ok' }),
+  );
   app.get(
     '/readyz',
-    { schema: { tags: ['health'], summary: 'Readiness (503 while stopping)', security: [] } },
-    async (_request, reply) => {
-      if (state.closing) return reply.code(503).send({ status: 'stopping' });
+    {
+      schema: { tags: ['health'], summary: 'Readiness (503 while stopping)', security: [] },
+      config: { public: true },
+    },
+    async () => {
+      if (state.closing) throw new ServiceError('SHUTTING_DOWN', 'the pod-manager is shutting down');
       return { status: 'ready' };
     },
   );
