@@ -52,7 +52,9 @@ try {
   console.log('5 cm in inch:', await math.unit(5, 'cm').toNumber('inch'));
   await orc.release(m);
   const after = await fetch(`${url}/modules/mathjs`).then((r) => r.json());
-  console.log(`calls served: ${after.callsServed}; objects still held for clients: ${after.server?.objects}`);
+  console.log(
+    `calls served: ${after.calls_served}; objects still held for clients: ${after.server?.objects}`,
+  );
 } finally {
   await orc.close();
   server.kill('SIGTERM');

@@ -1,7 +1,7 @@
 /**
  * `connect()`: the entry point of the client SDK.
  */
-import { bytesFromQuantity, Code, SpliceError } from '@splice-orc/protocol';
+import { bytesFromQuantity, Code, Rest, SpliceError } from '@splice-orc/protocol';
 import { PlacementTracker } from './placement.js';
 import { nodeOf } from './remote-proxy.js';
 import { type CallOptions, Session } from './session.js';
@@ -91,7 +91,7 @@ export function connect(urlOrOptions?: string | ConnectOptions, options: Connect
     release: async (...refs) => {
       await Promise.all(refs.map((ref) => session.release(handleOf(ref))));
     },
-    modules: () => transport.json('GET', '/modules', { timeoutMs }),
+    modules: () => transport.json('GET', Rest.Paths.modules, { timeoutMs }),
     close,
     [Symbol.asyncDispose]: close,
   };

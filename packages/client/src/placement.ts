@@ -6,12 +6,12 @@
  * proxy API and its semantics (values by copy, references, errors) do not change.
  */
 import { randomBytes } from 'node:crypto';
-import { Code, SpliceError } from '@splice-orc/protocol';
+import { Code, Rest, SpliceError } from '@splice-orc/protocol';
 import { createInvocationHandler, type InvocationResult, ObjectTable, rootOf } from '@splice-orc/runtime';
 import type { Transport } from './transport.js';
 
 /** Where a module's calls run. */
-export type Placement = 'remote' | 'local';
+export type Placement = Rest.Placement;
 
 /** A module imported into this process. */
 export interface LocalHost {
@@ -32,11 +32,8 @@ export interface PlacementOptions {
   timeoutMs: number;
 }
 
-interface Counters {
-  local: { calls: number; totalMs: number };
-  remote: { calls: number; totalMs: number };
-  localUnavailable?: boolean;
-}
+/** One module's counts since the last report, in the report's own shape. */
+type Counters = Rest.StatsReport['modules'][string] & { local: Rest.CallCounts; remote: Rest.CallCounts };
 
 /** The client's view of placements, its local hosts and its call statistics. */
 export class PlacementTracker {
@@ -61,11 +58,11 @@ export class PlacementTracker {
     let asking = this.#asked.get(module);
     if (!asking) {
       asking = this.#options.transport
-        .json('GET', `/modules/${encodeURIComponent(module)}/placement`, {
+        .json('GET', Rest.Paths.placement(module), {
           timeoutMs: this.#options.timeoutMs,
         })
         .then((view) => {
-          const placement = (view as { placement?: Placement }).placement === 'local' ? 'local' : 'remote';
+          const placement = (view as Rest.PlacementAnswer).placement === 'local' ? 'local' : 'remote';
           if (!this.#placements.has(module)) this.#placements.set(module, placement);
           return this.#placements.get(module)!;
         })
@@ -100,15 +97,15 @@ export class PlacementTracker {
   record(module: string, where: Placement, ms: number): void {
     const c = this.#countersOf(module);
     c[where].calls++;
-    c[where].totalMs += Math.max(0, ms);
-    if (this.#unavailable.has(module)) c.localUnavailable = true;
+    c[where].total_ms += Math.max(0, ms);
+    if (this.#unavailable.has(module)) c.local_unavailable = true;
     this.#startReporting();
   }
 
   /** Notes that the module could not be imported here: its calls go remote from now on. */
   localUnavailable(module: string): void {
     this.#unavailable.add(module);
-    this.#countersOf(module).localUnavailable = true;
+    this.#countersOf(module).local_unavailable = true;
     this.#placements.set(module, 'remote');
   }
 
@@ -122,15 +119,13 @@ export class PlacementTracker {
     if (this.#counters.size === 0) return;
     const modules = Object.fromEntries(this.#counters);
     this.#counters = new Map();
-    const body = { memoryBudget: this.#options.memoryBudget, modules };
+    const body: Rest.StatsReport = { memory_budget: this.#options.memoryBudget, modules };
     const answer = (await this.#options.transport.json(
       'POST',
-      '/stats',
+      Rest.Paths.stats,
       { timeoutMs: this.#options.timeoutMs },
       body,
-    )) as {
-      placements?: Record<string, string>;
-    };
+    )) as Rest.StatsAnswer;
     for (const [module, placement] of Object.entries(answer.placements ?? {})) this.update(module, placement);
   }
 
@@ -147,7 +142,7 @@ export class PlacementTracker {
   #countersOf(module: string): Counters {
     let c = this.#counters.get(module);
     if (!c) {
-      c = { local: { calls: 0, totalMs: 0 }, remote: { calls: 0, totalMs: 0 } };
+      c = { local: { calls: 0, total_ms: 0 }, remote: { calls: 0, total_ms: 0 } };
       this.#counters.set(module, c);
     }
     return c;

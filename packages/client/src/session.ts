@@ -16,6 +16,7 @@ import {
   type Op,
   PROGRAM_VERSION,
   type RemoteRef,
+  Rest,
   Slot,
   SpliceError,
 } from '@splice-orc/protocol';
@@ -161,7 +162,7 @@ export class Session implements ProxyHost {
         return payload;
       }
     }
-    const answer = await this.#options.transport.invoke(invokePath(module), body, o);
+    const answer = await this.#options.transport.invoke(Rest.Paths.invoke(module), body, o);
     tracker.update(module, answer.placement);
     // A cold start is not what running remotely costs per call: the policy sees it without.
     tracker.record(module, 'remote', performance.now() - started - (answer.coldStartMs ?? 0));
@@ -269,11 +270,6 @@ export class Session implements ProxyHost {
     }
     return server;
   }
-}
-
-/** `/modules/<name>/invoke`, with scoped names encoded. */
-export function invokePath(module: string): string {
-  return `/modules/${encodeURIComponent(module)}/invoke`;
 }
 
 function refuseByValue(value: object): never {

@@ -6,7 +6,7 @@
  * again with backoff until its deadline, so a rolling restart of the pod-manager costs callers
  * nothing.
  */
-import { Code, isCode, SpliceError } from '@splice-orc/protocol';
+import { Code, isCode, Rest, SpliceError } from '@splice-orc/protocol';
 import { Pool, errors as undiciErrors } from 'undici';
 
 /** Options of {@link createTransport}. */
@@ -90,14 +90,14 @@ export function createTransport(url: string, options: TransportOptions = {}): Tr
         headers: {
           ...headers,
           ...(body === undefined ? {} : { 'content-type': body.type }),
-          'x-splice-timeout-ms': String(Math.max(1, deadline - Date.now())),
-          ...(request.route ? { 'x-splice-route': request.route } : {}),
+          [Rest.Headers.timeout]: String(Math.max(1, deadline - Date.now())),
+          ...(request.route ? { [Rest.Headers.route]: request.route } : {}),
         },
       });
       const payload = Buffer.from(await response.body.arrayBuffer());
       if (response.statusCode >= 400) throw errorFromResponse(response.statusCode, payload, path);
-      const placement = response.headers['x-splice-placement'];
-      const coldStart = Number(response.headers['x-splice-cold-start-ms'] ?? 0);
+      const placement = response.headers[Rest.Headers.placement];
+      const coldStart = Number(response.headers[Rest.Headers.coldStart] ?? 0);
       return {
         payload,
         placement: typeof placement === 'string' ? placement : undefined,
@@ -109,7 +109,7 @@ export function createTransport(url: string, options: TransportOptions = {}): Tr
   }
 
   return {
-    invoke: (path, bytes, request) => send('POST', path, request, { bytes, type: 'application/msgpack' }),
+    invoke: (path, bytes, request) => send('POST', path, request, { bytes, type: Rest.MSGPACK_TYPE }),
     json: async (method, path, request, body) => {
       const json = body === undefined ? undefined : { bytes: JSON.stringify(body), type: 'application/json' };
       return JSON.parse((await send(method, path, request, json)).payload.toString('utf8'));

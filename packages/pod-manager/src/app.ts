@@ -7,7 +7,13 @@ import { EventEmitter } from 'node:events';
 import { resolve } from 'node:path';
 import fastifySwagger from '@fastify/swagger';
 import { Code, checkDepth, SpliceError } from '@splice-orc/protocol';
-import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
+import Fastify, {
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifyServerOptions,
+  LogController,
+} from 'fastify';
 
 import type { Backend } from './backends/backend.js';
 import { createLocalBackend } from './backends/local.js';
@@ -15,6 +21,7 @@ import { Benchmark } from './benchmark.js';
 import { type Config, parseModuleConfig } from './config.js';
 import { ServiceError } from './errors.js';
 import { clientErrorHandler, frameworkErrors, trackRouteMethods } from './http/framework-errors.js';
+import { ALWAYS, responses } from './http/responses.js';
 import { Invoker } from './invoker.js';
 import { startLifecycle } from './lifecycle.js';
 import { createMetrics } from './metrics.js';
@@ -62,17 +69,27 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     // While closing, requests get the service's own SHUTTING_DOWN (onRequest below), not Fastify's 503.
     return503OnClosing: false,
     frameworkErrors,
-    clientErrorHandler,
+    // Routes are known only once registered; the parser's errors come after that.
+    clientErrorHandler: clientErrorHandler((url) => methodsOf(url)),
   });
   const methodsOf = trackRouteMethods(app);
   const invoker = new Invoker({ maxPayloadBytes: config.server.max_payload_bytes });
   const backend = options.backend ?? (await backendFor(config, app, invoker));
   app.decorate('events', new EventEmitter());
   parseJsonWithDepthLimit(app);
+  // Response schemas document the API (OpenAPI) and are checked by tests; answers are serialized
+  // as they are, never filtered by a schema that may lag behind the code.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
   const registry = new ModuleRegistry(config, backend, invoker);
   const saved = readState(config.server.state_file);
   for (const [name, raw] of Object.entries(saved.modules)) {
-    if (config.modules.has(name)) registry.setSpec(parseModuleConfig(name, raw, config.baseDir).spec, raw);
+    if (!config.modules.has(name)) continue;
+    // A change saved by an earlier version may break a rule added since: the file's config stands.
+    try {
+      registry.setSpec(parseModuleConfig(name, raw, config.baseDir).spec, raw);
+    } catch (error) {
+      app.log.warn({ module: name, err: error }, 'ignoring a saved runtime config that no longer validates');
+    }
   }
   const placement = new PlacementEngine({
     settings: saved.policy ?? config.raw.policy,
@@ -96,12 +113,15 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   app.decorate('registry', registry);
 
   app.setErrorHandler((error, request, reply) => {
+    // A path no route takes fails before the not-found handler when its body cannot be parsed
+    // (QUERY without a content type): it is still a 404 or a 405.
+    if (request.is404) return notFound(request, reply);
     const failure = serviceErrorFrom(error);
     if (failure.statusCode >= 500 && failure.code === 'INTERNAL')
       request.log.error({ err: error }, 'request failed');
     reply.code(failure.statusCode).type('application/json').send(failure.toJSON());
   });
-  app.setNotFoundHandler((request, reply) => {
+  const notFound = (request: FastifyRequest, reply: FastifyReply) => {
     const allowed = methodsOf(request.url);
     const failure =
       allowed.length > 0
@@ -111,8 +131,9 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
           )
         : new ServiceError('ROUTE_NOT_FOUND', `no route ${request.method} ${request.url}`);
     if (allowed.length > 0) reply.header('allow', allowed.join(', '));
-    reply.code(failure.statusCode).send(failure.toJSON());
-  });
+    reply.code(failure.statusCode).type('application/json').send(failure.toJSON());
+  };
+  app.setNotFoundHandler(notFound);
   const token = config.server.auth_token;
   const expected = token ? Buffer.from(`Bearer ${token}`) : undefined;
   app.addHook('onRequest', async (request) => {
@@ -171,7 +192,19 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   const metrics = createMetrics(registry);
   app.get(
     '/metrics',
-    { schema: { tags: ['observe'], summary: 'Prometheus metrics' } },
+    {
+      schema: {
+        tags: ['observe'],
+        summary: 'Prometheus metrics',
+        response: responses(
+          {
+            description: 'Prometheus text exposition format',
+            content: { 'text/plain': { schema: { type: 'string' } } },
+          },
+          ALWAYS,
+        ),
+      },
+    },
     async (_request, reply) => reply.type(metrics.contentType).send(await metrics.text()),
   );
 
@@ -229,6 +262,7 @@ async function backendFor(config: Config, app: FastifyInstance, invoker: Invoker
     ...shared,
     cacheDir: server.cache_dir,
     isolate: server.isolate_modules,
+    maxServers: server.max_module_servers,
     limits: {
       maxObjectsPerSession: server.max_objects_per_session,
       maxObjects: server.max_objects_per_server,
@@ -243,7 +277,9 @@ async function backendFor(config: Config, app: FastifyInstance, invoker: Invoker
  * wherever it is used next.
  */
 function parseJsonWithDepthLimit(app: FastifyInstance): void {
-  const parse = app.getDefaultJsonParser('error', 'error');
+  // `__proto__` and `constructor.prototype` keys are dropped, as secure-json-parse does: no body
+  // key can be one, and a body that holds one is otherwise as valid as its schema says.
+  const parse = app.getDefaultJsonParser('remove', 'remove');
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     parse(request, body as string, (error: Error | null, value?: unknown) => {

@@ -35,8 +35,8 @@ export function addRemoteCommands(program: Command): void {
           m.placement,
           m.state,
           (m.replicas as unknown[]).length,
-          m.callsServed,
-          m.inFlight,
+          m.calls_served,
+          m.in_flight,
         ]),
       );
     },

@@ -3,6 +3,7 @@
  * `module_config`, `environment`) and splice-orc's own (`server`, `policy`), with defaults and units.
  */
 import { Type as T } from '@sinclair/typebox';
+import { Rest } from '@splice-orc/protocol';
 
 /** A string enum as JSON Schema `enum`, so a wrong value gets one message naming the allowed ones. */
 const oneOf = <const V extends string>(values: readonly V[], fallback: V) =>
@@ -30,11 +31,11 @@ export const ModuleConfig = T.Object(
     /** Stop the module after this long with no call and no live reference, s (0 = never). */
     idle_timeout_s: T.Number({ minimum: 0, default: 0 }),
     /** Replicas kept running even when idle; > 0 also keeps the module warm. */
-    min_replicas: T.Integer({ minimum: 0, default: 0 }),
+    min_replicas: T.Integer({ minimum: 0, maximum: 256, default: 0 }),
     /** Most replicas the autoscaler may run. */
-    max_replicas: T.Integer({ minimum: 1, default: 1 }),
+    max_replicas: T.Integer({ minimum: 1, maximum: 256, default: 1 }),
     /** Calls in flight per replica the autoscaler aims for. */
-    target_concurrency: T.Integer({ minimum: 1, default: 32 }),
+    target_concurrency: T.Integer({ minimum: 1, maximum: 1_000_000, default: 32 }),
     /** Start the module at start-up and bring it back whenever it dies (JSORC's keep_alive). */
     keep_warm: T.Boolean({ default: false }),
     /** CPU limit of the module's pod (Kubernetes); none by default, so the pod may burst. */
@@ -128,6 +129,12 @@ const ServerSection = T.Object(
      * processes, workers or native addons. Turn off for modules that need them.
      */
     isolate_modules: T.Boolean({ default: true }),
+    /**
+     * Most module-server processes the local backend runs at once, over all modules (starting,
+     * serving and stopping): past it, a start or scale-up is refused with SERVER_LIMIT, so that no
+     * config (min_replicas set over REST included) can exhaust the machine.
+     */
+    max_module_servers: T.Integer({ minimum: 1, maximum: 10_000, default: 64 }),
     /** Remote references one client session may hold on one module-server. */
     max_objects_per_session: T.Integer({ minimum: 1, default: 100_000 }),
     /** Remote references all sessions together may hold on one module-server. */
@@ -191,13 +198,9 @@ export const ConfigSchema = T.Object(
       },
       { additionalProperties: false, default: {} },
     ),
-    module_config: T.Record(
-      T.String({ pattern: '^(@[\\w.~-]+/)?[\\w.~-]+(/[\\w.~-]+)*$', maxLength: 214 }),
-      ModuleConfig,
-      {
-        additionalProperties: false,
-      },
-    ),
+    module_config: T.Record(T.String({ pattern: Rest.MODULE_NAME_PATTERN, maxLength: 214 }), ModuleConfig, {
+      additionalProperties: false,
+    }),
     policy: T.Object(
       {
         /** Placement policy: default (follow load_type) or adaptive (see placement.ts). */

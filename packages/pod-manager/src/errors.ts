@@ -62,6 +62,13 @@ export const errorTable = {
     fix: 'Retry: the next call starts it again.',
     safeToResend: true,
   },
+  SERVER_LIMIT: {
+    status: 503,
+    grpc: Code.RESOURCE_EXHAUSTED,
+    meaning: 'The local backend runs server.max_module_servers module-server processes already.',
+    fix: 'Lower min_replicas or max_replicas, unload modules not in use, or raise max_module_servers if the machine has room.',
+    safeToResend: true,
+  },
   QUEUE_FULL: {
     status: 503,
     grpc: Code.UNAVAILABLE,

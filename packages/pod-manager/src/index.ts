@@ -10,4 +10,3 @@ export {
 } from './config.js';
 export { errorTable, ServiceError, type ServiceErrorCode } from './errors.js';
 export { type StartOptions, startPodManager } from './main.js';
-export { COLD_START_HEADER, TIMEOUT_HEADER } from './routes/invoke.js';

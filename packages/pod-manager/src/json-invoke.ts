@@ -3,26 +3,11 @@
  * answered with a JSON-safe value. Clients that need references, pipelining or exact types use
  * msgpack.
  */
-import { Type as T } from '@sinclair/typebox';
-import { type Op, PROGRAM_VERSION, RemoteRef } from '@splice-orc/protocol';
-
-/** Body of a JSON invocation. */
-export const JsonInvokeBody = T.Object(
-  {
-    /** The path: `"det"`, `"a.b.c"` or `["a", "b.c"]`. */
-    path: T.Union([T.String(), T.Array(T.String())]),
-    /** Arguments: when present the path is called. */
-    args: T.Optional(T.Array(T.Unknown())),
-    /** `get`, `call` or `new`; default: `call` when args are given, else `get`. */
-    op: T.Optional(T.Union([T.Literal('get'), T.Literal('call'), T.Literal('new')])),
-  },
-  { additionalProperties: false },
-);
-export type JsonInvokeBody = (typeof JsonInvokeBody)['static'];
+import { type Op, PROGRAM_VERSION, RemoteRef, type Rest } from '@splice-orc/protocol';
 
 /** The one-operation program for a JSON body, in a throw-away session. */
 export function programFromJson(
-  body: JsonInvokeBody,
+  body: Rest.JsonInvokeBody,
   session: string,
 ): { v: number; session: string; ops: Op[] } {
   const path = Array.isArray(body.path) ? body.path : body.path.split('.').filter(Boolean);

@@ -109,9 +109,10 @@ export function startLifecycle(registry: ModuleRegistry, options: LifecycleOptio
         action: 'scale-up',
         reason: `${average.toFixed(1)} calls in flight on average, target ${spec.targetConcurrency} per replica: ${current} -> ${desired}`,
       });
-      const added = await Promise.allSettled(
-        Array.from({ length: desired - current }, () => backend.addReplica(spec)),
-      );
+      // At most doubling per step (as Kubernetes' autoscaler does): a config asking for many
+      // replicas at once starts them in waves, each after the previous one is up.
+      const step = Math.min(desired - current, Math.max(1, current));
+      const added = await Promise.allSettled(Array.from({ length: step }, () => backend.addReplica(spec)));
       backoff(
         loop,
         added.some((a) => a.status === 'rejected'),
@@ -152,7 +153,7 @@ export function startLifecycle(registry: ModuleRegistry, options: LifecycleOptio
       const stats = await registry.replicaStats(spec.name);
       const objects = stats.reduce((s, x) => s + x.objects, 0);
       const stillIdle =
-        registry.idleFor(spec.name) >= spec.idleTimeoutMs && registry.view(spec.name).inFlight === 0;
+        registry.idleFor(spec.name) >= spec.idleTimeoutMs && registry.view(spec.name).in_flight === 0;
       if (stats.length === ready.length && objects === 0 && stillIdle) {
         emit({
           module: spec.name,

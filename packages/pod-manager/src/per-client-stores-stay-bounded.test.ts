@@ -26,8 +26,8 @@ describe('per-client stores', () => {
     for (let i = 0; i < 300_000; i++) {
       engine.report(
         {
-          memoryBudget: 1_000_000 + i,
-          modules: { m: { remote: { calls: 1, totalMs: 2 }, local: { calls: 1, totalMs: 0.01 } } },
+          memory_budget: 1_000_000 + i,
+          modules: { m: { remote: { calls: 1, total_ms: 2 }, local: { calls: 1, total_ms: 0.01 } } },
         },
         () => true,
       );

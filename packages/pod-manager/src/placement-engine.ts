@@ -2,6 +2,7 @@
  * Runs the placement policy: keeps each module's mode (load_type, or the mode set at runtime), the
  * call statistics clients report, the decisions and their history, and re-evaluates periodically.
  */
+import type { Rest } from '@splice-orc/protocol';
 import type { ModuleSpec } from './config.js';
 import {
   type Decision,
@@ -12,18 +13,7 @@ import {
 } from './placement.js';
 
 /** What a client reports (`POST /stats`): calls per module since its last report. */
-export interface ClientReport {
-  /** Memory the client gives local modules, bytes. */
-  memoryBudget?: number | undefined;
-  modules: Record<
-    string,
-    {
-      local?: { calls: number; totalMs: number };
-      remote?: { calls: number; totalMs: number };
-      localUnavailable?: boolean;
-    }
-  >;
-}
+export type ClientReport = Rest.StatsReport;
 
 /** A change of placement or of policy, for call tracking. */
 export interface PlacementEvent {
@@ -113,8 +103,8 @@ export class PlacementEngine {
 
   /** Adds a client's report to the statistics of the current window. */
   report(report: ClientReport, known: (name: string) => boolean): void {
-    if (report.memoryBudget !== undefined) {
-      this.#windowBudget = Math.min(this.#windowBudget ?? Number.POSITIVE_INFINITY, report.memoryBudget);
+    if (report.memory_budget !== undefined) {
+      this.#windowBudget = Math.min(this.#windowBudget ?? Number.POSITIVE_INFINITY, report.memory_budget);
     }
     for (const [name, r] of Object.entries(report.modules)) {
       // A client may still report a module removed from the config: skip it, keep the rest.
@@ -125,10 +115,10 @@ export class PlacementEngine {
         localUnavailable: false,
       };
       s.local.calls += r.local?.calls ?? 0;
-      s.local.totalMs += r.local?.totalMs ?? 0;
+      s.local.totalMs += r.local?.total_ms ?? 0;
       s.remote.calls += r.remote?.calls ?? 0;
-      s.remote.totalMs += r.remote?.totalMs ?? 0;
-      s.localUnavailable ||= r.localUnavailable === true;
+      s.remote.totalMs += r.remote?.total_ms ?? 0;
+      s.localUnavailable ||= r.local_unavailable === true;
       this.#stats.set(name, s);
     }
   }

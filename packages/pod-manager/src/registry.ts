@@ -3,31 +3,15 @@
  * ready (calls that arrive during a cold start wait in a bounded queue), routes each call to a
  * replica (the one holding the call's references, else the least busy), forwards it and counts it.
  */
-import { Code, type InvokeAnswer, type ServerStats, SpliceError } from '@splice-orc/protocol';
-import type { Backend, ModuleStatus, ReadyReplica } from './backends/backend.js';
+import { Code, type InvokeAnswer, type Rest, type ServerStats, SpliceError } from '@splice-orc/protocol';
+import type { Backend, ReadyReplica } from './backends/backend.js';
 import { ColdStartQueue, type WaitingRoom } from './cold-start.js';
 import type { Config, ModuleSpec, RawModuleConfig } from './config.js';
 import { ServiceError } from './errors.js';
 import type { Invoker } from './invoker.js';
 
-/** A module as `GET /modules` shows it. */
-export interface ModuleView extends ModuleStatus {
-  name: string;
-  package: string;
-  loadType: ModuleSpec['loadType'];
-  /** Endpoint and pid of the first ready replica (all are in `replicas`). */
-  endpoint?: string | undefined;
-  pid?: number | undefined;
-  startedAt?: string | undefined;
-  /** Calls answered since the pod-manager started. */
-  callsServed: number;
-  inFlight: number;
-  /** Calls waiting for the module to start. */
-  queued: number;
-  lastCallAt?: string | undefined;
-  /** What the ready servers hold now, summed (sessions, objects behind references, calls in flight). */
-  server?: Omit<ServerStats, 'server_id' | 'calls'> | undefined;
-}
+/** A module as the registry sees it: `GET /modules` adds its mode and placement. */
+export type ModuleView = Omit<Rest.ModuleView, 'mode' | 'placement' | 'placement_reason' | 'usage'>;
 
 /** Options of one forwarded call. */
 export interface ForwardOptions {
@@ -289,15 +273,15 @@ export class ModuleRegistry {
     return {
       name,
       package: spec.package,
-      loadType: spec.loadType,
+      load_type: spec.loadType,
       ...status,
       endpoint: first?.endpoint,
       pid: first?.pid,
-      startedAt: first?.startedAt,
-      callsServed: activity.calls,
-      inFlight,
+      started_at: first?.started_at,
+      calls_served: activity.calls,
+      in_flight: inFlight,
       queued: activity.queued,
-      lastCallAt: activity.lastCallAt ? new Date(activity.lastCallAt).toISOString() : undefined,
+      last_call_at: activity.lastCallAt ? new Date(activity.lastCallAt).toISOString() : undefined,
     };
   }
 

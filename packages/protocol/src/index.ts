@@ -51,4 +51,5 @@ export {
   type ServingStatus,
 } from './proto.js';
 export { bytesFromQuantity } from './quantity.js';
+export * as Rest from './rest.js';
 export { Code, codeFromGrpcStatus, grpcStatusFromCode, httpStatusFromCode, isCode } from './status.js';

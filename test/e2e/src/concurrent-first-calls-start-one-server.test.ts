@@ -10,6 +10,6 @@ describe('cold start', () => {
     expect(new Set(pids).size).toBe(1);
     expect(moduleServerChildren(process.pid)).toEqual([pids[0]]);
     const status = await http(`${pm.url}/modules/calc`);
-    expect(status.body).toMatchObject({ state: 'ready', pid: pids[0], restarts: 0, callsServed: 50 });
+    expect(status.body).toMatchObject({ state: 'ready', pid: pids[0], restarts: 0, calls_served: 50 });
   });
 });

@@ -144,7 +144,7 @@ describe('lifecycle', () => {
       15_000,
       'the keep-warm start',
     );
-    expect(first.callsServed).toBe(0);
+    expect(first.calls_served).toBe(0);
     process.kill(first.pid, 'SIGKILL');
     const second = await eventually(
       async () => {

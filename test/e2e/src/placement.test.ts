@@ -86,8 +86,8 @@ describe('placement', () => {
     expect(policy.body).toMatchObject({ name: 'adaptive', placements: { calc: 'remote' } });
     // Stated inputs: remote calls take 3 ms on average, nothing measured locally yet.
     const report = {
-      memoryBudget: 256 * 1024 * 1024,
-      modules: { calc: { remote: { calls: 10, totalMs: 30 } } },
+      memory_budget: 256 * 1024 * 1024,
+      modules: { calc: { remote: { calls: 10, total_ms: 30 } } },
     };
     expect((await http(`${pm.url}/stats`, { method: 'POST', body: report })).status).toBe(200);
     const view = await eventually(
@@ -98,7 +98,7 @@ describe('placement', () => {
       5_000,
       'the adaptive decision',
     );
-    expect(view.placementReason).toMatch(/^adaptive: saves 3\.00 ms\/call/);
+    expect(view.placement_reason).toMatch(/^adaptive: saves 3\.00 ms\/call/);
     // A client follows it.
     const client = connect(pm.url, { importModule });
     expect(await client.module<any>('calc').pid()).toBe(process.pid);

@@ -36,7 +36,7 @@ describe('remote references end to end', () => {
   });
 
   it('sends a pipelined chain as one invocation', async () => {
-    const before = (await http(`${pm.url}/modules/calc`)).body.callsServed;
+    const before = (await http(`${pm.url}/modules/calc`)).body.calls_served;
     expect(
       await calc.det(
         calc
@@ -47,7 +47,7 @@ describe('remote references end to end', () => {
           .scale(2),
       ),
     ).toBe(24);
-    expect((await http(`${pm.url}/modules/calc`)).body.callsServed).toBe(before + 1);
+    expect((await http(`${pm.url}/modules/calc`)).body.calls_served).toBe(before + 1);
   });
 
   it('constructs remote classes with new', async () => {

@@ -42,9 +42,9 @@ describe('REST API', () => {
     expect(status).toBe(200);
     expect(body.modules.map((m: { name: string }) => m.name)).toEqual(['calc', 'greeter']);
     expect(body.modules[0]).toMatchObject({
-      loadType: 'remote',
+      load_type: 'remote',
       restarts: 0,
-      callsServed: expect.any(Number),
+      calls_served: expect.any(Number),
     });
   });
 

@@ -94,7 +94,7 @@ describe('module Deployments', () => {
     );
     expect(after?.metadata?.uid).toBe(before?.metadata?.uid);
     expect(after?.spec?.template.spec?.containers[0]?.resources?.requests?.cpu).toBe('400m');
-    expect((await http(`${pm.url}/modules/lodash`)).body.callsServed).toBe(0);
+    expect((await http(`${pm.url}/modules/lodash`)).body.calls_served).toBe(0);
   });
 
   it('a changed module config patches the Deployment, which rolls its pods', async () => {

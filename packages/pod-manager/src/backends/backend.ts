@@ -4,27 +4,14 @@
  * implementation's SDK. Routing, queuing and scaling decisions are made above this interface, the
  * same for every backend.
  */
+import type { Rest } from '@splice-orc/protocol';
 import type { ModuleSpec } from '../config.js';
 
 /** Life of a module's servers, as `GET /modules/:name` shows it. */
-export type ModuleState = 'absent' | 'installing' | 'starting' | 'ready' | 'failed' | 'stopping';
+export type ModuleState = Rest.ModuleState;
 
-/** One server of a module. */
-export interface ReplicaStatus {
-  /** The module-server instance id once it runs (what references carry), else a placeholder. */
-  id: string;
-  state: ModuleState | 'draining';
-  /** `host:port` of a ready server. */
-  endpoint?: string | undefined;
-  /** Process id (local backend). */
-  pid?: number | undefined;
-  /** Pod name (Kubernetes backend). */
-  pod?: string | undefined;
-  /** ISO time the server became ready. */
-  startedAt?: string | undefined;
-  /** Why it failed, or why it is restarting. */
-  reason?: string | undefined;
-}
+/** One server of a module (its JSON form in the REST API). */
+export type ReplicaStatus = Rest.ReplicaStatus;
 
 /** A snapshot of one module's servers. */
 export interface ModuleStatus {
@@ -46,9 +33,7 @@ export interface ReadyReplica {
 }
 
 /** Resource use of one server, or why it is not known. */
-export type ReplicaUsage =
-  | { id: string; cpu_percent: number; memory_bytes: number }
-  | { id: string; unavailable: string };
+export type ReplicaUsage = Rest.ReplicaUsage;
 
 /** Options of {@link Backend.start}. */
 export interface StartOptions {

@@ -35,7 +35,7 @@ export function replicaFromPod(pod: V1Pod): ReplicaStatus {
       ...base,
       state: 'ready',
       endpoint: endpointOf(pod),
-      startedAt: ready ? new Date(ready).toISOString() : undefined,
+      started_at: ready ? new Date(ready).toISOString() : undefined,
     };
   }
   const initDone = (pod.status?.initContainerStatuses ?? []).every(

@@ -31,6 +31,8 @@ export interface LocalBackendOptions {
    * folder and the runtime, write nothing, and start no process or worker.
    */
   isolate?: boolean;
+  /** Most module-server processes at once, over all modules (default: no limit). */
+  maxServers?: number;
   /** Limits of each server's reference table. */
   limits?: { maxObjectsPerSession: number; maxObjects: number; maxSessions: number };
   /** Called when an endpoint stops being served, so clients of it can be dropped. */
@@ -86,7 +88,7 @@ export class Replica {
       state: this.#draining ? 'draining' : this.#state,
       endpoint: this.#state === 'ready' ? this.#endpoint : undefined,
       pid: this.#child?.pid,
-      startedAt: this.#startedAt === undefined ? undefined : new Date(this.#startedAt).toISOString(),
+      started_at: this.#startedAt === undefined ? undefined : new Date(this.#startedAt).toISOString(),
       reason: this.#reason,
     };
   }
@@ -201,8 +203,11 @@ export class Replica {
     });
     // The secret goes over IPC when the server asks: never in an environment /proc would show.
     child.on('message', (m: { type?: string }) => {
-      if (m?.type === 'secret-request' && child.connected) child.send({ type: 'secret', secret });
+      // A child that dies meanwhile closes the channel: the send fails, and the exit is handled.
+      if (m?.type === 'secret-request' && child.connected) child.send({ type: 'secret', secret }, () => {});
     });
+    // Spawn and IPC failures end in 'exit' too; an 'error' without a listener would end the pod-manager.
+    child.on('error', (error) => this.#log.warn({ err: error }, 'module-server process error'));
     this.#secret = secret;
     this.#child = child;
     this.#capture(child);

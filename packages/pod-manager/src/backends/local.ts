@@ -6,6 +6,7 @@
 
 import pidusage from 'pidusage';
 import type { ModuleSpec } from '../config.js';
+import { ServiceError } from '../errors.js';
 import type {
   Backend,
   ModuleState,
@@ -22,10 +23,11 @@ export type { LocalBackendOptions };
 /** Creates the local-process backend. */
 export function createLocalBackend(options: LocalBackendOptions): Backend {
   const modules = new Map<string, LocalModule>();
+  const slots = () => [...modules.values()].reduce((n, m) => n + m.processes, 0);
   const moduleFor = (spec: ModuleSpec) => {
     let m = modules.get(spec.name);
     if (!m) {
-      m = new LocalModule(options);
+      m = new LocalModule(options, slots);
       modules.set(spec.name, m);
     }
     m.spec = spec;
@@ -83,7 +85,16 @@ class LocalModule {
   #removed = 0;
   #next = 1;
 
-  constructor(readonly options: LocalBackendOptions) {}
+  constructor(
+    readonly options: LocalBackendOptions,
+    /** Processes of every module of the backend, for max_module_servers. */
+    readonly processesOfAll: () => number,
+  ) {}
+
+  /** This module's process slots: serving, starting and draining. */
+  get processes(): number {
+    return this.#replicas.length + this.#draining.size;
+  }
 
   /** At least one replica ready: waits for the first of those starting, or starts one. */
   async start(signal?: AbortSignal): Promise<void> {
@@ -156,6 +167,13 @@ class LocalModule {
 
   #add(): Replica {
     if (!this.spec) throw new Error('module spec missing');
+    const max = this.options.maxServers ?? Number.POSITIVE_INFINITY;
+    if (this.processesOfAll() >= max) {
+      throw new ServiceError(
+        'SERVER_LIMIT',
+        `${max} module-server processes run already (server.max_module_servers): ${this.spec.name} cannot start another`,
+      );
+    }
     const replica = new Replica(this.spec, this.options, `starting-${this.#next++}`);
     this.#replicas.push(replica);
     return replica;

@@ -83,6 +83,13 @@ describe('answers in the service shape', () => {
     const garbage = await raw('NOT HTTP AT ALL\r\n\r\n');
     expect(garbage.status).toBe(400);
     expectServiceShape(garbage.body, 'BAD_REQUEST');
+    // Methods a known path does not take, whether Fastify (QUERY, without a content type) or Node's
+    // parser (BREW) meets them first: a 405 naming what the path takes.
+    for (const method of ['QUERY', 'BREW']) {
+      const answer = await raw(`${method} /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      expect(answer.status, method).toBe(405);
+      expectServiceShape(answer.body, 'METHOD_NOT_ALLOWED');
+    }
   });
 
   it('keeps health open whatever the query string, and everything else closed without the token', async () => {

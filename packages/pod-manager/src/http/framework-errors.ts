@@ -3,6 +3,7 @@
  * too large, a URL parameter too long, a path with another method), answered in the service's own
  * shape `{error: {code, status, message}}` with a code from the table, like every other error.
  */
+import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type {
   FastifyError,
@@ -20,31 +21,50 @@ export function frameworkErrors(error: FastifyError, _request: FastifyRequest, r
   reply.code(failure.statusCode).type('application/json').send(failure.toJSON());
 }
 
-/** Node's `clientError`: the request could not even be parsed; the answer is written to the socket. */
-export const clientErrorHandler: FastifyServerOptions['clientErrorHandler'] = (
-  error: NodeJS.ErrnoException,
-  socket: Socket,
-) => {
-  if (error.code === 'ECONNRESET' || socket.destroyed) return;
-  const failure =
-    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-      ? new ServiceError('REQUEST_TIMEOUT', 'the request did not arrive in time')
-      : error.code === 'HPE_HEADER_OVERFLOW'
-        ? new ServiceError('HEADERS_TOO_LARGE', 'the request headers (or its URL) are too large')
-        : new ServiceError('BAD_REQUEST', `malformed HTTP request (${error.code ?? 'parse error'})`);
-  if (socket.writable) {
-    const body = JSON.stringify(failure.toJSON());
-    socket.write(
-      `HTTP/1.1 ${failure.statusCode} ${reasonOf(failure.statusCode)}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-    );
-  }
-  socket.destroy();
-};
-
-function reasonOf(status: number): string {
-  return (
-    { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' }[status] ?? 'Error'
-  );
+/**
+ * Node's `clientError`: the request could not even be parsed; the answer is written to the socket.
+ * A method Node's parser does not know is still a method the path does not take: 405 with the
+ * path's Allow header when the path is known.
+ */
+export function clientErrorHandler(
+  methodsOf: (url: string) => string[],
+): NonNullable<FastifyServerOptions['clientErrorHandler']> {
+  return (error: { code: string; rawPacket?: unknown }, socket: Socket) => {
+    if (error.code === 'ECONNRESET' || socket.destroyed) return;
+    let allow: string[] = [];
+    let failure: ServiceError;
+    if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      failure = new ServiceError('REQUEST_TIMEOUT', 'the request did not arrive in time');
+    } else if (error.code === 'HPE_HEADER_OVERFLOW') {
+      failure = new ServiceError('HEADERS_TOO_LARGE', 'the request headers (or its URL) are too large');
+    } else if (error.code === 'HPE_INVALID_METHOD' && Buffer.isBuffer(error.rawPacket)) {
+      const [method = '?', url = ''] = (error.rawPacket.toString('latin1').split('\r\n', 1)[0] ?? '').split(
+        ' ',
+      );
+      allow = methodsOf(url);
+      failure =
+        allow.length > 0
+          ? new ServiceError(
+              'METHOD_NOT_ALLOWED',
+              `${method} is not allowed here; allowed: ${allow.join(', ')}`,
+            )
+          : new ServiceError('BAD_REQUEST', `unknown HTTP method ${method}`);
+    } else {
+      failure = new ServiceError('BAD_REQUEST', `malformed HTTP request (${error.code ?? 'parse error'})`);
+    }
+    if (socket.writable) {
+      const body = JSON.stringify(failure.toJSON());
+      const head = [
+        `HTTP/1.1 ${failure.statusCode} ${STATUS_CODES[failure.statusCode] ?? 'Error'}`,
+        'Connection: close',
+        'Content-Type: application/json',
+        `Content-Length: ${Buffer.byteLength(body)}`,
+        ...(allow.length > 0 ? [`Allow: ${allow.join(', ')}`] : []),
+      ];
+      socket.write(`${head.join('\r\n')}\r\n\r\n${body}`);
+    }
+    socket.destroy();
+  };
 }
 
 /**

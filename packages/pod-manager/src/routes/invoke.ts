@@ -3,28 +3,34 @@
  * JSON body (one operation, for curl) is turned into a program here and its answer into JSON.
  */
 import { randomUUID } from 'node:crypto';
+import { Type as T } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { decode, encode, type InvokeResponse, PROGRAM_VERSION, type RemoteRef } from '@splice-orc/protocol';
+import {
+  decode,
+  encode,
+  type InvokeResponse,
+  PROGRAM_VERSION,
+  type RemoteRef,
+  Rest,
+} from '@splice-orc/protocol';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { ServiceError } from '../errors.js';
-import { errorJson, JsonInvokeBody, jsonFromValue, programFromJson } from '../json-invoke.js';
+import { ALWAYS, NAMED, responses, WITH_BODY } from '../http/responses.js';
+import { errorJson, jsonFromValue, programFromJson } from '../json-invoke.js';
+
+const { Headers, MSGPACK_TYPE, MSGPACK_TYPES, JsonInvokeBody } = Rest;
+
+/** What an invocation answers: a msgpack program's outcome, or one JSON operation's value. */
+const InvokeAnswer = {
+  description: 'The outcome: msgpack for a msgpack program, {"value": ...} for a JSON operation',
+  content: {
+    'application/json': { schema: Rest.JsonInvokeAnswer },
+    [MSGPACK_TYPE]: { schema: { type: 'string', format: 'binary' } },
+  },
+};
+
 import type { PlacementEngine } from '../placement-engine.js';
 import type { ModuleRegistry } from '../registry.js';
-
-/** Content types taken as msgpack. */
-export const MSGPACK_TYPES = ['application/msgpack', 'application/x-msgpack', 'application/vnd.msgpack'];
-
-/** Header in which a client asks for a shorter invoke deadline, ms. */
-export const TIMEOUT_HEADER = 'x-splice-timeout-ms';
-/**
- * Header naming the replica (module-server instance id) that holds the references a call uses; the
- * client copies it from the references, so the pod-manager routes without decoding payloads.
- */
-export const ROUTE_HEADER = 'x-splice-route';
-/** Header of every invoke response: where the module's new calls should run now (remote | local). */
-export const PLACEMENT_HEADER = 'x-splice-placement';
-/** Header of a response that waited for its module to start: how long, ms. */
-export const COLD_START_HEADER = 'x-splice-cold-start-ms';
 
 /**
  * The session of JSON invocations. JSON callers cannot hold references (what a call makes is
@@ -52,32 +58,50 @@ export function invokeRoutes(
       schema: {
         tags: ['invoke'],
         summary: 'Run an invocation (msgpack program, or one JSON operation)',
+        params: T.Object({ name: T.String({ maxLength: 256 }) }),
+        headers: T.Object({
+          [Headers.timeout]: T.Optional(
+            T.String({ pattern: '^[1-9][0-9]{0,9}$', description: 'a shorter deadline, ms' }),
+          ),
+          [Headers.route]: T.Optional(
+            T.String({ description: 'the replica holding the references the call uses' }),
+          ),
+        }),
         body: {
           content: {
             'application/json': { schema: JsonInvokeBody },
-            'application/msgpack': {
-              schema: { description: 'a msgpack-encoded invocation program (the client sends it)' },
+            [MSGPACK_TYPE]: {
+              schema: {
+                type: 'string',
+                format: 'binary',
+                description: 'a msgpack-encoded invocation program (the client sends it)',
+              },
             },
           },
         },
+        response: responses(
+          InvokeAnswer,
+          [...ALWAYS, ...NAMED, ...WITH_BODY, 403, 409, 412, 422, 429, 501, 502, 504],
+          { forwarded: true },
+        ),
       },
     },
     async (request, reply) => {
       const { name } = request.params;
       registry.spec(name);
-      const timeoutMs = timeoutFrom(request.headers[TIMEOUT_HEADER], maxTimeoutMs);
+      const timeoutMs = timeoutFrom(request.headers[Headers.timeout], maxTimeoutMs);
       const signal = abortOnDisconnect(reply);
-      reply.header(PLACEMENT_HEADER, placement.decision(name).placement);
+      reply.header(Headers.placement, placement.decision(name).placement);
       if (Buffer.isBuffer(request.body)) {
-        const route = request.headers[ROUTE_HEADER];
+        const route = request.headers[Headers.route];
         const result = await registry.forward(name, request.body, {
           timeoutMs,
           signal,
           route: typeof route === 'string' && route ? route : undefined,
         });
 
-        if (result.coldStartMs !== undefined) reply.header(COLD_START_HEADER, result.coldStartMs);
-        return reply.type('application/msgpack').send(result.payload);
+        if (result.coldStartMs !== undefined) reply.header(Headers.coldStart, result.coldStartMs);
+        return reply.type(MSGPACK_TYPE).send(result.payload);
       }
       const body = checkJsonBody(request.body);
       const session = JSON_SESSION;
@@ -85,7 +109,7 @@ export function invokeRoutes(
         timeoutMs,
         signal,
       });
-      if (result.coldStartMs !== undefined) reply.header(COLD_START_HEADER, result.coldStartMs);
+      if (result.coldStartMs !== undefined) reply.header(Headers.coldStart, result.coldStartMs);
       const response = decode(result.payload) as InvokeResponse;
       if (!response.ok) {
         throw new ServiceError('REMOTE_ERROR', `${response.error.name}: ${response.error.message}`, {
@@ -100,7 +124,7 @@ export function invokeRoutes(
   );
 }
 
-function checkJsonBody(body: unknown): JsonInvokeBody {
+function checkJsonBody(body: unknown): Rest.JsonInvokeBody {
   if (Value.Check(JsonInvokeBody, body)) return body;
   const problems = [...Value.Errors(JsonInvokeBody, body)].map((e) => `${e.path || '/'}: ${e.message}`);
   throw new ServiceError(
@@ -123,7 +147,7 @@ function timeoutFrom(header: string | string[] | undefined, max: number): number
   if (!Number.isSafeInteger(ms) || ms <= 0) {
     throw new ServiceError(
       'BAD_REQUEST',
-      `${TIMEOUT_HEADER} must be a positive integer (ms), got '${String(header)}'`,
+      `${Headers.timeout} must be a positive integer (ms), got '${String(header)}'`,
     );
   }
   return Math.min(ms, max);

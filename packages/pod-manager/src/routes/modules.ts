@@ -2,12 +2,15 @@
  * Module management (JSORC's actions load / unload / status / config): list, inspect, start and
  * stop modules, set their mode and their config at runtime.
  */
-import { Type as T } from '@sinclair/typebox';
+import { Type as T, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { Rest } from '@splice-orc/protocol';
 import type { FastifyInstance } from 'fastify';
 import type { ModuleSpec } from '../config.js';
 import { ConfigError, parseModuleConfig } from '../config.js';
+import { ModuleConfig } from '../config-schema.js';
 import { ServiceError } from '../errors.js';
+import { ALWAYS, NAMED, responses, WITH_BODY } from '../http/responses.js';
 import { checkRestChange, type PackagePolicy } from '../package-policy.js';
 import type { PlacementEngine } from '../placement-engine.js';
 import type { ModuleRegistry, ModuleView } from '../registry.js';
@@ -25,40 +28,59 @@ export interface ModuleRouteOptions {
   persist: () => void;
 }
 
-const LoadBody = T.Object(
-  { mode: T.Optional(T.Union([T.Literal('remote'), T.Literal('local'), T.Literal('auto')])) },
-  { additionalProperties: false },
-);
+const LoadBody = T.Object({ mode: T.Optional(Rest.Mode) }, { additionalProperties: false });
 
 type Params = { Params: { name: string } };
 
-const NameParams = T.Object({ name: T.String({ description: 'module name, URL-encoded (%40scope%2Fpkg)' }) });
-const doc = (summary: string, extra: Record<string, unknown> = {}) => ({
-  schema: { tags: ['modules'], summary, params: NameParams, ...extra },
+const NameParams = T.Object({
+  name: T.String({ description: 'module name, URL-encoded (%40scope%2Fpkg)', maxLength: 256 }),
 });
+/** A route on one module: its summary, the statuses it answers beyond ALWAYS and NAMED, its 200. */
+const doc = (
+  summary: string,
+  ok: TSchema,
+  statuses: readonly number[] = [],
+  extra: Record<string, unknown> = {},
+) => ({
+  schema: {
+    tags: ['modules'],
+    summary,
+    params: NameParams,
+    response: responses(ok, [...ALWAYS, ...NAMED, ...statuses]),
+    ...extra,
+  },
+});
+/** What starting a module may answer: its install, its start, the cold-start queue. */
+const STARTS = [502, 504, ...WITH_BODY] as const;
 
 export function moduleRoutes(app: FastifyInstance, o: ModuleRouteOptions): void {
   const { registry, placement } = o;
   /** A module's view with its mode and placement. */
-  const withPlacement = (view: ModuleView) => {
+  const withPlacement = (view: ModuleView): Rest.ModuleView => {
     const decision = placement.decision(view.name);
     return {
       ...view,
       mode: placement.mode(registry.spec(view.name)),
       placement: decision.placement,
-      placementReason: decision.reason,
+      placement_reason: decision.reason,
     };
   };
 
   app.get(
     '/modules',
-    { schema: { tags: ['modules'], summary: 'Every configured module and its state' } },
+    {
+      schema: {
+        tags: ['modules'],
+        summary: 'Every configured module and its state',
+        response: responses(T.Object({ modules: T.Array(Rest.ModuleView) }), ALWAYS),
+      },
+    },
     async () => ({ modules: registry.list().map(withPlacement) }),
   );
 
   app.get<Params>(
     '/modules/:name',
-    doc('One module: mode, placement and why, replicas, state, usage'),
+    doc('One module: mode, placement and why, replicas, state, usage', Rest.ModuleView),
     async (request) => {
       const { name } = request.params;
       return { ...withPlacement(await registry.inspect(name)), usage: await registry.backend.usage(name) };
@@ -67,7 +89,14 @@ export function moduleRoutes(app: FastifyInstance, o: ModuleRouteOptions): void 
 
   app.post<Params & { Body: unknown }>(
     '/modules/:name/load',
-    doc('Set the mode (body {"mode"?: remote | local | auto}) and start the module'),
+    doc(
+      'Set the mode (body {"mode"?: remote | local | auto}) and start the module',
+      Rest.ModuleView,
+      STARTS,
+      {
+        body: LoadBody,
+      },
+    ),
     async (request) => {
       const { name } = request.params;
       const spec = registry.spec(name);
@@ -86,17 +115,21 @@ export function moduleRoutes(app: FastifyInstance, o: ModuleRouteOptions): void 
   );
 
   const unload = async (name: string) => withPlacement(await registry.unload(name));
-  app.delete<Params>('/modules/:name', doc("Stop the module's servers"), async (request) =>
-    unload(request.params.name),
+  app.delete<Params>(
+    '/modules/:name',
+    doc("Stop the module's servers", Rest.ModuleView, [502]),
+    async (request) => unload(request.params.name),
   );
-  app.post<Params>('/modules/:name/unload', doc("Stop the module's servers"), async (request) =>
-    unload(request.params.name),
+  app.post<Params>(
+    '/modules/:name/unload',
+    doc("Stop the module's servers", Rest.ModuleView, [502]),
+    async (request) => unload(request.params.name),
   );
 
   // What clients ask before their first call: cheap, unlike the full view (stats, usage).
   app.get<Params>(
     '/modules/:name/placement',
-    doc('Where new calls of the module run, and why'),
+    doc('Where new calls of the module run, and why', Rest.PlacementAnswer),
     async (request) => {
       const { name } = request.params;
       const decision = placement.decision(name);
@@ -109,13 +142,22 @@ export function moduleRoutes(app: FastifyInstance, o: ModuleRouteOptions): void 
     },
   );
 
-  app.get<Params>('/modules/:name/config', doc("The module's config"), async (request) =>
+  app.get<Params>('/modules/:name/config', doc("The module's config", ModuleConfig), async (request) =>
     registry.rawConfig(request.params.name),
   );
 
   app.put<Params & { Body: unknown }>(
     '/modules/:name/config',
-    doc('Replace the module config (validated like config.json, kept across restarts)'),
+    {
+      ...doc(
+        'Replace the module config (validated like config.json, kept across restarts)',
+        Rest.ModuleView,
+        [403, ...STARTS],
+        { body: ModuleConfig },
+      ),
+      // The body is checked below, like the file, so that every problem is listed with its path.
+      attachValidation: true,
+    },
     async (request) => {
       const { name } = request.params;
       const before = registry.spec(name);

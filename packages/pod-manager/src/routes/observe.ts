@@ -1,6 +1,8 @@
 /** Benchmark mode, call tracking and resource usage of module servers. */
+import { Rest } from '@splice-orc/protocol';
 import type { FastifyInstance } from 'fastify';
 import type { Benchmark } from '../benchmark.js';
+import { ALWAYS, responses } from '../http/responses.js';
 import type { ModuleRegistry } from '../registry.js';
 import type { Tracking } from '../tracking.js';
 
@@ -17,39 +19,93 @@ export function observeRoutes(
 ): void {
   app.post(
     '/benchmark/start',
-    { schema: { tags: ['observe'], summary: 'Start benchmark mode' } },
+    {
+      schema: {
+        tags: ['observe'],
+        summary: 'Start benchmark mode',
+        response: responses(Rest.BenchmarkReport, ALWAYS),
+      },
+    },
     async () => {
       benchmark.start();
       return benchmark.report();
     },
   );
-  app.post('/benchmark/stop', { schema: { tags: ['observe'], summary: 'Stop benchmark mode' } }, async () => {
-    benchmark.stop();
-    return benchmark.report();
-  });
+  app.post(
+    '/benchmark/stop',
+    {
+      schema: {
+        tags: ['observe'],
+        summary: 'Stop benchmark mode',
+        response: responses(Rest.BenchmarkReport, ALWAYS),
+      },
+    },
+    async () => {
+      benchmark.stop();
+      return benchmark.report();
+    },
+  );
   app.get(
     '/benchmark/report',
-    { schema: { tags: ['observe'], summary: 'Throughput and latency percentiles' } },
+    {
+      schema: {
+        tags: ['observe'],
+        summary: 'Throughput and latency percentiles',
+        response: responses(Rest.BenchmarkReport, ALWAYS),
+      },
+    },
     async () => benchmark.report(),
   );
 
-  app.post('/tracking/start', { schema: { tags: ['observe'], summary: 'Start call tracking' } }, async () => {
-    tracking.start();
-    return tracking.report();
-  });
-  app.post('/tracking/stop', { schema: { tags: ['observe'], summary: 'Stop call tracking' } }, async () => {
-    tracking.stop();
-    return tracking.report();
-  });
+  app.post(
+    '/tracking/start',
+    {
+      schema: {
+        tags: ['observe'],
+        summary: 'Start call tracking',
+        response: responses(Rest.TrackingReport, ALWAYS),
+      },
+    },
+    async () => {
+      tracking.start();
+      return tracking.report();
+    },
+  );
+  app.post(
+    '/tracking/stop',
+    {
+      schema: {
+        tags: ['observe'],
+        summary: 'Stop call tracking',
+        response: responses(Rest.TrackingReport, ALWAYS),
+      },
+    },
+    async () => {
+      tracking.stop();
+      return tracking.report();
+    },
+  );
   app.get(
     '/tracking',
-    { schema: { tags: ['observe'], summary: 'Placement changes and mean call times' } },
+    {
+      schema: {
+        tags: ['observe'],
+        summary: 'Placement changes and mean call times',
+        response: responses(Rest.TrackingReport, ALWAYS),
+      },
+    },
     async () => tracking.report(),
   );
 
   app.get(
     '/usage',
-    { schema: { tags: ['observe'], summary: 'CPU and memory of every module server' } },
+    {
+      schema: {
+        tags: ['observe'],
+        summary: 'CPU and memory of every module server',
+        response: responses(Rest.UsageAnswer, ALWAYS),
+      },
+    },
     async () => ({
       modules: Object.fromEntries(
         await Promise.all(

@@ -3,38 +3,20 @@
  */
 import { Type as T } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { Rest } from '@splice-orc/protocol';
 import type { FastifyInstance } from 'fastify';
 import { ServiceError } from '../errors.js';
+import { ALWAYS, responses, WITH_BODY } from '../http/responses.js';
 import type { PolicySettings } from '../placement.js';
-import type { ClientReport, PlacementEngine } from '../placement-engine.js';
+import type { PlacementEngine } from '../placement-engine.js';
 import type { ModuleRegistry } from '../registry.js';
-
-/** One report's figures; bounded so that sums stay finite whatever clients send. */
-const Calls = T.Object(
-  { calls: T.Integer({ minimum: 0, maximum: 1e9 }), totalMs: T.Number({ minimum: 0, maximum: 1e12 }) },
-  { additionalProperties: false },
-);
-
-const ReportBody = T.Object(
-  {
-    memoryBudget: T.Optional(T.Number({ minimum: 0, maximum: 2 ** 53 })),
-    modules: T.Record(
-      T.String(),
-      T.Object(
-        { local: T.Optional(Calls), remote: T.Optional(Calls), localUnavailable: T.Optional(T.Boolean()) },
-        { additionalProperties: false },
-      ),
-    ),
-  },
-  { additionalProperties: false },
-);
 
 const PolicyBody = T.Object(
   {
     name: T.Union([T.Literal('default'), T.Literal('adaptive')]),
-    interval_s: T.Optional(T.Number({ exclusiveMinimum: 0, maximum: 86_400 })),
+    interval_s: T.Optional(T.Number({ minimum: 0.001, maximum: 86_400 })),
     client_memory_budget: T.Optional(T.String({ pattern: '^[0-9]+(\\.[0-9]+)?(k|M|G|T|Ki|Mi|Gi|Ti)?$' })),
-    min_gain_ms: T.Optional(T.Number({ minimum: 0 })),
+    min_gain_ms: T.Optional(T.Number({ minimum: 0, maximum: 86_400_000 })),
   },
   { additionalProperties: false },
 );
@@ -52,13 +34,26 @@ export function policyRoutes(
 ): void {
   app.get(
     '/policy',
-    { schema: { tags: ['policy'], summary: 'The placement policy and placements' } },
+    {
+      schema: {
+        tags: ['policy'],
+        summary: 'The placement policy and placements',
+        response: responses(Rest.PolicyAnswer, ALWAYS),
+      },
+    },
     async () => ({ ...placement.settings, placements: placement.placements() }),
   );
 
   app.put<{ Body: unknown }>(
     '/policy',
-    { schema: { tags: ['policy'], summary: 'Set the placement policy', body: PolicyBody } },
+    {
+      schema: {
+        tags: ['policy'],
+        summary: 'Set the placement policy',
+        body: PolicyBody,
+        response: responses(Rest.PolicyAnswer, [...ALWAYS, ...WITH_BODY]),
+      },
+    },
     async (request) => {
       const body = check(
         PolicyBody,
@@ -74,15 +69,19 @@ export function policyRoutes(
 
   app.post<{ Body: unknown }>(
     '/stats',
-    { schema: { tags: ['policy'], summary: 'Client call statistics for the policy', body: ReportBody } },
+    {
+      schema: {
+        tags: ['policy'],
+        summary: 'Client call statistics for the policy',
+        body: Rest.StatsReport,
+        response: responses(Rest.StatsAnswer, [...ALWAYS, ...WITH_BODY]),
+      },
+    },
     async (request) => {
-      const report = check(
-        ReportBody,
-        request.body,
-        '{"memoryBudget"?: bytes, "modules": {name: {"local"?, "remote"?: {calls, totalMs}, "localUnavailable"?}}}',
-      );
-      placement.report(report as ClientReport, (name) => registry.names().includes(name));
-      return { placements: placement.placements(), intervalMs: placement.settings.interval_s * 1000 };
+      // Checked by the route's body schema (Ajv).
+      const report = request.body as Rest.StatsReport;
+      placement.report(report, (name) => registry.names().includes(name));
+      return { placements: placement.placements(), interval_ms: placement.settings.interval_s * 1000 };
     },
   );
 }
