@@ -6,7 +6,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { resolve } from 'node:path';
 import fastifySwagger from '@fastify/swagger';
-import { Code, checkDepth, SpliceError } from '@splice-orc/protocol';
+import { Code, checkDepth, Rest, SpliceError } from '@splice-orc/protocol';
 import Fastify, {
   type FastifyInstance,
   type FastifyReply,
@@ -50,6 +50,11 @@ declare module 'fastify' {
     registry: ModuleRegistry;
     /** What the pod-manager does by itself ('lifecycle' events), for tracking. */
     events: EventEmitter;
+    /**
+     * Takes no new work from now on (answers 503 SHUTTING_DOWN with Connection: close) while
+     * connections stay open, so that clients move off them before `close()` drops the idle ones.
+     */
+    beginShutdown(): void;
   }
 }
 
@@ -111,6 +116,9 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     });
   const state = { closing: false };
   app.decorate('registry', registry);
+  app.decorate('beginShutdown', () => {
+    state.closing = true;
+  });
 
   app.setErrorHandler((error, request, reply) => {
     // A path no route takes fails before the not-found handler when its body cannot be parsed
@@ -187,6 +195,8 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
     },
+    transformObject: (documents) =>
+      finishDocument('openapiObject' in documents ? documents.openapiObject : documents.swaggerObject),
   });
   app.get('/openapi.json', { schema: { hide: true }, config: { public: true } }, async () => app.swagger());
   const metrics = createMetrics(registry);
@@ -292,6 +302,28 @@ function parseJsonWithDepthLimit(app: FastifyInstance): void {
       done(null, value);
     });
   });
+}
+
+/**
+ * What the route schemas cannot say, said in the document: raw bodies (a msgpack program) are
+ * Buffers, which no JSON Schema type validates, so their routes declare no type and the document
+ * says `type: string, format: binary`; and a body that may be left out (a bare POST to load) is
+ * not required.
+ */
+function finishDocument<T>(document: T): T {
+  const paths = (document as { paths?: Record<string, Record<string, any>> }).paths ?? {};
+  for (const methods of Object.values(paths)) {
+    for (const operation of Object.values(methods)) {
+      const content = operation?.requestBody?.content ?? {};
+      for (const type of Rest.MSGPACK_TYPES) {
+        if (content[type])
+          content[type].schema = { ...content[type].schema, type: 'string', format: 'binary' };
+      }
+    }
+  }
+  const load = paths['/modules/{name}/load']?.post;
+  if (load?.requestBody) load.requestBody.required = false;
+  return document;
 }
 
 /** Compares a header with the expected secret in constant time. */

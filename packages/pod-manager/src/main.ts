@@ -7,6 +7,9 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
 import { loadConfig } from './config.js';
 
+/** How long a stopping pod-manager answers 503 on open connections before it closes idle ones, ms. */
+const SHUTDOWN_LINGER_MS = 500;
+
 const loopback = new BlockList();
 loopback.addSubnet('127.0.0.0', 8, 'ipv4');
 loopback.addAddress('::1', 'ipv6');
@@ -59,14 +62,21 @@ export async function startPodManager(options: StartOptions): Promise<{ app: Fas
     const stop = (signal: string) => {
       app.log.info({ signal }, 'stopping');
       const { shutdown_grace_ms: grace, grace_ms: serverGrace } = config.server;
+      // First no new work: every answer is 503 SHUTTING_DOWN (safe to resend) with Connection:
+      // close, so clients in the middle of using a kept-alive connection leave it by themselves.
+      // Closing idle connections at once would race a request a client is writing on one.
+      app.beginShutdown();
+      const linger = Math.min(SHUTDOWN_LINGER_MS, grace);
       // Calls in flight get the grace period; then their connections go, and the close goes on.
       setTimeout(() => app.server.closeAllConnections(), grace).unref();
       // Whatever still hangs after module-servers had their own grace (and the SIGKILL after it).
       setTimeout(() => process.exit(1), grace + serverGrace + 5_000).unref();
-      app.close().then(
-        () => process.exit(0),
-        () => process.exit(1),
-      );
+      setTimeout(() => {
+        app.close().then(
+          () => process.exit(0),
+          () => process.exit(1),
+        );
+      }, linger);
     };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);

@@ -5,6 +5,8 @@
  * schemathesis.toml).
  */
 import { execFile } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildApp, loadConfig } from '@splice-orc/pod-manager';
 import type { FastifyInstance } from 'fastify';
@@ -64,7 +66,12 @@ describe('the API under schemathesis', () => {
       execFile(
         join(venv, 'bin/schemathesis'),
         args,
-        { timeout: 300_000, maxBuffer: 64 * 1024 * 1024 },
+        {
+          timeout: 300_000,
+          maxBuffer: 64 * 1024 * 1024,
+          // It keeps a cache of failures where it runs: somewhere outside the repository.
+          cwd: mkdtempSync(join(tmpdir(), 'splice-schemathesis-')),
+        },
         (error, stdout, stderr) => {
           resolve({
             code: error ? ((error as { code?: number }).code ?? 1) : 0,

@@ -89,14 +89,18 @@ export function moduleRoutes(app: FastifyInstance, o: ModuleRouteOptions): void 
 
   app.post<Params & { Body: unknown }>(
     '/modules/:name/load',
-    doc(
-      'Set the mode (body {"mode"?: remote | local | auto}) and start the module',
-      Rest.ModuleView,
-      STARTS,
-      {
-        body: LoadBody,
-      },
-    ),
+    {
+      ...doc(
+        'Set the mode (body {"mode"?: remote | local | auto}) and start the module',
+        Rest.ModuleView,
+        STARTS,
+        {
+          body: LoadBody,
+        },
+      ),
+      // The body is optional (a bare POST loads): it is checked below, where none means {}.
+      attachValidation: true,
+    },
     async (request) => {
       const { name } = request.params;
       const spec = registry.spec(name);
