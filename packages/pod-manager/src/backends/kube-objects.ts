@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { V1Container, V1Deployment, V1PodTemplateSpec, V1Service } from '@kubernetes/client-node';
+import { bytesFromQuantity } from '@splice-orc/protocol';
 import type { ModuleSpec } from '../config.js';
 
 /** Port module-servers listen on in their pods. */
@@ -206,8 +207,8 @@ function podTemplateFor(spec: ModuleSpec, o: KubeObjectOptions): V1PodTemplateSp
       { name: 'npm_config_cache', value: '/tmp/.npm' },
       { name: 'SPLICE_INSTALL_DROP_CACHE', value: '1' },
     ],
-    // npm may need more memory than the server's limit: requests only.
-    ...(Object.keys(requests).length > 0 ? { resources: { requests } } : {}),
+    // npm may need more memory than the server: a limit of its own.
+    resources: { requests: installRequests(spec), limits: { memory: spec.installMemoryLimit } },
     securityContext: secure,
     terminationMessagePolicy: 'FallbackToLogsOnError',
     volumeMounts: [
@@ -238,13 +239,26 @@ function podTemplateFor(spec: ModuleSpec, o: KubeObjectOptions): V1PodTemplateSp
         { name: 'tmp', emptyDir: { sizeLimit: '256Mi' } },
         ...(install
           ? [
-              { name: 'modules', emptyDir: {} },
-              { name: 'install-tmp', emptyDir: {} },
+              { name: 'modules', emptyDir: { sizeLimit: spec.installSizeLimit } },
+              { name: 'install-tmp', emptyDir: { sizeLimit: spec.installSizeLimit } },
             ]
           : []),
       ],
     },
   };
+}
+
+/**
+ * Requests of the install container: the server's, so that installing reserves no more than the
+ * pod does anyway (the scheduler counts the larger of the init container's and the server's). A
+ * server without a memory request gets its limit as one from the API server, so the installer asks
+ * for that; never more than its own limit, which a request may not exceed.
+ */
+function installRequests(spec: ModuleSpec): Record<string, string> {
+  const memory = spec.memory ?? spec.memoryLimit;
+  const capped =
+    bytesFromQuantity(memory) > bytesFromQuantity(spec.installMemoryLimit) ? spec.installMemoryLimit : memory;
+  return compact({ cpu: spec.cpu, memory: capped });
 }
 
 function compact(record: Record<string, string | undefined>): Record<string, string> {
