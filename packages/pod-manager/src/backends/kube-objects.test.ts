@@ -63,6 +63,9 @@ describe('deploymentFor', () => {
       'modules',
       'install-tmp',
     ]);
+    // Only pods that install are let out to npm registries (a NetworkPolicy selects this label).
+    expect(installed.spec?.template.metadata?.labels?.['splice-orc.dev/install']).toBe('npm');
+    expect(prebuilt.spec?.template.metadata?.labels?.['splice-orc.dev/install']).toBeUndefined();
   });
 
   it('limits the memory of the server and the installer and the size of the install volumes by default', () => {

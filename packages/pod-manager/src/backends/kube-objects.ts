@@ -20,6 +20,12 @@ export const MANAGED_BY = 'app.kubernetes.io/managed-by';
 export const COMPONENT = 'app.kubernetes.io/component';
 /** Label holding the module's object name: selects its pods. */
 export const MODULE_LABEL = 'splice-orc.dev/module';
+/**
+ * Label of pods that install their module at start (no prebuilt `image`): a NetworkPolicy lets
+ * only these reach npm registries (TCP 443). Policies select pods, not containers, so the server
+ * of such a pod can reach them too.
+ */
+export const INSTALL_LABEL = 'splice-orc.dev/install';
 /** Annotation holding the module name as configured (labels cannot hold `@scope/pkg`). */
 export const MODULE_NAME_ANNOTATION = 'splice-orc.dev/module-name';
 /** Annotation holding the hash of the pod template: a different hash means the config changed. */
@@ -218,7 +224,7 @@ function podTemplateFor(spec: ModuleSpec, o: KubeObjectOptions): V1PodTemplateSp
   };
   return {
     metadata: {
-      labels: { ...o.podLabels, ...labelsFor(spec.name) },
+      labels: { ...o.podLabels, ...labelsFor(spec.name), ...(install ? { [INSTALL_LABEL]: 'npm' } : {}) },
       annotations: { [MODULE_NAME_ANNOTATION]: spec.name },
     },
     spec: {
