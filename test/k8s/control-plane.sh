@@ -162,13 +162,16 @@ KC
     --initial-cluster "local=http://127.0.0.1:$ETCD_PEER_PORT"
   wait_for etcd "etcd's health endpoint" etcd_healthy
   # --endpoint-reconciler-type=none: the apiserver would otherwise loop on its loopback address.
+  # --allow-privileged: as kubeadm and kind set it, so that privileged containers are refused by
+  # splice-orc's admission policy, not by the apiserver's own default. ValidatingAdmissionPolicy
+  # needs no flag (an admission plugin on by default since 1.30).
   start apiserver "$BIN/kube-apiserver" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
     --tls-cert-file="$p/apiserver.crt" --tls-private-key-file="$p/apiserver.key" --client-ca-file="$p/ca.crt" \
     --token-auth-file="$p/token.csv" --authorization-mode=Node,RBAC \
     --service-account-key-file="$p/sa.pub" --service-account-signing-key-file="$p/sa.key" \
     --service-account-issuer=https://kubernetes.default.svc --service-cluster-ip-range=10.96.0.0/16 \
-    --endpoint-reconciler-type=none
+    --endpoint-reconciler-type=none --allow-privileged=true
   # A bounded request: something else on the port may take the connection and never answer.
   wait_for apiserver kube-apiserver "$BIN/kubectl" --kubeconfig "$kc" --request-timeout=2s get --raw /readyz
   start kcm "$BIN/kube-controller-manager" --kubeconfig="$kc" --authentication-kubeconfig="$kc" \

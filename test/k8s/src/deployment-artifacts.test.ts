@@ -2,15 +2,14 @@
  * The deployment artifacts against a real kube-apiserver: k8s/ is what `splice-orc manifests`
  * generates and `kubectl apply -k k8s/` is accepted; its NetworkPolicies select the pods they are
  * for; `splice-orc init` applies the same objects idempotently; and a pod-manager holding only its
- * Role's permissions (a kubeconfig from its service account's token) does all its work, while a
- * verb the Role lacks is refused.
+ * Role's permissions (a kubeconfig from its service account's token, under the admission policy)
+ * does all its work, while a verb the Role lacks is refused.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { AppsV1Api, CoreV1Api, KubeConfig, loadAllYaml, type V1NetworkPolicy } from '@kubernetes/client-node';
+import { loadAllYaml, type V1NetworkPolicy } from '@kubernetes/client-node';
 import {
   AUTH_SECRET,
   initCluster,
@@ -20,6 +19,7 @@ import {
 import { describe, expect, it } from 'vitest';
 import {
   adminApi,
+  clientsFor,
   createNamespace,
   eventually,
   http,
@@ -28,6 +28,7 @@ import {
   moduleDeployments,
   modules,
   repoRoot,
+  serviceAccountKubeconfig,
   startClusterPodManager,
   writeClusterConfig,
 } from './harness.js';
@@ -36,33 +37,6 @@ const api = adminApi();
 const k8sDir = join(repoRoot, 'k8s');
 const cli = join(repoRoot, 'packages/pod-manager/dist/cli.js');
 const repoModules = JSON.parse(readFileSync(join(repoRoot, 'config/config.json'), 'utf8')).module_config;
-
-/** A kubeconfig that authenticates as the pod-manager's service account (a TokenRequest token). */
-async function serviceAccountKubeconfig(namespace: string): Promise<string> {
-  const { status } = await api.core.createNamespacedServiceAccountToken({
-    name: POD_MANAGER,
-    namespace,
-    body: { spec: { audiences: [], expirationSeconds: 3600 } },
-  });
-  const admin = new KubeConfig();
-  admin.loadFromFile(kubeconfig);
-  const cluster = admin.getCurrentCluster();
-  const path = join(mkdtempSync(join(tmpdir(), 'splice-sa-')), 'kubeconfig');
-  writeFileSync(
-    path,
-    JSON.stringify({
-      apiVersion: 'v1',
-      kind: 'Config',
-      clusters: [
-        { name: 'c', cluster: { server: cluster?.server, 'certificate-authority': cluster?.caFile } },
-      ],
-      users: [{ name: 'pod-manager', user: { token: status?.token } }],
-      contexts: [{ name: 'c', context: { cluster: 'c', user: 'pod-manager', namespace } }],
-      'current-context': 'c',
-    }),
-  );
-  return path;
-}
 
 describe('deployment artifacts', () => {
   it('k8s/ holds exactly what `splice-orc manifests` generates from config/config.json', () => {
@@ -89,6 +63,15 @@ describe('deployment artifacts', () => {
       expect(first).toMatch(
         new RegExp(`networkpolicy.networking.k8s.io/${policy} (created|configured|unchanged)`),
       );
+    }
+    for (const resource of ['deployments', 'services', 'pods']) {
+      for (const kind of ['validatingadmissionpolicy', 'validatingadmissionpolicybinding']) {
+        expect(first).toMatch(
+          new RegExp(
+            `${kind}.admissionregistration.k8s.io/splice-orc-pod-manager.splice-orc.${resource} (created|configured|unchanged)`,
+          ),
+        );
+      }
     }
     const again = await kubectl(['apply', '-k', k8sDir]);
     expect(again).toMatch(/role.rbac.authorization.k8s.io\/splice-orc-pod-manager unchanged/);
@@ -252,10 +235,7 @@ describe('deployment artifacts', () => {
     ).toEqual([POD_MANAGER]);
 
     // Verbs and resources the Role does not grant are refused by the API server.
-    const sa = new KubeConfig();
-    sa.loadFromFile(saConfig);
-    const core = sa.makeApiClient(CoreV1Api);
-    const apps = sa.makeApiClient(AppsV1Api);
+    const { core, apps } = clientsFor(saConfig);
     await expect(core.listNamespacedSecret({ namespace })).rejects.toMatchObject({ code: 403 });
     await expect(apps.listNamespacedDeployment({ namespace })).rejects.toMatchObject({ code: 403 });
     await expect(core.deleteCollectionNamespacedPod({ namespace })).rejects.toMatchObject({ code: 403 });
