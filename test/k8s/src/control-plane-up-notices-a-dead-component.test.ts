@@ -5,7 +5,7 @@
  * component it started exits, showing the end of that component's log.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,6 +41,7 @@ async function upWithTaken(taken: 'API_PORT' | 'ETCD_PEER_PORT') {
     await run(script, ['down'], { env }).catch(() => undefined);
     for (const socket of connections) socket.destroy();
     await new Promise((resolve) => blocker.close(resolve));
+    rmSync(env.RUN, { recursive: true, force: true });
   }
 }
 
