@@ -61,6 +61,26 @@ beforeAll(async () => {
   });
   saConfig = await serviceAccountKubeconfig(namespace);
   asPodManager = clientsFor(saConfig);
+  // A new policy takes a moment (seconds on a loaded machine) to reach the API server's admission
+  // plugin: wait until an unlabelled Deployment and a NodePort Service are refused.
+  const unlabelled: V1Deployment = {
+    metadata: { name: 'policy-in-force' },
+    spec: {
+      selector: { matchLabels: { probe: 'x' } },
+      template: { metadata: { labels: { probe: 'x' } }, spec: { containers: [{ name: 'c', image: 'x' }] } },
+    },
+  };
+  const nodePort: V1Service = {
+    metadata: { name: 'policy-in-force' },
+    spec: { type: 'NodePort', ports: [{ port: 1 }] },
+  };
+  await eventually(
+    async () =>
+      (await createDeployment(asPodManager, unlabelled)) !== 'admitted' &&
+      (await createService(asPodManager, nodePort)) !== 'admitted',
+    30_000,
+    'the admission policies to be in force',
+  );
 });
 
 const RULE = {
@@ -259,6 +279,11 @@ describe("the admission policy on the pod-manager's service account", () => {
     const mark = { metadata: { annotations: { 'controller.kubernetes.io/pod-deletion-cost': '-1000' } } };
     const relabel = { metadata: { labels: { 'app.kubernetes.io/name': 'splice-orc-pod-manager' } } };
     const reimage = [{ op: 'replace', path: '/spec/containers/0/image', value: 'registry.test/other:1' }];
+    await eventually(
+      async () => (await patch(asPodManager, relabel)) !== 'admitted',
+      30_000,
+      'the pods policy',
+    );
     expect(await patch(asPodManager, mark)).toBe('admitted');
     expect(await patch(asPodManager, relabel)).toMatch(RULE.pods);
     expect(await patch(asPodManager, reimage, PatchStrategy.JsonPatch)).toMatch(RULE.pods);
