@@ -9,8 +9,8 @@
 #   control-plane.sh down         stop what `up` started
 #
 # Environment: CACHE (default ~/.cache/splice-orc-k8s), RUN (state and logs, default
-# /tmp/splice-orc-k8s-$USER), API_PORT (default 6443), ETCD_PORT (default 2379; the peer port is
-# ETCD_PORT+1).
+# /tmp/splice-orc-k8s-$USER), API_PORT (default 6443), ETCD_PORT (default 2379), ETCD_PEER_PORT
+# (default 2380). `up` fails as soon as a component it started exits, with the end of its log.
 set -euo pipefail
 K8S_VER=1.35.4
 ETCD_VER=3.6.16
@@ -20,6 +20,7 @@ BIN=$CACHE/bin-$K8S_VER
 RUN=${RUN:-/tmp/splice-orc-k8s-${USER:-$(id -u)}}
 API_PORT=${API_PORT:-6443}
 ETCD_PORT=${ETCD_PORT:-2379}
+ETCD_PEER_PORT=${ETCD_PEER_PORT:-2380}
 # One package at a time at low priority: the apiserver's link step alone peaks near 2 GB.
 GO_BUILD="env GOMAXPROCS=1 nice -n 19 go build -p 1 -trimpath"
 
@@ -84,12 +85,53 @@ start() {
   echo $! >"$RUN/$name.pid"
 }
 
+# The end of a component's log, indented, on stderr.
+log_tail() {
+  echo "control-plane.sh: the end of $RUN/$1.log:" >&2
+  tail -n 20 "$RUN/$1.log" 2>/dev/null | sed 's/^/  /' >&2
+}
+
+# Fails, naming it and showing its log, when a component `up` started is no longer running (say,
+# its port was taken), instead of leaving the others to wait for it.
+all_running() {
+  local f name
+  for f in "$RUN"/*.pid; do
+    [ -e "$f" ] || continue
+    name=$(basename "$f" .pid)
+    kill -0 "$(cat "$f")" 2>/dev/null && continue
+    echo "control-plane.sh: $name exited" >&2
+    log_tail "$name"
+    return 1
+  done
+}
+
+# wait_for COMPONENT WHAT COMMAND...: runs COMMAND until it succeeds (at most 60 s), as long as
+# every component started so far is running. On a timeout, shows COMPONENT's log.
 wait_for() {
-  local what=$1
-  shift
-  for _ in $(seq 1 240); do "$@" >/dev/null 2>&1 && return 0; sleep 0.25; done
-  echo "control-plane.sh: timed out waiting for $what (logs in $RUN)" >&2
+  local component=$1 what=$2
+  shift 2
+  for _ in $(seq 1 240); do
+    "$@" >/dev/null 2>&1 && return 0
+    all_running || { echo "control-plane.sh: gave up waiting for $what" >&2; return 1; }
+    sleep 0.25
+  done
+  echo "control-plane.sh: timed out waiting for $what" >&2
+  log_tail "$component"
   return 1
+}
+
+# etcd's own health endpoint says it serves (plain HTTP, so bash alone can ask).
+etcd_healthy() {
+  local reply
+  reply=$(timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" && printf "GET /health HTTP/1.0\r\n\r\n" >&3 && cat <&3' \
+    _ "$ETCD_PORT" 2>/dev/null) || return 1
+  [[ $reply == *'"health":"true"'* ]]
+}
+
+# kwok has taken the node over: it reports it Ready.
+node_ready() {
+  [ "$("$BIN/kubectl" --kubeconfig "$1" --request-timeout=2s get node kwok-node-0 \
+    -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]
 }
 
 up() {
@@ -116,17 +158,22 @@ current-context: local
 KC
   start etcd "$BIN/etcd" --name local --data-dir "$RUN/etcd" --log-level warn --unsafe-no-fsync \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
-    --listen-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" --initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
-    --initial-cluster "local=http://127.0.0.1:$((ETCD_PORT + 1))"
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "local=http://127.0.0.1:$ETCD_PEER_PORT"
+  wait_for etcd "etcd's health endpoint" etcd_healthy
   # --endpoint-reconciler-type=none: the apiserver would otherwise loop on its loopback address.
+  # --allow-privileged: as kubeadm and kind set it, so that privileged containers are refused by
+  # splice-orc's admission policy, not by the apiserver's own default. ValidatingAdmissionPolicy
+  # needs no flag (an admission plugin on by default since 1.30).
   start apiserver "$BIN/kube-apiserver" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
     --tls-cert-file="$p/apiserver.crt" --tls-private-key-file="$p/apiserver.key" --client-ca-file="$p/ca.crt" \
     --token-auth-file="$p/token.csv" --authorization-mode=Node,RBAC \
     --service-account-key-file="$p/sa.pub" --service-account-signing-key-file="$p/sa.key" \
     --service-account-issuer=https://kubernetes.default.svc --service-cluster-ip-range=10.96.0.0/16 \
-    --endpoint-reconciler-type=none
-  wait_for kube-apiserver "$BIN/kubectl" --kubeconfig "$kc" get --raw /readyz
+    --endpoint-reconciler-type=none --allow-privileged=true
+  # A bounded request: something else on the port may take the connection and never answer.
+  wait_for apiserver kube-apiserver "$BIN/kubectl" --kubeconfig "$kc" --request-timeout=2s get --raw /readyz
   start kcm "$BIN/kube-controller-manager" --kubeconfig="$kc" --authentication-kubeconfig="$kc" \
     --authorization-kubeconfig="$kc" --leader-elect=false --bind-address=127.0.0.1 --secure-port=0 \
     --service-account-private-key-file="$p/sa.key" --root-ca-file="$p/ca.crt" --use-service-account-credentials
@@ -158,7 +205,10 @@ status:
   allocatable: {cpu: "32", memory: 256Gi, pods: "110"}
   capacity: {cpu: "32", memory: 256Gi, pods: "110"}
 NODE
-  wait_for "the default service account" "$BIN/kubectl" --kubeconfig "$kc" get serviceaccount default
+  wait_for kcm "the default service account" "$BIN/kubectl" --kubeconfig "$kc" --request-timeout=2s get serviceaccount default
+  wait_for kwok "kwok to make the node Ready" node_ready "$kc"
+  # The scheduler has no health endpoint here (secure port off): it has at least not exited.
+  all_running
   echo "KUBECONFIG=$kc"
 }
 

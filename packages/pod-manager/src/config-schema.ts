@@ -40,8 +40,23 @@ export const ModuleConfig = T.Object(
     keep_warm: T.Boolean({ default: false }),
     /** CPU limit of the module's pod (Kubernetes); none by default, so the pod may burst. */
     lib_cpu_limit: T.Optional(quantity('1')),
-    /** Memory limit of the module's pod (Kubernetes); none by default. */
-    lib_mem_limit: T.Optional(quantity('256Mi')),
+    /**
+     * Memory limit of the module's server container (Kubernetes quantity, bytes): past it the
+     * container is OOM-killed and restarted, not the node. Without lib_mem_size_req the cluster
+     * takes it as the request too.
+     */
+    lib_mem_limit: quantity('256Mi', '512Mi'),
+    /**
+     * Memory limit of the init container that installs the module with npm (Kubernetes quantity,
+     * bytes). Its request is the server's (at most this), so installing reserves nothing extra.
+     */
+    install_mem_limit: quantity('1Gi', '1Gi'),
+    /**
+     * Size limit of each of the two volumes an install writes (Kubernetes quantity, bytes): the
+     * installed module (`/modules`) and npm's cache and temporary files. A pod that writes more is
+     * evicted.
+     */
+    install_size_limit: quantity('2Gi', '1Gi'),
     /**
      * A prebuilt image holding the module (Kubernetes): its pods start it as is, with nothing to
      * install. Without one, an init container installs the package into the pod.

@@ -36,9 +36,14 @@ export interface ModuleSpec {
   readonly targetConcurrency: number;
   /** Started at start-up and restarted whenever it dies. */
   readonly keepWarm: boolean;
-  /** Kubernetes limits (quantities), set only where configured. */
+  /** Kubernetes CPU limit (quantity), set only where configured. */
   readonly cpuLimit: string | undefined;
-  readonly memoryLimit: string | undefined;
+  /** Kubernetes memory limit of the module's server (quantity). */
+  readonly memoryLimit: string;
+  /** Kubernetes memory limit of the install init container (quantity). */
+  readonly installMemoryLimit: string;
+  /** Kubernetes sizeLimit of each install volume (quantity). */
+  readonly installSizeLimit: string;
   /** A prebuilt image holding the module (Kubernetes), else undefined: installed at pod start. */
   readonly image: string | undefined;
   /** Module code may compile strings (eval, new Function). */
@@ -167,6 +172,8 @@ function specFrom(name: string, m: RawModuleConfig, baseDir: string): ModuleSpec
     keepWarm: m.keep_warm || m.min_replicas > 0,
     cpuLimit: m.lib_cpu_limit,
     memoryLimit: m.lib_mem_limit,
+    installMemoryLimit: m.install_mem_limit,
+    installSizeLimit: m.install_size_limit,
     image: m.image,
     codeGeneration: m.allow_code_generation,
     installScripts: m.install_scripts,

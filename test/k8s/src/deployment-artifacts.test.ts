@@ -1,15 +1,15 @@
 /**
  * The deployment artifacts against a real kube-apiserver: k8s/ is what `splice-orc manifests`
- * generates and `kubectl apply -k k8s/` is accepted; `splice-orc init` applies the same objects
- * idempotently; and a pod-manager holding only its Role's permissions (a kubeconfig from its
- * service account's token) does all its work, while a verb the Role lacks is refused.
+ * generates and `kubectl apply -k k8s/` is accepted; its NetworkPolicies select the pods they are
+ * for; `splice-orc init` applies the same objects idempotently; and a pod-manager holding only its
+ * Role's permissions (a kubeconfig from its service account's token, under the admission policy)
+ * does all its work, while a verb the Role lacks is refused.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { AppsV1Api, CoreV1Api, KubeConfig, loadYaml } from '@kubernetes/client-node';
+import { loadAllYaml, type V1NetworkPolicy } from '@kubernetes/client-node';
 import {
   AUTH_SECRET,
   initCluster,
@@ -19,13 +19,16 @@ import {
 import { describe, expect, it } from 'vitest';
 import {
   adminApi,
+  clientsFor,
   createNamespace,
   eventually,
   http,
   kubeconfig,
   kubectl,
+  moduleDeployments,
   modules,
   repoRoot,
+  serviceAccountKubeconfig,
   startClusterPodManager,
   writeClusterConfig,
 } from './harness.js';
@@ -35,43 +38,16 @@ const k8sDir = join(repoRoot, 'k8s');
 const cli = join(repoRoot, 'packages/pod-manager/dist/cli.js');
 const repoModules = JSON.parse(readFileSync(join(repoRoot, 'config/config.json'), 'utf8')).module_config;
 
-/** A kubeconfig that authenticates as the pod-manager's service account (a TokenRequest token). */
-async function serviceAccountKubeconfig(namespace: string): Promise<string> {
-  const { status } = await api.core.createNamespacedServiceAccountToken({
-    name: POD_MANAGER,
-    namespace,
-    body: { spec: { audiences: [], expirationSeconds: 3600 } },
-  });
-  const admin = new KubeConfig();
-  admin.loadFromFile(kubeconfig);
-  const cluster = admin.getCurrentCluster();
-  const path = join(mkdtempSync(join(tmpdir(), 'splice-sa-')), 'kubeconfig');
-  writeFileSync(
-    path,
-    JSON.stringify({
-      apiVersion: 'v1',
-      kind: 'Config',
-      clusters: [
-        { name: 'c', cluster: { server: cluster?.server, 'certificate-authority': cluster?.caFile } },
-      ],
-      users: [{ name: 'pod-manager', user: { token: status?.token } }],
-      contexts: [{ name: 'c', context: { cluster: 'c', user: 'pod-manager', namespace } }],
-      'current-context': 'c',
-    }),
-  );
-  return path;
-}
-
 describe('deployment artifacts', () => {
   it('k8s/ holds exactly what `splice-orc manifests` generates from config/config.json', () => {
     const files = readdirSync(k8sDir).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml');
-    const onDisk = files.map((f) => loadYaml<{ kind: string }>(readFileSync(join(k8sDir, f), 'utf8')));
+    const onDisk = files.flatMap((f) => loadAllYaml(readFileSync(join(k8sDir, f), 'utf8')));
     const generated = podManagerManifests({
       namespace: 'splice-orc',
       image: 'splice-orc:0.1.0',
       modules: repoModules,
     });
-    expect(onDisk.sort(byKind)).toEqual(generated.sort(byKind));
+    expect(onDisk.sort(byKindAndName)).toEqual(generated.sort(byKindAndName));
     const kustomization = readFileSync(join(k8sDir, 'kustomization.yaml'), 'utf8');
     for (const f of files) expect(kustomization).toContain(`- ${f}`);
   });
@@ -79,11 +55,121 @@ describe('deployment artifacts', () => {
   it('`kubectl apply -k k8s/` is accepted by the API server, twice', async () => {
     const first = await kubectl(['apply', '-k', k8sDir]);
     expect(first).toMatch(/deployment.apps\/splice-orc-pod-manager (created|configured|unchanged)/);
-    expect(first).toMatch(/networkpolicy.networking.k8s.io\/splice-orc-module-servers/);
+    for (const policy of [
+      'splice-orc-module-servers',
+      'splice-orc-module-installs',
+      'splice-orc-pod-manager',
+    ]) {
+      expect(first).toMatch(
+        new RegExp(`networkpolicy.networking.k8s.io/${policy} (created|configured|unchanged)`),
+      );
+    }
+    for (const resource of ['deployments', 'services', 'pods']) {
+      for (const kind of ['validatingadmissionpolicy', 'validatingadmissionpolicybinding']) {
+        expect(first).toMatch(
+          new RegExp(
+            `${kind}.admissionregistration.k8s.io/splice-orc-pod-manager.splice-orc.${resource} (created|configured|unchanged)`,
+          ),
+        );
+      }
+    }
     const again = await kubectl(['apply', '-k', k8sDir]);
     expect(again).toMatch(/role.rbac.authorization.k8s.io\/splice-orc-pod-manager unchanged/);
     const role = await kubectl(['-n', 'splice-orc', 'get', 'role', POD_MANAGER, '-o', 'json']);
     expect(JSON.parse(role).rules.length).toBeGreaterThan(0);
+  });
+
+  it("k8s/'s NetworkPolicies select module pods, installing module pods and the pod-manager", async () => {
+    await kubectl(['apply', '-k', k8sDir]);
+    const namespace = 'splice-orc';
+    const prebuilt = { package: 'lodash@4', image: 'registry.test/prebuilt:1' };
+    await using pm = await startClusterPodManager(
+      writeClusterConfig({ namespace, modules: { lodash: modules.lodash, prebuilt } }),
+    );
+    for (const module of ['lodash', 'prebuilt']) {
+      const load = await http(`${pm.url}/modules/${module}/load`, { method: 'POST', body: {} });
+      expect(load.status, JSON.stringify(load.body)).toBe(200);
+    }
+    // Each Deployment's pods, told apart by name (ReplicaSet pods are named after it), not by label.
+    const pods = async () => (await api.core.listNamespacedPod({ namespace })).items;
+    const podsOf = async (deployment: string) =>
+      (await pods())
+        .map((p) => p.metadata?.name ?? '')
+        .filter((n) => n.startsWith(`${deployment}-`))
+        .sort();
+    const deploymentOf = async (module: string) =>
+      (await moduleDeployments(namespace)).find(
+        (d) => d.metadata?.annotations?.['splice-orc.dev/module-name'] === module,
+      )?.metadata?.name ?? '';
+    await eventually(async () => (await podsOf(POD_MANAGER)).length > 0, 20_000, 'pod-manager pod');
+    const installing = await podsOf(await deploymentOf('lodash'));
+    const ready = await podsOf(await deploymentOf('prebuilt'));
+    const podManager = await podsOf(POD_MANAGER);
+    expect(installing).toHaveLength(1);
+    expect(ready).toHaveLength(1);
+    // What the API server selects with the policies it returns.
+    const selected = async (matchLabels: Record<string, string> | undefined) =>
+      (
+        await api.core.listNamespacedPod({
+          namespace,
+          labelSelector: Object.entries(matchLabels ?? {})
+            .map(([k, v]) => `${k}=${v}`)
+            .join(','),
+        })
+      ).items
+        .map((p) => p.metadata?.name ?? '')
+        .sort();
+    const policies = JSON.parse(await kubectl(['-n', namespace, 'get', 'networkpolicy', '-o', 'json']))
+      .items as Array<V1NetworkPolicy & { spec: { ingress?: Array<{ from?: unknown[] }> } }>;
+    const policy = (name: string) => {
+      const found = policies.find((p) => p.metadata?.name === name);
+      if (!found?.spec) throw new Error(`no NetworkPolicy ${name}`);
+      return found.spec;
+    };
+    const dns = [
+      { protocol: 'UDP', port: 53 },
+      { protocol: 'TCP', port: 53 },
+    ];
+
+    // Module pods: calls from the pod-manager only; out, DNS only.
+    const servers = policy('splice-orc-module-servers');
+    expect(await selected(servers.podSelector?.matchLabels)).toEqual([...installing, ...ready].sort());
+    expect(servers.policyTypes).toEqual(['Ingress', 'Egress']);
+    expect(servers.ingress).toEqual([
+      {
+        from: [{ podSelector: { matchLabels: { 'app.kubernetes.io/name': POD_MANAGER } } }],
+        ports: [{ protocol: 'TCP', port: 50051 }],
+      },
+    ]);
+    expect(await selected({ 'app.kubernetes.io/name': POD_MANAGER })).toEqual(podManager);
+    expect(servers.egress).toEqual([{ ports: dns }]);
+
+    // Pods that install their module (no prebuilt image) may also reach registries on 443.
+    const installs = policy('splice-orc-module-installs');
+    expect(await selected(installs.podSelector?.matchLabels)).toEqual(installing);
+    expect(installs.policyTypes).toEqual(['Egress']);
+    expect(installs.egress).toEqual([{ ports: [{ protocol: 'TCP', port: 443 }] }]);
+
+    // The pod-manager: HTTP in; DNS, the API server and module pods' gRPC port out.
+    const own = policy('splice-orc-pod-manager');
+    expect(await selected(own.podSelector?.matchLabels)).toEqual(podManager);
+    expect(own.policyTypes).toEqual(['Ingress', 'Egress']);
+    expect(own.ingress).toEqual([{ ports: [{ protocol: 'TCP', port: 8000 }] }]);
+    const [toDns, toApi, toModules] = own.egress ?? [];
+    expect(toDns).toEqual({ ports: dns });
+    expect(toApi).toEqual({
+      ports: [
+        { protocol: 'TCP', port: 443 },
+        { protocol: 'TCP', port: 6443 },
+      ],
+    });
+    expect(toModules?.ports).toEqual([{ protocol: 'TCP', port: 50051 }]);
+    expect(await selected(toModules?.to?.[0]?.podSelector?.matchLabels)).toEqual(
+      [...installing, ...ready].sort(),
+    );
+
+    for (const module of ['lodash', 'prebuilt'])
+      await http(`${pm.url}/modules/${module}`, { method: 'DELETE' });
   });
 
   it('`splice-orc init` applies the objects idempotently, keeps the token and waits for readiness', async () => {
@@ -149,10 +235,7 @@ describe('deployment artifacts', () => {
     ).toEqual([POD_MANAGER]);
 
     // Verbs and resources the Role does not grant are refused by the API server.
-    const sa = new KubeConfig();
-    sa.loadFromFile(saConfig);
-    const core = sa.makeApiClient(CoreV1Api);
-    const apps = sa.makeApiClient(AppsV1Api);
+    const { core, apps } = clientsFor(saConfig);
     await expect(core.listNamespacedSecret({ namespace })).rejects.toMatchObject({ code: 403 });
     await expect(apps.listNamespacedDeployment({ namespace })).rejects.toMatchObject({ code: 403 });
     await expect(core.deleteCollectionNamespacedPod({ namespace })).rejects.toMatchObject({ code: 403 });
@@ -170,6 +253,9 @@ describe('deployment artifacts', () => {
   });
 });
 
-function byKind(a: { kind?: string }, b: { kind?: string }): number {
-  return (a.kind ?? '').localeCompare(b.kind ?? '');
+function byKindAndName(
+  a: { kind?: string; metadata?: { name?: string } },
+  b: { kind?: string; metadata?: { name?: string } },
+): number {
+  return `${a.kind}/${a.metadata?.name}`.localeCompare(`${b.kind}/${b.metadata?.name}`);
 }

@@ -6,12 +6,12 @@
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { TestProject } from 'vitest/node';
+import { freePorts } from './ports.js';
 
 const script = fileURLToPath(new URL('../control-plane.sh', import.meta.url));
 const run = promisify(execFile);
@@ -23,27 +23,15 @@ declare module 'vitest' {
   }
 }
 
-/** A port nothing listens on now (and, for etcd, the next one too). */
-async function freePort(): Promise<number> {
-  for (;;) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const server = createServer().listen(0, '127.0.0.1', () => {
-        const address = server.address();
-        server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-      });
-      server.on('error', reject);
-    });
-    if (port < 65535) return port;
-  }
-}
-
 export default async function setup(project: TestProject) {
   const dir = mkdtempSync(join(tmpdir(), 'splice-k8s-'));
+  const [api, etcd, etcdPeer] = await freePorts(3);
   const env = {
     ...process.env,
     RUN: dir,
-    API_PORT: String(await freePort()),
-    ETCD_PORT: String(await freePort()),
+    API_PORT: String(api),
+    ETCD_PORT: String(etcd),
+    ETCD_PEER_PORT: String(etcdPeer),
   };
   try {
     await run(script, ['up'], { env, timeout: 120_000 });

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { AppsV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { buildApp, loadConfig } from '@splice-orc/pod-manager';
+import { POD_MANAGER } from '@splice-orc/pod-manager/kubernetes';
 import type { FastifyInstance } from 'fastify';
 import { inject } from 'vitest';
 
@@ -22,7 +23,12 @@ export const kubeconfig = inject('kubeconfig');
 const kubectlPath = inject('kubectl');
 
 /** Clients with the admin kubeconfig (for checking what the pod-manager did). */
-export function adminApi(path = kubeconfig) {
+export function adminApi() {
+  return clientsFor(kubeconfig);
+}
+
+/** Clients that authenticate as the kubeconfig at `path` says. */
+export function clientsFor(path: string) {
   const config = new KubeConfig();
   config.loadFromFile(path);
   return { config, apps: config.makeApiClient(AppsV1Api), core: config.makeApiClient(CoreV1Api) };
@@ -59,6 +65,31 @@ export async function createNamespace(prefix: string): Promise<string> {
   const name = `${prefix}-${randomBytes(3).toString('hex')}`;
   await adminApi().core.createNamespace({ body: { metadata: { name } } });
   return name;
+}
+
+/** A kubeconfig that authenticates as the pod-manager's service account (a TokenRequest token). */
+export async function serviceAccountKubeconfig(namespace: string): Promise<string> {
+  const { status } = await adminApi().core.createNamespacedServiceAccountToken({
+    name: POD_MANAGER,
+    namespace,
+    body: { spec: { audiences: [], expirationSeconds: 3600 } },
+  });
+  const cluster = adminApi().config.getCurrentCluster();
+  const path = join(mkdtempSync(join(tmpdir(), 'splice-sa-')), 'kubeconfig');
+  writeFileSync(
+    path,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [
+        { name: 'c', cluster: { server: cluster?.server, 'certificate-authority': cluster?.caFile } },
+      ],
+      users: [{ name: 'pod-manager', user: { token: status?.token } }],
+      contexts: [{ name: 'c', context: { cluster: 'c', user: 'pod-manager', namespace } }],
+      'current-context': 'c',
+    }),
+  );
+  return path;
 }
 
 /** Module configs the tests use: real npm specs (pods install them; kwok runs no container). */

@@ -45,8 +45,10 @@ describe('Kubernetes backend', () => {
       seccompProfile: { type: 'RuntimeDefault' },
     });
     const server = pod?.containers.find((c) => c.name === 'module-server');
+    // Memory is limited by default, so one module cannot take the node down.
     expect(server?.resources).toEqual({
       requests: { cpu: '250m', memory: '100Mi' },
+      limits: { memory: '512Mi' },
     });
     expect(server?.securityContext).toMatchObject({
       readOnlyRootFilesystem: true,
@@ -72,6 +74,15 @@ describe('Kubernetes backend', () => {
     const install = pod?.initContainers?.[0];
     expect(install?.env?.find((e) => e.name === 'SERVICE_TYPE')?.value).toBe('module_install');
     expect(install?.securityContext?.readOnlyRootFilesystem).toBe(true);
+    expect(install?.resources).toEqual({
+      requests: { cpu: '250m', memory: '100Mi' },
+      limits: { memory: '1Gi' },
+    });
+    expect(pod?.volumes).toEqual([
+      { name: 'tmp', emptyDir: { sizeLimit: '256Mi' } },
+      { name: 'modules', emptyDir: { sizeLimit: '1Gi' } },
+      { name: 'install-tmp', emptyDir: { sizeLimit: '1Gi' } },
+    ]);
     expect(server?.volumeMounts?.find((m) => m.mountPath === '/modules')?.readOnly).toBe(true);
 
     const service = await api.core.readNamespacedService({
@@ -80,6 +91,42 @@ describe('Kubernetes backend', () => {
     });
     expect(service.spec?.clusterIP).toBe('None');
     expect(service.spec?.selector).toEqual(deployment?.spec?.selector.matchLabels);
+  });
+
+  it("gives a module's Deployment the memory limits and volume sizes of its module_config", async () => {
+    const sized = {
+      sized: {
+        package: 'lodash@4',
+        lib_mem_limit: '768Mi',
+        install_mem_limit: '2Gi',
+        install_size_limit: '3Gi',
+      },
+    };
+    await using pm = await startClusterPodManager(writeClusterConfig({ namespace, modules: sized }));
+    const load = await http(`${pm.url}/modules/sized/load`, { method: 'POST', body: {} });
+    expect(load.status, JSON.stringify(load.body)).toBe(200);
+    const deployment = (await moduleDeployments(namespace)).find(
+      (d) => d.metadata?.annotations?.['splice-orc.dev/module-name'] === 'sized',
+    );
+    const template = deployment?.spec?.template.spec;
+    expect(template?.containers[0]?.resources).toEqual({ limits: { memory: '768Mi' } });
+    // The installer asks for what the server gets, so installing reserves no more than serving.
+    expect(template?.initContainers?.[0]?.resources).toEqual({
+      requests: { memory: '768Mi' },
+      limits: { memory: '2Gi' },
+    });
+    expect(template?.volumes?.map((v) => v.emptyDir?.sizeLimit)).toEqual(['256Mi', '3Gi', '3Gi']);
+    // Without lib_mem_size_req, the API server gives the pod's server its limit as its request.
+    const [pod] = (
+      await api.core.listNamespacedPod({
+        namespace,
+        labelSelector: `splice-orc.dev/module=${deployment?.metadata?.name}`,
+      })
+    ).items;
+    expect(pod?.spec?.containers[0]?.resources).toEqual({
+      requests: { memory: '768Mi' },
+      limits: { memory: '768Mi' },
+    });
   });
 
   it('starts a module with a prebuilt image without an init container', async () => {

@@ -15,16 +15,18 @@ export function manifestsYaml(o: ManifestOptions): string {
 }
 
 /**
- * Writes one file per object (`role.yaml`, ...) and a kustomization.yaml listing them, so that
- * `kubectl apply -k <dir>` deploys the pod-manager. Returns the file names.
+ * Writes one file per kind (`role.yaml`, `networkpolicy.yaml` with all three policies, ...) and a
+ * kustomization.yaml listing them, so that `kubectl apply -k <dir>` deploys the pod-manager.
+ * Returns the file names.
  */
 export function writeManifests(dir: string, o: ManifestOptions): string[] {
-  const files: string[] = [];
+  const byFile = new Map<string, string[]>();
   for (const object of podManagerManifests(o)) {
     const file = `${object.kind?.toLowerCase()}.yaml`;
-    writeFileSync(join(dir, file), HEADER + dumpYaml(object, { lineWidth: 120, noRefs: true }));
-    files.push(file);
+    byFile.set(file, [...(byFile.get(file) ?? []), dumpYaml(object, { lineWidth: 120, noRefs: true })]);
   }
+  for (const [file, documents] of byFile) writeFileSync(join(dir, file), HEADER + documents.join('---\n'));
+  const files = [...byFile.keys()];
   const kustomization = {
     apiVersion: 'kustomize.config.k8s.io/v1beta1',
     kind: 'Kustomization',

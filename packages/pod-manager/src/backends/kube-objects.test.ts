@@ -63,6 +63,44 @@ describe('deploymentFor', () => {
       'modules',
       'install-tmp',
     ]);
+    // Only pods that install are let out to npm registries (a NetworkPolicy selects this label).
+    expect(installed.spec?.template.metadata?.labels?.['splice-orc.dev/install']).toBe('npm');
+    expect(prebuilt.spec?.template.metadata?.labels?.['splice-orc.dev/install']).toBeUndefined();
+  });
+
+  it('limits the memory of the server and the installer and the size of the install volumes by default', () => {
+    const pod = deploymentFor(specOf('m'), 1, options).spec?.template.spec;
+    expect(pod?.containers[0]?.resources).toEqual({ limits: { memory: '512Mi' } });
+    // The installer asks for what the server gets (its limit), so installing reserves nothing more.
+    expect(pod?.initContainers?.[0]?.resources).toEqual({
+      requests: { memory: '512Mi' },
+      limits: { memory: '1Gi' },
+    });
+    expect(pod?.volumes).toEqual([
+      { name: 'tmp', emptyDir: { sizeLimit: '256Mi' } },
+      { name: 'modules', emptyDir: { sizeLimit: '1Gi' } },
+      { name: 'install-tmp', emptyDir: { sizeLimit: '1Gi' } },
+    ]);
+  });
+
+  it("takes a module's own limits from module_config; the installer never requests more than its limit", () => {
+    const spec = specOf('m', {
+      lib_cpu_req: '500m',
+      lib_mem_size_req: '2Gi',
+      lib_mem_limit: '4Gi',
+      install_mem_limit: '1536Mi',
+      install_size_limit: '5Gi',
+    });
+    const pod = deploymentFor(spec, 1, options).spec?.template.spec;
+    expect(pod?.containers[0]?.resources).toEqual({
+      requests: { cpu: '500m', memory: '2Gi' },
+      limits: { memory: '4Gi' },
+    });
+    expect(pod?.initContainers?.[0]?.resources).toEqual({
+      requests: { cpu: '500m', memory: '1536Mi' },
+      limits: { memory: '1536Mi' },
+    });
+    expect(pod?.volumes?.slice(1).map((v) => v.emptyDir?.sizeLimit)).toEqual(['5Gi', '5Gi']);
   });
 
   it('leaves out the liveness probe when liveness checks are off', () => {

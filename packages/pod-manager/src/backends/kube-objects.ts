@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { V1Container, V1Deployment, V1PodTemplateSpec, V1Service } from '@kubernetes/client-node';
+import { bytesFromQuantity } from '@splice-orc/protocol';
 import type { ModuleSpec } from '../config.js';
 
 /** Port module-servers listen on in their pods. */
@@ -19,6 +20,12 @@ export const MANAGED_BY = 'app.kubernetes.io/managed-by';
 export const COMPONENT = 'app.kubernetes.io/component';
 /** Label holding the module's object name: selects its pods. */
 export const MODULE_LABEL = 'splice-orc.dev/module';
+/**
+ * Label of pods that install their module at start (no prebuilt `image`): a NetworkPolicy lets
+ * only these reach npm registries (TCP 443). Policies select pods, not containers, so the server
+ * of such a pod can reach them too.
+ */
+export const INSTALL_LABEL = 'splice-orc.dev/install';
 /** Annotation holding the module name as configured (labels cannot hold `@scope/pkg`). */
 export const MODULE_NAME_ANNOTATION = 'splice-orc.dev/module-name';
 /** Annotation holding the hash of the pod template: a different hash means the config changed. */
@@ -206,8 +213,8 @@ function podTemplateFor(spec: ModuleSpec, o: KubeObjectOptions): V1PodTemplateSp
       { name: 'npm_config_cache', value: '/tmp/.npm' },
       { name: 'SPLICE_INSTALL_DROP_CACHE', value: '1' },
     ],
-    // npm may need more memory than the server's limit: requests only.
-    ...(Object.keys(requests).length > 0 ? { resources: { requests } } : {}),
+    // npm may need more memory than the server: a limit of its own.
+    resources: { requests: installRequests(spec), limits: { memory: spec.installMemoryLimit } },
     securityContext: secure,
     terminationMessagePolicy: 'FallbackToLogsOnError',
     volumeMounts: [
@@ -217,7 +224,7 @@ function podTemplateFor(spec: ModuleSpec, o: KubeObjectOptions): V1PodTemplateSp
   };
   return {
     metadata: {
-      labels: { ...o.podLabels, ...labelsFor(spec.name) },
+      labels: { ...o.podLabels, ...labelsFor(spec.name), ...(install ? { [INSTALL_LABEL]: 'npm' } : {}) },
       annotations: { [MODULE_NAME_ANNOTATION]: spec.name },
     },
     spec: {
@@ -238,13 +245,26 @@ function podTemplateFor(spec: ModuleSpec, o: KubeObjectOptions): V1PodTemplateSp
         { name: 'tmp', emptyDir: { sizeLimit: '256Mi' } },
         ...(install
           ? [
-              { name: 'modules', emptyDir: {} },
-              { name: 'install-tmp', emptyDir: {} },
+              { name: 'modules', emptyDir: { sizeLimit: spec.installSizeLimit } },
+              { name: 'install-tmp', emptyDir: { sizeLimit: spec.installSizeLimit } },
             ]
           : []),
       ],
     },
   };
+}
+
+/**
+ * Requests of the install container: the server's, so that installing reserves no more than the
+ * pod does anyway (the scheduler counts the larger of the init container's and the server's). A
+ * server without a memory request gets its limit as one from the API server, so the installer asks
+ * for that; never more than its own limit, which a request may not exceed.
+ */
+function installRequests(spec: ModuleSpec): Record<string, string> {
+  const memory = spec.memory ?? spec.memoryLimit;
+  const capped =
+    bytesFromQuantity(memory) > bytesFromQuantity(spec.installMemoryLimit) ? spec.installMemoryLimit : memory;
+  return compact({ cpu: spec.cpu, memory: capped });
 }
 
 function compact(record: Record<string, string | undefined>): Record<string, string> {
