@@ -249,6 +249,11 @@ async function backendFor(config: Config, app: FastifyInstance, invoker: Invoker
     graceMs: server.grace_ms,
     maxPayloadBytes: server.max_payload_bytes,
     liveness: { intervalMs: server.liveness_interval_ms, failures: server.liveness_failures },
+    limits: {
+      maxObjectsPerSession: server.max_objects_per_session,
+      maxObjects: server.max_objects_per_server,
+      maxSessions: server.max_sessions_per_server,
+    },
     log: app.log,
     onEndpointGone: (endpoint: string) => invoker.drop(endpoint),
   };
@@ -273,11 +278,6 @@ async function backendFor(config: Config, app: FastifyInstance, invoker: Invoker
     cacheDir: server.cache_dir,
     isolate: server.isolate_modules,
     maxServers: server.max_module_servers,
-    limits: {
-      maxObjectsPerSession: server.max_objects_per_session,
-      maxObjects: server.max_objects_per_server,
-      maxSessions: server.max_sessions_per_server,
-    },
   });
 }
 

@@ -105,14 +105,15 @@ export class TestKubelet {
     const env = Object.fromEntries((container?.env ?? []).map((e) => [e.name, e.value ?? '']));
     const ip = `127.78.0.${nextIp++}`;
     const child = spawn(process.execPath, [serverMain], {
+      // The container's environment as a kubelet gives it (the secret and NODE_OPTIONS included),
+      // with what only a real pod has replaced: its own address and the installed module.
       env: {
-        ...process.env,
-        MODULE_NAME: env.MODULE_NAME,
+        PATH: process.env.PATH ?? '',
+        ...env,
         MODULE_RESOLVE_FROM: this.#resolveFrom,
         HOST: ip,
         PORT: '50051',
         SPLICE_SERVER_ID: name,
-        SPLICE_LEASE_MS: env.SPLICE_LEASE_MS,
       },
       stdio: ['ignore', 'pipe', 'inherit'],
     });

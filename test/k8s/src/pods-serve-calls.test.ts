@@ -7,6 +7,7 @@
 import { inspect } from 'node:util';
 import type { V1PodStatus } from '@kubernetes/client-node';
 import { connect } from '@splice-orc/client';
+import { createModuleClient, encode } from '@splice-orc/protocol';
 import { describe, expect, it } from 'vitest';
 import { createNamespace, eventually, http, startClusterPodManager, writeClusterConfig } from './harness.js';
 import { MANUAL, TestKubelet } from './kubelet.js';
@@ -56,6 +57,18 @@ describe('module pods serving calls', () => {
     } finally {
       await client.close();
     }
+    // The pod's gRPC port takes calls only with the secret of its pod template; health stays open.
+    const direct = createModuleClient(replica.endpoint);
+    const program = encode({
+      v: 1,
+      session: 'x',
+      ops: [{ op: 'call', target: null, path: ['add'], args: [1, 2] }],
+    });
+    await expect(direct.invoke(program, { timeoutMs: 2_000 })).rejects.toMatchObject({
+      code: 'UNAUTHENTICATED',
+    });
+    expect(await direct.health({ timeoutMs: 2_000 })).toBe('SERVING');
+    direct.close();
   });
 
   it('routes calls on a reference to the pod holding it and spreads other calls over the pods', async () => {

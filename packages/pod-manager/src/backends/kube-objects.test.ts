@@ -39,9 +39,19 @@ describe('objectNameFor', () => {
 
 describe('deploymentFor', () => {
   it('gives the same spec the same hash, and a changed spec another', () => {
-    const a = deploymentFor(specOf('m', { lib_cpu_req: '100m' }), 1, options);
-    const again = deploymentFor(specOf('m', { lib_cpu_req: '100m' }), 3, options);
-    const changed = deploymentFor(specOf('m', { lib_cpu_req: '200m' }), 1, options);
+    const a = deploymentFor(specOf('m', { lib_cpu_req: '100m' }), 1, options, 'a-secret-for-the-tests-000');
+    const again = deploymentFor(
+      specOf('m', { lib_cpu_req: '100m' }),
+      3,
+      options,
+      'a-secret-for-the-tests-000',
+    );
+    const changed = deploymentFor(
+      specOf('m', { lib_cpu_req: '200m' }),
+      1,
+      options,
+      'a-secret-for-the-tests-000',
+    );
     const hash = (d: typeof a) => d.metadata?.annotations?.['splice-orc.dev/config-hash'];
     // Replicas are not config: scaling does not roll.
     expect(hash(again)).toBe(hash(a));
@@ -51,11 +61,16 @@ describe('deploymentFor', () => {
   });
 
   it('installs with an init container unless the module has an image', () => {
-    const installed = deploymentFor(specOf('m', { package: 'm@1', dependency: ['dep@2'] }), 1, options);
+    const installed = deploymentFor(
+      specOf('m', { package: 'm@1', dependency: ['dep@2'] }),
+      1,
+      options,
+      'a-secret-for-the-tests-000',
+    );
     const init = installed.spec?.template.spec?.initContainers?.[0];
     expect(init?.image).toBe('splice-orc:1');
     expect(init?.env).toContainEqual({ name: 'MODULE_DEPENDENCIES', value: '["dep@2"]' });
-    const prebuilt = deploymentFor(specOf('m', { image: 'm:1' }), 1, options);
+    const prebuilt = deploymentFor(specOf('m', { image: 'm:1' }), 1, options, 'a-secret-for-the-tests-000');
     expect(prebuilt.spec?.template.spec?.initContainers).toBeUndefined();
     expect(prebuilt.spec?.template.spec?.volumes?.map((v) => v.name)).toEqual(['tmp']);
     expect(installed.spec?.template.spec?.volumes?.map((v) => v.name)).toEqual([
@@ -69,7 +84,7 @@ describe('deploymentFor', () => {
   });
 
   it('limits the memory of the server and the installer and the size of the install volumes by default', () => {
-    const pod = deploymentFor(specOf('m'), 1, options).spec?.template.spec;
+    const pod = deploymentFor(specOf('m'), 1, options, 'a-secret-for-the-tests-000').spec?.template.spec;
     expect(pod?.containers[0]?.resources).toEqual({ limits: { memory: '512Mi' } });
     // The installer asks for what the server gets (its limit), so installing reserves nothing more.
     expect(pod?.initContainers?.[0]?.resources).toEqual({
@@ -91,7 +106,7 @@ describe('deploymentFor', () => {
       install_mem_limit: '1536Mi',
       install_size_limit: '5Gi',
     });
-    const pod = deploymentFor(spec, 1, options).spec?.template.spec;
+    const pod = deploymentFor(spec, 1, options, 'a-secret-for-the-tests-000').spec?.template.spec;
     expect(pod?.containers[0]?.resources).toEqual({
       requests: { cpu: '500m', memory: '2Gi' },
       limits: { memory: '4Gi' },
@@ -104,14 +119,19 @@ describe('deploymentFor', () => {
   });
 
   it('leaves out the liveness probe when liveness checks are off', () => {
-    const d = deploymentFor(specOf('m'), 1, { ...options, liveness: { intervalMs: 0, failures: 3 } });
+    const d = deploymentFor(
+      specOf('m'),
+      1,
+      { ...options, liveness: { intervalMs: 0, failures: 3 } },
+      'a-secret-for-the-tests-000',
+    );
     expect(d.spec?.template.spec?.containers[0]?.livenessProbe).toBeUndefined();
   });
 
   it('selects the same pods with the Service as with the Deployment', () => {
     const spec = specOf('@scope/pkg');
     expect(serviceFor(spec, options).spec?.selector).toEqual(
-      deploymentFor(spec, 1, options).spec?.selector.matchLabels,
+      deploymentFor(spec, 1, options, 'a-secret-for-the-tests-000').spec?.selector.matchLabels,
     );
   });
 });
@@ -125,5 +145,49 @@ describe('coresFromQuantity', () => {
     ['bogus', 0],
   ])('reads %s as %d cores', (quantity, cores) => {
     expect(coresFromQuantity(quantity)).toBeCloseTo(cores, 9);
+  });
+});
+
+describe('deploymentFor: what the module-server is started with', () => {
+  const envOf = (d: ReturnType<typeof deploymentFor>, container = 'module-server') =>
+    Object.fromEntries(
+      [...(d.spec?.template.spec?.containers ?? []), ...(d.spec?.template.spec?.initContainers ?? [])]
+        .find((c) => c.name === container)
+        ?.env?.map((e) => [e.name, e.value ?? e.valueFrom]) ?? [],
+    );
+
+  it('carries the secret as a plain value, outside the config hash', () => {
+    const one = deploymentFor(specOf('m'), 1, options, 'first-secret-0123456789');
+    const two = deploymentFor(specOf('m'), 1, options, 'second-secret-0123456789');
+    expect(envOf(one).SPLICE_SERVER_SECRET).toBe('first-secret-0123456789');
+    expect(envOf(two).SPLICE_SERVER_SECRET).toBe('second-secret-0123456789');
+    expect(one.metadata?.annotations).toEqual(two.metadata?.annotations);
+  });
+
+  it('disallows code generation unless the module opts in, and passes the reference-table limits', () => {
+    const limits = { maxObjectsPerSession: 7, maxObjects: 8, maxSessions: 9 };
+    const plain = envOf(deploymentFor(specOf('m'), 1, { ...options, limits }, 'secret-0123456789abc'));
+    expect(plain).toMatchObject({
+      NODE_OPTIONS: '--disallow-code-generation-from-strings',
+      SPLICE_MAX_OBJECTS_PER_SESSION: '7',
+      SPLICE_MAX_OBJECTS: '8',
+      SPLICE_MAX_SESSIONS: '9',
+      MODULE_NAME: 'm',
+      HOST: '0.0.0.0',
+      PORT: '50051',
+    });
+    expect(plain.SPLICE_CODE_GENERATION).toBeUndefined();
+    const opted = envOf(
+      deploymentFor(specOf('m', { allow_code_generation: true }), 1, options, 'secret-0123456789abc'),
+    );
+    expect(opted.NODE_OPTIONS).toBeUndefined();
+    expect(opted.SPLICE_CODE_GENERATION).toBe('allow');
+  });
+
+  it('runs install scripts only for a module that opts in', () => {
+    const install = (module: object) =>
+      envOf(deploymentFor(specOf('m', module), 1, options, 'secret-0123456789abc'), 'install');
+    expect(install({}).MODULE_INSTALL_SCRIPTS).toBeUndefined();
+    expect(install({ install_scripts: true }).MODULE_INSTALL_SCRIPTS).toBe('1');
   });
 });

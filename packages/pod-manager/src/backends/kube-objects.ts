@@ -4,8 +4,9 @@
  * pod-manager itself routes to pod IPs, because a call on a remote reference must reach the very
  * pod that holds the object). Pure: the same spec always gives the same objects and hash.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { V1Container, V1Deployment, V1PodTemplateSpec, V1Service } from '@kubernetes/client-node';
+import { environmentFor, NO_CODE_GENERATION_FLAG } from '@splice-orc/module-server/environment';
 import { bytesFromQuantity } from '@splice-orc/protocol';
 import type { ModuleSpec } from '../config.js';
 
@@ -30,6 +31,24 @@ export const INSTALL_LABEL = 'splice-orc.dev/install';
 export const MODULE_NAME_ANNOTATION = 'splice-orc.dev/module-name';
 /** Annotation holding the hash of the pod template: a different hash means the config changed. */
 export const CONFIG_HASH_ANNOTATION = 'splice-orc.dev/config-hash';
+/**
+ * Environment variable of module pods holding the module-server's secret: a plain value in the pod
+ * template (the admission policy allows no Secret references), readable by those who may read the
+ * module's Deployment; the pod-manager reads each pod's own from its spec.
+ */
+export const SECRET_ENV = 'SPLICE_SERVER_SECRET';
+
+/** The secret a Deployment's servers were given, if any. */
+export function secretOfDeployment(deployment: V1Deployment | undefined): string | undefined {
+  const server = deployment?.spec?.template.spec?.containers.find((c) => c.name === 'module-server');
+  return server?.env?.find((e) => e.name === SECRET_ENV)?.value || undefined;
+}
+
+/** A new module-server secret. */
+export function newSecret(): string {
+  return randomBytes(24).toString('base64url');
+}
+
 /** Selects every module pod the pod-manager manages. */
 export const MANAGED_SELECTOR = `${MANAGED_BY}=splice-orc,${COMPONENT}=module-server`;
 
@@ -47,6 +66,8 @@ export interface KubeObjectOptions {
   startTimeoutMs: number;
   /** Liveness probe period and failures before a restart; interval 0 = no liveness probe. */
   liveness: { intervalMs: number; failures: number };
+  /** Limits of each server's reference table (objects per session and server, sessions). */
+  limits?: { maxObjectsPerSession: number; maxObjects: number; maxSessions: number };
 }
 
 /**
@@ -74,12 +95,22 @@ export function labelsFor(module: string): Record<string, string> {
   };
 }
 
-/** The module's Deployment with `replicas` pods; its config hash is in an annotation. */
-export function deploymentFor(spec: ModuleSpec, replicas: number, o: KubeObjectOptions): V1Deployment {
+/**
+ * The module's Deployment with `replicas` pods; its config hash is in an annotation. `secret` is
+ * the credential its servers want (made at creation, kept across rolls); the hash leaves it out, so
+ * the same config hashes the same whatever the secret.
+ */
+export function deploymentFor(
+  spec: ModuleSpec,
+  replicas: number,
+  o: KubeObjectOptions,
+  secret: string,
+): V1Deployment {
   const name = objectNameFor(spec.name);
   const labels = labelsFor(spec.name);
   const template = podTemplateFor(spec, o);
   const hash = configHash(template);
+  template.spec?.containers[0]?.env?.push({ name: SECRET_ENV, value: secret });
   // On the pods too, so that a start judges only pods of the current config.
   template.metadata = {
     ...template.metadata,
@@ -152,16 +183,24 @@ function podTemplateFor(spec: ModuleSpec, o: KubeObjectOptions): V1PodTemplateSp
     imagePullPolicy: o.imagePullPolicy,
     env: [
       { name: 'SERVICE_TYPE', value: 'module_service' },
-      { name: 'MODULE_NAME', value: spec.name },
       { name: 'MODULE_PACKAGE', value: spec.package },
-      ...(install ? [{ name: 'MODULE_RESOLVE_FROM', value: INSTALL_DIR }] : []),
-      { name: 'HOST', value: '0.0.0.0' },
-      { name: 'PORT', value: String(GRPC_PORT) },
+      ...Object.entries(
+        environmentFor({
+          moduleName: spec.name,
+          resolveFrom: install ? INSTALL_DIR : undefined,
+          host: '0.0.0.0',
+          port: GRPC_PORT,
+          leaseMs: o.leaseMs,
+          graceMs: o.graceMs,
+          maxMessageBytes: o.maxPayloadBytes,
+          limits: o.limits,
+          codeGeneration: spec.codeGeneration,
+        }),
+      ).map(([name, value]) => ({ name, value })),
+      // Module code may not compile strings, unless the module opts in (the server checks).
+      ...(spec.codeGeneration ? [] : [{ name: 'NODE_OPTIONS', value: NO_CODE_GENERATION_FLAG }]),
       // References carry the pod name: the pod-manager routes calls on them back to this pod.
       { name: 'SPLICE_SERVER_ID', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
-      { name: 'SPLICE_LEASE_MS', value: String(o.leaseMs) },
-      { name: 'SPLICE_GRACE_MS', value: String(o.graceMs) },
-      { name: 'SPLICE_MAX_MESSAGE_BYTES', value: String(o.maxPayloadBytes) },
     ],
     ports: [{ name: 'grpc', containerPort: GRPC_PORT, protocol: 'TCP' }],
     // The module-server serves grpc.health.v1 once its module is imported, which may take a while:
@@ -212,6 +251,7 @@ function podTemplateFor(spec: ModuleSpec, o: KubeObjectOptions): V1PodTemplateSp
       // Removed after the install; on a volume of its own, not the server's size-limited /tmp.
       { name: 'npm_config_cache', value: '/tmp/.npm' },
       { name: 'SPLICE_INSTALL_DROP_CACHE', value: '1' },
+      ...(spec.installScripts ? [{ name: 'MODULE_INSTALL_SCRIPTS', value: '1' }] : []),
     ],
     // npm may need more memory than the server: a limit of its own.
     resources: { requests: installRequests(spec), limits: { memory: spec.installMemoryLimit } },

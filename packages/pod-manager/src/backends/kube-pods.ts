@@ -5,7 +5,7 @@
  */
 import type { V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
 import type { ReplicaStatus } from './backend.js';
-import { GRPC_PORT } from './kube-objects.js';
+import { GRPC_PORT, SECRET_ENV } from './kube-objects.js';
 
 /**
  * Waiting reasons after which a container will not start by itself soon: the call waiting for it is
@@ -64,9 +64,6 @@ export function endpointOf(pod: V1Pod): string | undefined {
   if (!ip) return undefined;
   return ip.includes(':') ? `[${ip}]:${GRPC_PORT}` : `${ip}:${GRPC_PORT}`;
 }
-
-/** Environment variable of module pods holding the module-server's secret. */
-export const SECRET_ENV = 'SPLICE_SERVER_SECRET';
 
 /**
  * The secret a pod's module-server wants, from the pod's own spec: each pod says what it was

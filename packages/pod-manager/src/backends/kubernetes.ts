@@ -32,7 +32,9 @@ import {
   deploymentFor,
   type KubeObjectOptions,
   MANAGED_BY,
+  newSecret,
   objectNameFor,
+  secretOfDeployment,
   serviceFor,
 } from './kube-objects.js';
 import { failureOf, replicaFromPod, restartsOf } from './kube-pods.js';
@@ -333,7 +335,7 @@ class KubernetesBackend implements Backend {
   async #create(spec: ModuleSpec): Promise<string | undefined> {
     deployable(spec);
     const ns = this.#o.namespace;
-    const desired = deploymentFor(spec, Math.max(1, spec.minReplicas), this.#o);
+    const desired = deploymentFor(spec, Math.max(1, spec.minReplicas), this.#o, newSecret());
     let hash = desired.metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
     let existing = await this.#readDeployment(spec.name);
     if (!existing) {
@@ -383,7 +385,9 @@ class KubernetesBackend implements Backend {
    * patch tests the old hash, so two pod-managers changing it at once cannot overwrite each other.
    */
   async #roll(spec: ModuleSpec, existing: V1Deployment): Promise<string | undefined> {
-    const desired = deploymentFor(spec, existing.spec?.replicas ?? 1, this.#o);
+    // The servers keep their secret across rolls: pods of both templates serve during a roll.
+    const secret = secretOfDeployment(existing) ?? newSecret();
+    const desired = deploymentFor(spec, existing.spec?.replicas ?? 1, this.#o, secret);
     const want = desired.metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
     const have = existing.metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
     if (want === have) return have;
