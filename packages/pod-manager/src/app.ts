@@ -310,8 +310,13 @@ function parseJsonWithDepthLimit(app: FastifyInstance): void {
  * says `type: string, format: binary`; and a body that may be left out (a bare POST to load) is
  * not required.
  */
+/** The part of an OpenAPI operation finishDocument touches. */
+interface DocumentedOperation {
+  requestBody?: { required?: boolean; content?: Record<string, { schema?: object }> };
+}
+
 function finishDocument<T>(document: T): T {
-  const paths = (document as { paths?: Record<string, Record<string, any>> }).paths ?? {};
+  const paths = (document as { paths?: Record<string, Record<string, DocumentedOperation>> }).paths ?? {};
   for (const methods of Object.values(paths)) {
     for (const operation of Object.values(methods)) {
       const content = operation?.requestBody?.content ?? {};
