@@ -110,7 +110,7 @@ export async function createModuleServer(options: ModuleServerOptions): Promise<
     health.setStatus(MODULE_SERVICE_NAME, 'NOT_SERVING');
     health.endWatches();
     table.stopSweeping();
-    await shutdown(server, counters, graceMs);
+    await shutdown(server, graceMs);
   };
   return { port, serverId, table, close, [Symbol.asyncDispose]: () => close() };
 }
@@ -123,21 +123,18 @@ function bind(server: grpc.Server, address: string): Promise<number> {
   });
 }
 
-/**
- * Takes no new calls, lets those in flight finish within `graceMs`, then closes every connection.
- * A client that keeps its connection open (the pod-manager's channel does) must not hold an idle
- * server up for the whole grace period: stopping is done once nothing is in flight.
- */
-async function shutdown(server: grpc.Server, counters: { inFlight: number }, graceMs: number): Promise<void> {
-  let closed = false;
-  server.tryShutdown(() => {
-    closed = true;
+/** Takes no new calls, lets those in flight finish within `graceMs`, then closes every connection. */
+function shutdown(server: grpc.Server, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
   });
-  const deadline = Date.now() + graceMs;
-  while (!closed && counters.inFlight > 0 && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  if (!closed) server.forceShutdown();
 }
 
 /** Checks a call's credential against the secret, in constant time. */

@@ -104,7 +104,8 @@ export function moduleRoutes(app: FastifyInstance, o: ModuleRouteOptions): void 
     async (request) => {
       const { name } = request.params;
       const spec = registry.spec(name);
-      const body = request.body ?? {};
+      // No body at all loads as it is; a body, even `null`, must be the object below.
+      const body = request.body === undefined ? {} : request.body;
       if (!Value.Check(LoadBody, body)) {
         throw new ServiceError('BAD_REQUEST', 'the load body is {"mode"?: "remote" | "local" | "auto"}');
       }
