@@ -2,6 +2,7 @@
  * `connect()`: the entry point of the client SDK.
  */
 import { bytesFromQuantity, Code, Rest, SpliceError } from '@splice-orc/protocol';
+import { importFromApp } from './app-import.js';
 import { PlacementTracker } from './placement.js';
 import { nodeOf } from './remote-proxy.js';
 import { type CallOptions, Session } from './session.js';
@@ -22,8 +23,8 @@ export interface ConnectOptions {
   /** Bearer token of the pod-manager. Default: SPLICE_AUTH_TOKEN from the environment. */
   token?: string;
   /**
-   * Imports a module that the policy places local (run in this process). Default: `import(name)`
-   * from this package, which finds the app's own dependencies.
+   * Imports a module that the policy places local (run in this process). Default: resolved as the
+   * app would, from its entry point, else its working directory (app-import.ts).
    */
   importModule?: (name: string) => Promise<unknown>;
   /** Memory this client gives local modules: bytes or a quantity such as `512Mi`. Reported to the policy. */
@@ -65,13 +66,13 @@ export function connect(urlOrOptions?: string | ConnectOptions, options: Connect
   });
   const placement = new PlacementTracker({
     transport,
-    importModule: opts.importModule ?? ((name) => import(name)),
+    importModule: opts.importModule ?? importFromApp,
     memoryBudget:
       typeof opts.memoryBudget === 'string' ? bytesFromQuantity(opts.memoryBudget) : opts.memoryBudget,
     reportIntervalMs: opts.reportIntervalMs ?? 5_000,
     timeoutMs,
   });
-  const session = new Session({ transport, timeoutMs, placement });
+  const session = new Session({ timeoutMs, placement });
   const close = async () => {
     await session.close();
     await transport.close();

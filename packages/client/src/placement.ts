@@ -1,24 +1,17 @@
 /**
- * Where this client runs each module's new calls: through the pod-manager (remote) or in this
- * process (local), as the pod-manager's policy decides. The client asks once per module, then
- * follows the placement every answer carries and the one its periodic statistics report returns.
- * A module placed local is imported here and run with the module-server's own runtime, so the
- * proxy API and its semantics (values by copy, references, errors) do not change.
+ * Where this client runs each module's new calls: through the pod-manager (the HTTP link) or in
+ * this process (the local link), as the pod-manager's policy decides. The client asks once per
+ * module, then follows the placement every answer carries and the one its periodic statistics
+ * report returns. Calls on references go where their references live.
  */
-import { randomBytes } from 'node:crypto';
-import { Code, Rest, SpliceError } from '@splice-orc/protocol';
-import { createInvocationHandler, type InvocationResult, ObjectTable, rootOf } from '@splice-orc/runtime';
+import { Rest } from '@splice-orc/protocol';
+import { createHttpLink } from './http-link.js';
+import type { Link } from './link.js';
+import { LocalLink } from './local-link.js';
 import type { Transport } from './transport.js';
 
 /** Where a module's calls run. */
 export type Placement = Rest.Placement;
-
-/** A module imported into this process. */
-export interface LocalHost {
-  /** Instance id carried by the references it makes, like a module-server's. */
-  serverId: string;
-  handle(payload: Uint8Array): Promise<InvocationResult>;
-}
 
 /** Options of {@link PlacementTracker}. */
 export interface PlacementOptions {
@@ -35,19 +28,44 @@ export interface PlacementOptions {
 /** One module's counts since the last report, in the report's own shape. */
 type Counters = Rest.StatsReport['modules'][string] & { local: Rest.CallCounts; remote: Rest.CallCounts };
 
-/** The client's view of placements, its local hosts and its call statistics. */
+/** The client's view of placements, its links and its call statistics. */
 export class PlacementTracker {
   readonly #placements = new Map<string, Placement>();
   readonly #asked = new Map<string, Promise<Placement>>();
-  readonly #hosts = new Map<string, Promise<LocalHost>>();
-  readonly #localIds = new Set<string>();
   readonly #unavailable = new Set<string>();
+  readonly #remote: Link;
+  readonly #local: LocalLink;
   #counters = new Map<string, Counters>();
   #timer: NodeJS.Timeout | undefined;
   readonly #options: PlacementOptions;
 
   constructor(options: PlacementOptions) {
     this.#options = options;
+    const record = (module: string, where: Placement, ms: number) => this.record(module, where, ms);
+    this.#remote = createHttpLink({
+      transport: options.transport,
+      record,
+      follow: (module, placement) => this.update(module, placement),
+    });
+    this.#local = new LocalLink({ importModule: options.importModule, record });
+  }
+
+  /**
+   * The link a program of the module goes over: the one its references live behind, else the one
+   * of the module's placement. A module placed local that cannot be imported here runs remotely,
+   * with one warning, and is reported to the policy.
+   */
+  async linkFor(module: string, route: string | undefined, leaseMs: number): Promise<Link> {
+    if (route) return this.#local.owns(route) ? this.#local : this.#remote;
+    if ((await this.placement(module)) !== 'local') return this.#remote;
+    try {
+      await this.#local.prepare(module, leaseMs);
+      return this.#local;
+    } catch (error) {
+      process.emitWarning((error as Error).message, { code: 'SPLICE_LOCAL_UNAVAILABLE' });
+      this.localUnavailable(module);
+      return this.#remote;
+    }
   }
 
   /** The module's placement, asked of the pod-manager the first time. */
@@ -58,9 +76,7 @@ export class PlacementTracker {
     let asking = this.#asked.get(module);
     if (!asking) {
       asking = this.#options.transport
-        .json('GET', Rest.Paths.placement(module), {
-          timeoutMs: this.#options.timeoutMs,
-        })
+        .json('GET', Rest.Paths.placement(module), { timeoutMs: this.#options.timeoutMs })
         .then((view) => {
           const placement = (view as Rest.PlacementAnswer).placement === 'local' ? 'local' : 'remote';
           if (!this.#placements.has(module)) this.#placements.set(module, placement);
@@ -74,23 +90,8 @@ export class PlacementTracker {
 
   /** Follows what the pod-manager said (an answer's header, a report's response). */
   update(module: string, placement: string | undefined): void {
+    if (this.#unavailable.has(module)) return;
     if (placement === 'local' || placement === 'remote') this.#placements.set(module, placement);
-  }
-
-  /** True when references of this instance id live in this process. */
-  isLocal(serverId: string): boolean {
-    return this.#localIds.has(serverId);
-  }
-
-  /** The module imported into this process (once). */
-  host(module: string, leaseMs: number): Promise<LocalHost> {
-    let host = this.#hosts.get(module);
-    if (!host) {
-      host = this.#load(module, leaseMs);
-      host.catch(() => this.#hosts.delete(module));
-      this.#hosts.set(module, host);
-    }
-    return host;
   }
 
   /** Counts a call for the policy's statistics. */
@@ -107,11 +108,6 @@ export class PlacementTracker {
     this.#unavailable.add(module);
     this.#countersOf(module).local_unavailable = true;
     this.#placements.set(module, 'remote');
-  }
-
-  /** True when the module is known not to be importable here (warned about once). */
-  isUnavailable(module: string): boolean {
-    return this.#unavailable.has(module);
   }
 
   /** Sends the statistics gathered since the last report and follows the placements returned. */
@@ -146,28 +142,5 @@ export class PlacementTracker {
       this.#counters.set(module, c);
     }
     return c;
-  }
-
-  async #load(module: string, leaseMs: number): Promise<LocalHost> {
-    let namespace: unknown;
-    try {
-      namespace = await this.#options.importModule(module);
-    } catch (cause) {
-      throw new SpliceError(
-        Code.FAILED_PRECONDITION,
-        `module ${module} is placed local but cannot be imported in this process (${(cause as Error).message}); install it in the app, pass connect({ importModule }), or set its load_type to remote`,
-        { cause },
-      );
-    }
-    const serverId = `local-${randomBytes(6).toString('hex')}`;
-    const table = new ObjectTable({ leaseMs });
-    table.startSweeping();
-    this.#localIds.add(serverId);
-    const handle = createInvocationHandler({
-      root: rootOf(namespace as Record<string, unknown>),
-      table,
-      serverId,
-    });
-    return { serverId, handle };
   }
 }

@@ -1,7 +1,8 @@
 import { inspect } from 'node:util';
 import { type Op, RemoteRef, Slot } from '@splice-orc/protocol';
 import { describe, expect, it } from 'vitest';
-import { compile, createRemoteProxy, nodeOf, type ProxyHost, type ProxyNode } from './remote-proxy.js';
+import { compile } from './program-compiler.js';
+import { createRemoteProxy, nodeOf, type ProxyHost, type ProxyNode } from './remote-proxy.js';
 
 /** Records what would be sent instead of sending it: these tests are about the proxy alone. */
 function recorder() {

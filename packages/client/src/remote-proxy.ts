@@ -5,15 +5,7 @@
  * Every trap is handled on purpose: writes throw, reflection sees an empty object.
  */
 import { inspect } from 'node:util';
-import {
-  Code,
-  isPlainObject,
-  type Op,
-  type RemoteRef,
-  Slot,
-  SpliceError,
-  type Target,
-} from '@splice-orc/protocol';
+import type { RemoteRef } from '@splice-orc/protocol';
 
 /** The remote object a chain starts from. */
 export interface RefHandle {
@@ -131,109 +123,4 @@ export function describeNode(node: ProxyNode): string {
   for (const step of node.steps)
     out += step.kind === 'get' ? `.${step.key}` : step.kind === 'call' ? '(…)' : ' (new)';
   return out;
-}
-
-/**
- * Compiles a node into operations appended to `ops`, and returns what stands for its value: the
- * module root, its reference, or the slot of its last operation. Pending proxies among arguments
- * are compiled into the same program first (promise pipelining). The module-server instances
- * whose references the program uses are added to `servers` (the call must go to that server), and
- * the handles of those references to `handles` (the caller keeps them alive while the call runs).
- */
-export function compile(
-  node: ProxyNode,
-  ops: Op[],
-  servers: Set<string> = new Set(),
-  handles: RefHandle[] = [],
-): Target {
-  if (node.base) {
-    servers.add(usable(node.base).ref.server);
-    handles.push(node.base);
-  }
-  let current: Target = node.base ? node.base.ref : null;
-  let path: string[] = [];
-  for (const step of node.steps) {
-    if (step.kind === 'get') {
-      path.push(step.key);
-      continue;
-    }
-    const args = step.args.map((a) => substitute(a, node.module, ops, servers, handles));
-    ops.push({ op: step.kind, target: current, path, args });
-    current = new Slot(ops.length - 1);
-    path = [];
-  }
-  if (path.length > 0) {
-    ops.push({ op: 'get', target: current, path });
-    current = new Slot(ops.length - 1);
-  }
-  return current;
-}
-
-function usable(handle: RefHandle): RefHandle {
-  if (handle.released) {
-    throw new SpliceError(
-      Code.NOT_FOUND,
-      `remote reference ${handle.ref.label}#${handle.ref.id} was released`,
-    );
-  }
-  return handle;
-}
-
-/** Replaces proxies inside an argument by references or slots; plain data is kept as it is. */
-function substitute(
-  value: unknown,
-  module: string,
-  ops: Op[],
-  servers: Set<string>,
-  handles: RefHandle[],
-): unknown {
-  if (value === null || (typeof value !== 'object' && typeof value !== 'function')) return value;
-  const node = nodeOf(value);
-  if (node) {
-    if (node.module !== module) {
-      throw new SpliceError(
-        Code.INVALID_ARGUMENT,
-        `${describeNode(node)} lives in module ${node.module} and cannot be passed to module ${module}`,
-      );
-    }
-    const result = compile(node, ops, servers, handles);
-    if (result === null)
-      throw new SpliceError(
-        Code.INVALID_ARGUMENT,
-        `the module root of ${module} cannot be passed as an argument`,
-      );
-    return result;
-  }
-  if (ArrayBuffer.isView(value) || value instanceof Date) return value;
-  const walk = (v: unknown) => substitute(v, module, ops, servers, handles);
-  // Copy-on-write: an argument with no proxy inside is passed on as it is, not copied.
-  if (Array.isArray(value)) {
-    const out = value.map(walk);
-    return out.some((v, i) => v !== value[i]) ? out : value;
-  }
-  if (value instanceof Map) {
-    let changed = false;
-    const out = Array.from(value, ([k, v]) => {
-      const entry = [walk(k), walk(v)] as const;
-      changed ||= entry[0] !== k || entry[1] !== v;
-      return entry;
-    });
-    return changed ? new Map(out) : value;
-  }
-  if (value instanceof Set) {
-    const items = [...value];
-    const out = items.map(walk);
-    return out.some((v, i) => v !== items[i]) ? new Set(out) : value;
-  }
-  if (typeof value === 'object' && isPlainObject(value)) {
-    const record = value as Record<string, unknown>;
-    let out: Record<string, unknown> | undefined;
-    for (const key of Object.keys(record)) {
-      const v = walk(record[key]);
-      if (v !== record[key]) out ??= { ...record };
-      if (out) out[key] = v;
-    }
-    return out ?? value;
-  }
-  return value;
 }

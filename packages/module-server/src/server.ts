@@ -15,6 +15,7 @@ import {
   type PayloadMessage,
   type ServerStats,
   SpliceError,
+  withDeadline,
 } from '@splice-orc/protocol';
 import {
   createInvocationHandler,
@@ -173,7 +174,11 @@ function createInvokeHandler(h: HandlerContext): UnaryHandler {
       h.counters.inFlight--;
       h.counters.calls++;
     });
-    withDeadline(work, budget).then(
+    withDeadline(work, {
+      timeoutMs: budget,
+      onTimeout: () =>
+        new SpliceError(Code.DEADLINE_EXCEEDED, `invocation did not finish within ${budget} ms`),
+    }).then(
       ({ payload, threw }) => {
         // The pod-manager counts outcomes without decoding payloads: a throw is flagged in a trailer.
         const trailer = new grpc.Metadata();
@@ -195,16 +200,4 @@ function createInvokeHandler(h: HandlerContext): UnaryHandler {
 function msUntil(deadline: grpc.Deadline): number {
   const at = deadline instanceof Date ? deadline.getTime() : deadline;
   return Number.isFinite(at) ? Math.max(0, at - Date.now()) : Number.POSITIVE_INFINITY;
-}
-
-function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
-  if (!Number.isFinite(ms)) return work;
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new SpliceError(Code.DEADLINE_EXCEEDED, `invocation did not finish within ${ms} ms`)),
-      ms,
-    );
-  });
-  return Promise.race([work, expired]).finally(() => clearTimeout(timer));
 }

@@ -2,7 +2,7 @@
  * The cold-start queue: calls that arrive while their module starts wait for that one start, in a
  * bounded queue with a deadline. A full queue or a passed deadline is a clear 503, never a hang.
  */
-import { Code } from '@splice-orc/protocol';
+import { Code, withDeadline } from '@splice-orc/protocol';
 import type { Backend } from './backends/backend.js';
 import type { ModuleSpec } from './config.js';
 import { ServiceError } from './errors.js';
@@ -39,23 +39,15 @@ export class ColdStartQueue {
       );
     }
     room.queued++;
-    let timer: NodeJS.Timeout | undefined;
     try {
-      const expired = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(
-              new ServiceError(
-                'COLD_START_TIMEOUT',
-                `${spec.name} did not become ready within ${timeoutMs} ms`,
-              ),
-            ),
-          timeoutMs,
-        );
+      await withDeadline(this.#start(spec, room), {
+        timeoutMs,
+        signal,
+        onTimeout: () =>
+          new ServiceError('COLD_START_TIMEOUT', `${spec.name} did not become ready within ${timeoutMs} ms`),
+        onAbort: () => new ServiceError(Code.CANCELLED, 'the client went away'),
       });
-      await Promise.race([this.#start(spec, room), expired, aborted(signal)]);
     } finally {
-      clearTimeout(timer);
       room.queued--;
     }
   }
@@ -72,13 +64,4 @@ export class ColdStartQueue {
     }
     return room.coldStart;
   }
-}
-
-function aborted(signal: AbortSignal | undefined): Promise<never> {
-  return new Promise((_, reject) => {
-    if (!signal) return;
-    const fail = () => reject(new ServiceError(Code.CANCELLED, 'the client went away'));
-    if (signal.aborted) fail();
-    else signal.addEventListener('abort', fail, { once: true });
-  });
 }

@@ -52,4 +52,5 @@ export {
 } from './proto.js';
 export { bytesFromQuantity } from './quantity.js';
 export * as Rest from './rest.js';
+export { type DeadlineOptions, linkedSignal, withDeadline } from './signals.js';
 export { Code, codeFromGrpcStatus, grpcStatusFromCode, httpStatusFromCode, isCode } from './status.js';

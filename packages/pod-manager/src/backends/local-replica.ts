@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { environmentFor, NO_CODE_GENERATION_FLAG } from '@splice-orc/module-server/environment';
-import { createModuleClient } from '@splice-orc/protocol';
+import { createModuleClient, withDeadline } from '@splice-orc/protocol';
 import type { FastifyBaseLogger } from 'fastify';
 import type { ModuleSpec } from '../config.js';
 import { ServiceError } from '../errors.js';
@@ -79,7 +79,7 @@ export class Replica {
       this.#ready = this.#boot();
       this.#ready.catch(() => {}); // callers see the rejection; an unwatched restart must not crash us
     }
-    return options.signal ? abortable(this.#ready, options.signal) : this.#ready;
+    return withDeadline(this.#ready, { signal: options.signal, onTimeout: () => new Error('no deadline') });
   }
 
   status(): ReplicaStatus {
@@ -358,15 +358,6 @@ export class Replica {
     const lines = this.#output.slice(-10);
     return lines.length ? `; last output:\n${lines.join('\n')}` : '';
   }
-}
-
-function abortable<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
 }
 
 function stopped(name: string): ServiceError {
