@@ -6,7 +6,7 @@
  * again with backoff until its deadline, so a rolling restart of the pod-manager costs callers
  * nothing.
  */
-import { Code, isCode, Rest, SpliceError } from '@splice-orc/protocol';
+import { Code, isCode, linkedSignal, Rest, SpliceError } from '@splice-orc/protocol';
 import { Pool, errors as undiciErrors } from 'undici';
 
 /** Options of {@link createTransport}. */
@@ -60,18 +60,21 @@ export function createTransport(url: string, options: TransportOptions = {}): Tr
     body?: { bytes: Uint8Array | string; type: string },
   ) {
     const deadline = Date.now() + request.timeoutMs;
-    const signal = request.signal
-      ? AbortSignal.any([request.signal, AbortSignal.timeout(request.timeoutMs)])
-      : AbortSignal.timeout(request.timeoutMs);
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await sendOnce(method, path, { request, deadline, signal }, body);
-      } catch (error) {
-        const pause = Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** attempt);
-        const resend = error instanceof SpliceError && error.safeToResend && error.code === Code.UNAVAILABLE;
-        if (!resend || signal.aborted || Date.now() + pause >= deadline) throw error;
-        await new Promise((resolve) => setTimeout(resolve, pause));
+    const { signal, cleanup } = linkedSignal([request.signal], request.timeoutMs);
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await sendOnce(method, path, { request, deadline, signal }, body);
+        } catch (error) {
+          const pause = Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** attempt);
+          const resend =
+            error instanceof SpliceError && error.safeToResend && error.code === Code.UNAVAILABLE;
+          if (!resend || signal.aborted || Date.now() + pause >= deadline) throw error;
+          await new Promise((resolve) => setTimeout(resolve, pause));
+        }
       }
+    } finally {
+      cleanup();
     }
   }
 
