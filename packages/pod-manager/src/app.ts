@@ -17,24 +17,24 @@ import Fastify, {
 
 import type { Backend } from './backends/backend.js';
 import { createLocalBackend } from './backends/local.js';
-import { Benchmark } from './benchmark.js';
 import { type Config, parseModuleConfig } from './config.js';
 import { ServiceError } from './errors.js';
 import { clientErrorHandler, frameworkErrors, trackRouteMethods } from './http/framework-errors.js';
 import { ALWAYS, responses } from './http/responses.js';
-import { Invoker } from './invoker.js';
-import { startLifecycle } from './lifecycle.js';
-import { createMetrics } from './metrics.js';
-import { packagePolicyFrom } from './package-policy.js';
-import { PlacementEngine } from './placement-engine.js';
-import { ModuleRegistry } from './registry.js';
-import { healthRoutes } from './routes/health.js';
-import { invokeRoutes } from './routes/invoke.js';
-import { moduleRoutes } from './routes/modules.js';
-import { observeRoutes } from './routes/observe.js';
-import { policyRoutes } from './routes/policy.js';
-import { readState, writeState } from './state-store.js';
-import { Tracking } from './tracking.js';
+import { healthRoutes } from './http/routes/health.js';
+import { invokeRoutes } from './http/routes/invoke.js';
+import { moduleRoutes } from './http/routes/modules.js';
+import { observeRoutes } from './http/routes/observe.js';
+import { policyRoutes } from './http/routes/policy.js';
+import { Benchmark } from './observe/benchmark.js';
+import { createMetrics } from './observe/metrics.js';
+import { Tracking } from './observe/tracking.js';
+import { Invoker } from './orchestration/invoker.js';
+import { startLifecycle } from './orchestration/lifecycle.js';
+import { packagePolicyFrom } from './orchestration/package-policy.js';
+import { ModuleRegistry } from './orchestration/registry.js';
+import { readState, writeState } from './orchestration/state-store.js';
+import { PlacementEngine } from './placement/engine.js';
 
 /** Options of {@link buildApp}. */
 export interface BuildAppOptions {

@@ -2,7 +2,7 @@
 /** `splice-orc`: the command line of the pod-manager. */
 import { existsSync, readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
-import { addRemoteCommands, CliError } from './cli-remote.js';
+import { addRemoteCommands, CliError } from './cli/remote-commands.js';
 
 function port(value: string): number {
   const n = Number(value);
@@ -63,7 +63,7 @@ program
   .option('-c, --config <file>', 'config whose module_config goes into the ConfigMap', 'config/config.json')
   .option('-o, --out-dir <dir>', 'write one file per object and a kustomization.yaml there')
   .action(async (opts: { namespace: string; image: string; config: string; outDir?: string }) => {
-    const { manifestsYaml, writeManifests } = await import('./backends/kube-cli.js');
+    const { manifestsYaml, writeManifests } = await import('./deploy/kube-cli.js');
     const options = { namespace: opts.namespace, image: opts.image, modules: modulesOf(opts.config) };
     if (opts.outDir) {
       for (const file of writeManifests(opts.outDir, options))
@@ -87,7 +87,7 @@ program
       namespace: string | undefined,
       opts: { image: string; config: string; kubeconfig?: string; timeout: number },
     ) => {
-      const { initCluster } = await import('./backends/kube-init.js');
+      const { initCluster } = await import('./deploy/kube-init.js');
       const ns = namespace ?? 'splice-orc';
       const { url } = await initCluster({
         namespace: ns,

@@ -5,11 +5,11 @@ import { Type as T } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { Rest } from '@splice-orc/protocol';
 import type { FastifyInstance } from 'fastify';
-import { ServiceError } from '../errors.js';
-import { ALWAYS, responses, WITH_BODY } from '../http/responses.js';
-import type { PolicySettings } from '../placement.js';
-import type { PlacementEngine } from '../placement-engine.js';
-import type { ModuleRegistry } from '../registry.js';
+import { ServiceError } from '../../errors.js';
+import type { ModuleRegistry } from '../../orchestration/registry.js';
+import type { PlacementEngine } from '../../placement/engine.js';
+import type { PolicySettings } from '../../placement/policy.js';
+import { ALWAYS, responses, WITH_BODY } from '../responses.js';
 
 const PolicyBody = T.Object(
   {

@@ -3,14 +3,14 @@
  * call statistics clients report, the decisions and their history, and re-evaluates periodically.
  */
 import type { Rest } from '@splice-orc/protocol';
-import type { ModuleSpec } from './config.js';
+import type { ModuleSpec } from '../config.js';
 import {
   type Decision,
   decide,
   type ModuleCallStats,
   type Placement,
   type PolicySettings,
-} from './placement.js';
+} from './policy.js';
 
 /** What a client reports (`POST /stats`): calls per module since its last report. */
 export type ClientReport = Rest.StatsReport;

@@ -4,10 +4,10 @@
  * replica (the one holding the call's references, else the least busy), forwards it and counts it.
  */
 import { Code, type InvokeAnswer, type Rest, type ServerStats, SpliceError } from '@splice-orc/protocol';
-import type { Backend, ReadyReplica } from './backends/backend.js';
+import type { Backend, ReadyReplica } from '../backends/backend.js';
+import type { Config, ModuleSpec, RawModuleConfig } from '../config.js';
+import { ServiceError } from '../errors.js';
 import { ColdStartQueue, type WaitingRoom } from './cold-start.js';
-import type { Config, ModuleSpec, RawModuleConfig } from './config.js';
-import { ServiceError } from './errors.js';
 import type { Invoker } from './invoker.js';
 
 /** A module as the registry sees it: `GET /modules` adds its mode and placement. */

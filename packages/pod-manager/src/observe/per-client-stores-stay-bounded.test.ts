@@ -4,9 +4,9 @@
  * 160 000 calls). Each store now aggregates as it goes and keeps constant memory.
  */
 import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../config.js';
+import { PlacementEngine } from '../placement/engine.js';
 import { Benchmark } from './benchmark.js';
-import { parseConfig } from './config.js';
-import { PlacementEngine } from './placement-engine.js';
 import { Tracking } from './tracking.js';
 
 describe('per-client stores', () => {

@@ -4,7 +4,7 @@
  * HDR histograms (node:perf_hooks), not lists: memory stays constant however many calls come.
  */
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
-import type { CallEvent } from './registry.js';
+import type { CallEvent } from '../orchestration/registry.js';
 
 /** Figures of one module, or of all of them. */
 export interface BenchmarkFigures {

@@ -9,8 +9,8 @@
 import { realpathSync } from 'node:fs';
 import { isAbsolute, relative, resolve, sep } from 'node:path';
 import npa from 'npm-package-arg';
-import type { ModuleSpec, RawConfig } from './config.js';
-import { ServiceError } from './errors.js';
+import type { ModuleSpec, RawConfig } from '../config.js';
+import { ServiceError } from '../errors.js';
 
 /** Kinds of package spec, as `package_policy.allow` names them. */
 export type SpecKind = 'registry' | 'file' | 'url' | 'git';

@@ -15,7 +15,7 @@
  *   client cannot import stays remote until its mode is set again.
  */
 import { bytesFromQuantity } from '@splice-orc/protocol';
-import type { ModuleSpec } from './config.js';
+import type { ModuleSpec } from '../config.js';
 
 /** Where a module's calls run. */
 export type Placement = 'remote' | 'local';

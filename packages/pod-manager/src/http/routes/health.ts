@@ -1,8 +1,8 @@
 /** Liveness and readiness of the pod-manager itself (not of its modules: see GET /modules). */
 import { Type as T } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { ServiceError } from '../errors.js';
-import { responses } from '../http/responses.js';
+import { ServiceError } from '../../errors.js';
+import { responses } from '../responses.js';
 
 export function healthRoutes(app: FastifyInstance, state: { closing: boolean }): void {
   app.get(

@@ -3,9 +3,9 @@
  * recorded in order, and the mean call time of each module is kept. Only the latest 10 000 events
  * are kept (the report says how many were dropped); call times are kept as sums per module.
  */
-import type { LifecycleEvent } from './lifecycle.js';
-import type { PlacementEvent } from './placement-engine.js';
-import type { CallEvent } from './registry.js';
+import type { LifecycleEvent } from '../orchestration/lifecycle.js';
+import type { CallEvent } from '../orchestration/registry.js';
+import type { PlacementEvent } from '../placement/engine.js';
 
 /** One recorded change. */
 export type TrackedEvent =

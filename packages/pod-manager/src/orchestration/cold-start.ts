@@ -3,9 +3,9 @@
  * bounded queue with a deadline. A full queue or a passed deadline is a clear 503, never a hang.
  */
 import { Code, withDeadline } from '@splice-orc/protocol';
-import type { Backend } from './backends/backend.js';
-import type { ModuleSpec } from './config.js';
-import { ServiceError } from './errors.js';
+import type { Backend } from '../backends/backend.js';
+import type { ModuleSpec } from '../config.js';
+import { ServiceError } from '../errors.js';
 
 /** What the queue keeps per module. */
 export interface WaitingRoom {

@@ -15,7 +15,7 @@ import type {
   V1Validation,
   V1Variable,
 } from '@kubernetes/client-node';
-import { COMPONENT, MANAGED_BY } from './kube-objects.js';
+import { COMPONENT, MANAGED_BY } from '../backends/kube-objects.js';
 
 /** Options of {@link admissionPolicies}. */
 export interface AdmissionPolicyOptions {

@@ -8,7 +8,7 @@
  * - scale to zero: a module with no call for idle_timeout_s and no live reference is stopped.
  */
 import type { FastifyBaseLogger } from 'fastify';
-import type { ModuleSpec } from './config.js';
+import type { ModuleSpec } from '../config.js';
 import type { ModuleRegistry } from './registry.js';
 
 /** Options of {@link startLifecycle}. */

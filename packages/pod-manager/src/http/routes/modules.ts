@@ -6,14 +6,14 @@ import { Type as T, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { Rest } from '@splice-orc/protocol';
 import type { FastifyInstance } from 'fastify';
-import type { ModuleSpec } from '../config.js';
-import { ConfigError, parseModuleConfig } from '../config.js';
-import { ModuleConfig } from '../config-schema.js';
-import { ServiceError } from '../errors.js';
-import { ALWAYS, NAMED, responses, WITH_BODY } from '../http/responses.js';
-import { checkRestChange, type PackagePolicy } from '../package-policy.js';
-import type { PlacementEngine } from '../placement-engine.js';
-import type { ModuleRegistry, ModuleView } from '../registry.js';
+import type { ModuleSpec } from '../../config.js';
+import { ConfigError, parseModuleConfig } from '../../config.js';
+import { ModuleConfig } from '../../config-schema.js';
+import { ServiceError } from '../../errors.js';
+import { checkRestChange, type PackagePolicy } from '../../orchestration/package-policy.js';
+import type { ModuleRegistry, ModuleView } from '../../orchestration/registry.js';
+import type { PlacementEngine } from '../../placement/engine.js';
+import { ALWAYS, NAMED, responses, WITH_BODY } from '../responses.js';
 
 /** What the module routes need. */
 export interface ModuleRouteOptions {

@@ -6,7 +6,7 @@
  * by two gets what either allows. Written in client-node's models (`_from` is `from`).
  */
 import type { V1NetworkPolicy, V1NetworkPolicyPort } from '@kubernetes/client-node';
-import { COMPONENT, GRPC_PORT, INSTALL_LABEL, MANAGED_BY } from './kube-objects.js';
+import { COMPONENT, GRPC_PORT, INSTALL_LABEL, MANAGED_BY } from '../backends/kube-objects.js';
 
 /** Options of {@link networkPolicies}. */
 export interface NetworkPolicyOptions {

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { PatchStrategy } from '@kubernetes/client-node';
-import { createKubeApi, kubeStatusOf, serviceErrorFromKube } from './kube-api.js';
+import { createKubeApi, kubeStatusOf, serviceErrorFromKube } from '../backends/kube-api.js';
 import { AUTH_SECRET, type ManifestOptions, POD_MANAGER, podManagerManifests } from './kube-manifests.js';
 
 /** Options of {@link initCluster}. */

@@ -5,8 +5,8 @@
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { RawModuleConfig } from './config.js';
-import type { PolicySettings } from './placement.js';
+import type { RawModuleConfig } from '../config.js';
+import type { PolicySettings } from '../placement/policy.js';
 
 /** The persisted state. */
 export interface RuntimeState {

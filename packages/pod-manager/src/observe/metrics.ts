@@ -3,7 +3,7 @@
  * describe state (in flight, queue, replicas) are read from the registry when scraped.
  */
 import client from 'prom-client';
-import type { ModuleRegistry } from './registry.js';
+import type { ModuleRegistry } from '../orchestration/registry.js';
 
 /** The pod-manager's metrics; `text()` renders them. */
 export interface Metrics {

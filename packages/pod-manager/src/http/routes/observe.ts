@@ -1,10 +1,10 @@
 /** Benchmark mode, call tracking and resource usage of module servers. */
 import { Rest } from '@splice-orc/protocol';
 import type { FastifyInstance } from 'fastify';
-import type { Benchmark } from '../benchmark.js';
-import { ALWAYS, responses } from '../http/responses.js';
-import type { ModuleRegistry } from '../registry.js';
-import type { Tracking } from '../tracking.js';
+import type { Benchmark } from '../../observe/benchmark.js';
+import type { Tracking } from '../../observe/tracking.js';
+import type { ModuleRegistry } from '../../orchestration/registry.js';
+import { ALWAYS, responses } from '../responses.js';
 
 /** What the observation routes need. */
 export interface ObserveRouteOptions {

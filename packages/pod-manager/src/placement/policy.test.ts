@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseConfig } from './config.js';
-import { bytesFromQuantity, decide, type ModuleCallStats, type PolicySettings } from './placement.js';
+import { parseConfig } from '../config.js';
+import { bytesFromQuantity, decide, type ModuleCallStats, type PolicySettings } from './policy.js';
 
 const adaptive: PolicySettings = {
   name: 'adaptive',

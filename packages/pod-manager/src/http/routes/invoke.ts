@@ -14,11 +14,11 @@ import {
   Rest,
 } from '@splice-orc/protocol';
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { ServiceError } from '../errors.js';
-import { ALWAYS, NAMED, responses, WITH_BODY } from '../http/responses.js';
+import { ServiceError } from '../../errors.js';
+import type { ModuleRegistry } from '../../orchestration/registry.js';
+import type { PlacementEngine } from '../../placement/engine.js';
 import { errorJson, jsonFromValue, programFromJson } from '../json-invoke.js';
-import type { PlacementEngine } from '../placement-engine.js';
-import type { ModuleRegistry } from '../registry.js';
+import { ALWAYS, NAMED, responses, WITH_BODY } from '../responses.js';
 
 const { Headers, MSGPACK_TYPE, MSGPACK_TYPES, JsonInvokeBody } = Rest;
 

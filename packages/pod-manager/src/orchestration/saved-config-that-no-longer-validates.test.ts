@@ -7,8 +7,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { buildApp } from './app.js';
-import { parseConfig } from './config.js';
+import { buildApp } from '../app.js';
+import { parseConfig } from '../config.js';
 
 describe('a saved runtime config that no longer validates', () => {
   it('is ignored with a warning; the module keeps the config of the file', async () => {
