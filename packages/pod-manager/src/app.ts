@@ -104,9 +104,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     onError: (error) => app.log.error({ err: error }, 'placement evaluation failed'),
   });
   placement.start();
-  backend
-    .resume(registry.names().map((name) => registry.spec(name)))
-    .catch((error) => app.log.warn({ err: error }, 'cannot pick up the modules left running'));
+  registry.resume().catch((error) => app.log.warn({ err: error }, 'cannot pick up the modules left running'));
   const runtimePolicy = { set: saved.policy !== undefined };
   const persist = () =>
     writeState(config.server.state_file, {
@@ -182,7 +180,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   app.addHook('onClose', async () => {
     stopLifecycle();
     placement.stop();
-    await backend.close();
+    await registry.close();
     invoker.close();
   });
   await app.register(fastifySwagger, {

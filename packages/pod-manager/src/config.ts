@@ -157,6 +157,15 @@ export function parseModuleConfig(
   return { raw, spec: specFrom(name, raw, baseDir) };
 }
 
+/** True when what is installed for a module differs between two specs (a reinstall is needed). */
+export function installChanged(next: ModuleSpec, previous: ModuleSpec): boolean {
+  return (
+    next.package !== previous.package ||
+    next.dependencies.join('\n') !== previous.dependencies.join('\n') ||
+    next.installScripts !== previous.installScripts
+  );
+}
+
 function specFrom(name: string, m: RawModuleConfig, baseDir: string): ModuleSpec {
   return Object.freeze({
     name,

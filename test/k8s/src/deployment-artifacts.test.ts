@@ -216,7 +216,7 @@ describe('deployment artifacts', () => {
     // Create, wait, scale up and down (pod patch), roll on a config change, usage, delete.
     const load = await http(`${pm.url}/modules/lodash/load`, { method: 'POST', body: {} });
     expect(load.status, JSON.stringify(load.body)).toBe(200);
-    const { backend } = pm.app.registry;
+    const backend = pm.app.registry;
     await backend.addReplica(pm.app.registry.spec('lodash'));
     const victim = backend.ready('lodash')[1]?.id ?? '';
     await backend.removeReplica('lodash', victim);

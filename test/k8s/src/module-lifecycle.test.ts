@@ -187,7 +187,7 @@ describe('module Deployments', () => {
     const namespace = await createNamespace('scale');
     await using pm = await startClusterPodManager(writeClusterConfig({ namespace }));
     await http(`${pm.url}/modules/lodash/load`, { method: 'POST', body: {} });
-    const { backend } = pm.app.registry;
+    const backend = pm.app.registry;
     await backend.addReplica(pm.app.registry.spec('lodash'));
     expect(backend.ready('lodash')).toHaveLength(2);
     const [deployment] = await moduleDeployments(namespace);

@@ -76,7 +76,7 @@ describe('module pods serving calls', () => {
     await using kubelet = new TestKubelet(namespace);
     await using pm = await startClusterPodManager(calcConfig(namespace));
     await http(`${pm.url}/modules/calc/load`, { method: 'POST', body: {} });
-    const { backend } = pm.app.registry;
+    const backend = pm.app.registry;
     await backend.addReplica(pm.app.registry.spec('calc'));
     expect(kubelet.running).toHaveLength(2);
     const pods = backend.ready('calc').map((r) => r.id);
@@ -102,7 +102,7 @@ describe('module pods serving calls', () => {
     await using kubelet = new TestKubelet(namespace);
     await using pm = await startClusterPodManager(calcConfig(namespace));
     await http(`${pm.url}/modules/calc/load`, { method: 'POST', body: {} });
-    const { backend } = pm.app.registry;
+    const backend = pm.app.registry;
     await backend.addReplica(pm.app.registry.spec('calc'));
     const [gone, stays] = backend.ready('calc');
     await kubelet.crash(gone?.id ?? '');

@@ -64,13 +64,13 @@ describe('rollouts and scaling', () => {
       writeClusterConfig({ namespace, modules: { calc }, kubernetes: { pod_labels: MANUAL } }),
     );
     await http(`${pm.url}/modules/calc/load`, { method: 'POST', body: {} });
-    const [serving] = pm.app.registry.backend.ready('calc');
+    const [serving] = pm.app.registry.ready('calc');
     const put = await http(`${pm.url}/modules/calc/config`, {
       method: 'PUT',
       body: { ...calc, image: 'registry.test/calc:2' },
     });
     expect(put.status).toBe(200);
-    const { backend } = pm.app.registry;
+    const backend = pm.app.registry;
     const failed = await eventually(
       () => backend.status('calc').replicas.find((r) => r.state === 'failed'),
       10_000,
@@ -88,7 +88,7 @@ describe('rollouts and scaling', () => {
     const namespace = await createNamespace('scaleup');
     await using pm = await startClusterPodManager(writeClusterConfig({ namespace }));
     await http(`${pm.url}/modules/lodash/load`, { method: 'POST', body: {} });
-    const { backend, spec } = { backend: pm.app.registry.backend, spec: pm.app.registry.spec('lodash') };
+    const { backend, spec } = { backend: pm.app.registry, spec: pm.app.registry.spec('lodash') };
     await Promise.all([backend.addReplica(spec), backend.addReplica(spec), backend.addReplica(spec)]);
     expect((await moduleDeployments(namespace))[0]?.spec?.replicas).toBe(4);
     await eventually(() => backend.ready('lodash').length === 4, 10_000, 'four ready pods');

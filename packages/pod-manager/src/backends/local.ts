@@ -5,7 +5,7 @@
  */
 
 import pidusage from 'pidusage';
-import type { ModuleSpec } from '../config.js';
+import { installChanged, type ModuleSpec } from '../config.js';
 import { ServiceError } from '../errors.js';
 import type {
   Backend,
@@ -40,10 +40,9 @@ export function createLocalBackend(options: LocalBackendOptions): Backend {
       await installModule(spec, { cacheDir: options.cacheDir, timeoutMs: options.startTimeoutMs });
     },
     reconfigure: async (spec, previous) => {
-      const reinstall =
-        spec.package !== previous.package ||
-        spec.dependencies.join('\n') !== previous.dependencies.join('\n');
-      if (reinstall) await modules.get(spec.name)?.stopAll();
+      // What runs was started from the old install (or with the old code-generation flag).
+      if (installChanged(spec, previous) || spec.codeGeneration !== previous.codeGeneration)
+        await modules.get(spec.name)?.stopAll();
     },
     resume: async () => undefined,
     addReplica: (spec) => moduleFor(spec).add(),

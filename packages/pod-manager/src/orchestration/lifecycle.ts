@@ -64,9 +64,8 @@ export function startLifecycle(registry: ModuleRegistry, options: LifecycleOptio
   };
 
   async function step(spec: ModuleSpec, loop: ModuleLoop): Promise<void> {
-    const { backend } = registry;
-    const status = backend.status(spec.name);
-    const ready = backend.ready(spec.name);
+    const status = registry.status(spec.name);
+    const ready = registry.ready(spec.name);
     const starting = status.replicas.filter((r) => r.state === 'installing' || r.state === 'starting').length;
     const now = Date.now();
 
@@ -77,7 +76,7 @@ export function startLifecycle(registry: ModuleRegistry, options: LifecycleOptio
         action: 'keep-warm-start',
         reason: `keep_warm/min_replicas and no server (${status.state})`,
       });
-      const started = await backend.start(spec).then(
+      const started = await registry.keepWarm(spec).then(
         () => true,
         () => false,
       );
@@ -87,7 +86,7 @@ export function startLifecycle(registry: ModuleRegistry, options: LifecycleOptio
     if (ready.length === 0) return;
     // A replica whose restart failed is not retried while others serve: drop it.
     for (const failed of status.replicas.filter((r) => r.state === 'failed')) {
-      await backend.removeReplica(spec.name, failed.id);
+      await registry.removeReplica(spec.name, failed.id);
     }
 
     let inFlight = 0;
@@ -112,7 +111,7 @@ export function startLifecycle(registry: ModuleRegistry, options: LifecycleOptio
       // At most doubling per step (as Kubernetes' autoscaler does): a config asking for many
       // replicas at once starts them in waves, each after the previous one is up.
       const step = Math.min(desired - current, Math.max(1, current));
-      const added = await Promise.allSettled(Array.from({ length: step }, () => backend.addReplica(spec)));
+      const added = await Promise.allSettled(Array.from({ length: step }, () => registry.addReplica(spec)));
       backoff(
         loop,
         added.some((a) => a.status === 'rejected'),
@@ -137,7 +136,7 @@ export function startLifecycle(registry: ModuleRegistry, options: LifecycleOptio
             action: 'scale-down',
             reason: `low load for ${options.scaleDownDelayMs} ms: ${current} -> ${current - 1}`,
           });
-          await backend.removeReplica(spec.name, victim);
+          await registry.removeReplica(spec.name, victim);
         }
       }
       return;
@@ -160,7 +159,7 @@ export function startLifecycle(registry: ModuleRegistry, options: LifecycleOptio
           action: 'idle-stop',
           reason: `no call for ${spec.idleTimeoutMs} ms and no live reference`,
         });
-        await backend.stop(spec.name);
+        await registry.stopIdle(spec.name);
       }
     }
   }

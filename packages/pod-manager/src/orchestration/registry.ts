@@ -4,14 +4,33 @@
  * replica (the one holding the call's references, else the least busy), forwards it and counts it.
  */
 import { Code, type InvokeAnswer, type Rest, type ServerStats, SpliceError } from '@splice-orc/protocol';
-import type { Backend, ReadyReplica } from '../backends/backend.js';
-import type { Config, ModuleSpec, RawModuleConfig } from '../config.js';
+import type { Backend, ModuleStatus, ReadyReplica, ReplicaUsage } from '../backends/backend.js';
+import {
+  type Config,
+  ConfigError,
+  installChanged,
+  type ModuleSpec,
+  parseModuleConfig,
+  type RawModuleConfig,
+} from '../config.js';
 import { ServiceError } from '../errors.js';
 import { ColdStartQueue, type WaitingRoom } from './cold-start.js';
 import type { Invoker } from './invoker.js';
 
 /** A module as the registry sees it: `GET /modules` adds its mode and placement. */
 export type ModuleView = Omit<Rest.ModuleView, 'mode' | 'placement' | 'placement_reason' | 'usage'>;
+
+/** What a runtime config change asks of the rest of the pod-manager. */
+export interface ConfigChangeHooks {
+  /** Refuses a change the caller may not make (throws). */
+  check: (next: ModuleSpec, before: ModuleSpec) => void;
+  /** Saves the runtime configs (throws when it cannot). */
+  persist: () => void;
+  /** Called after each change of a module's spec, the restoring one included. */
+  changed: () => void;
+  /** Saving the restored config failed (the restored one is in force; the next save fixes the file). */
+  persistFailed: (error: unknown) => void;
+}
 
 /** Options of one forwarded call. */
 export interface ForwardOptions {
@@ -56,11 +75,14 @@ export class ModuleRegistry {
   /** Modules unloaded on purpose: keep-warm leaves them down until the next load or call. */
   readonly #unloaded = new Set<string>();
 
+  readonly #backend: Backend;
+
   constructor(
     readonly config: Config,
-    readonly backend: Backend,
+    backend: Backend,
     readonly invoker: Invoker,
   ) {
+    this.#backend = backend;
     this.#specs = new Map(config.modules);
     this.#coldStarts = new ColdStartQueue({
       backend,
@@ -125,13 +147,103 @@ export class ModuleRegistry {
   async unload(name: string): Promise<ModuleView> {
     this.spec(name);
     this.#unloaded.add(name);
-    await this.backend.stop(name);
+    await this.#backend.stop(name);
     return this.view(name);
   }
 
   /** True for a module unloaded on purpose and not used since. */
   isUnloaded(name: string): boolean {
     return this.#unloaded.has(name);
+  }
+
+  /**
+   * Replaces a module's config at runtime (`PUT /modules/:name/config`): validated like the file,
+   * checked by `hooks.check`, installed first when what is installed changes (so a spec that cannot
+   * be installed changes nothing), saved, then applied to running servers. When the backend cannot
+   * apply it (the cluster refuses the new pod template), the old config stays, in memory and saved.
+   */
+  async changeConfig(name: string, input: unknown, hooks: ConfigChangeHooks): Promise<ModuleView> {
+    const before = this.spec(name);
+    let parsed: ReturnType<typeof parseModuleConfig>;
+    try {
+      parsed = parseModuleConfig(name, input, this.config.baseDir);
+    } catch (error) {
+      if (error instanceof ConfigError)
+        throw new ServiceError('BAD_REQUEST', error.message, { extra: { problems: error.problems } });
+      throw error;
+    }
+    hooks.check(parsed.spec, before);
+    if (installChanged(parsed.spec, before)) await this.#backend.prepare(parsed.spec);
+    const previous = this.rawConfig(name);
+    this.setSpec(parsed.spec, parsed.raw);
+    try {
+      hooks.persist();
+    } catch (error) {
+      this.setSpec(before, previous);
+      throw error;
+    }
+    hooks.changed();
+    try {
+      await this.#backend.reconfigure(parsed.spec, before);
+    } catch (error) {
+      // Unless another change came in meanwhile: that one is newer than both.
+      if (this.spec(name) === parsed.spec) {
+        this.setSpec(before, previous);
+        try {
+          hooks.persist();
+        } catch (persistError) {
+          hooks.persistFailed(persistError);
+        }
+        hooks.changed();
+      }
+      throw error;
+    }
+    return this.view(name);
+  }
+
+  /** The module's servers as the backend sees them. */
+  status(name: string): ModuleStatus {
+    return this.#backend.status(name);
+  }
+
+  /** The module's servers that take calls now. */
+  ready(name: string): ReadyReplica[] {
+    return this.#backend.ready(name);
+  }
+
+  /** CPU and memory of each of the module's servers. */
+  usage(name: string): Promise<ReplicaUsage[]> {
+    return this.#backend.usage(name);
+  }
+
+  /** Starts a server for a module that must be warm (the lifecycle loop's keep-warm). */
+  keepWarm(spec: ModuleSpec): Promise<void> {
+    return this.#backend.start(spec);
+  }
+
+  /** Adds a server to a module (scale up). */
+  addReplica(spec: ModuleSpec): Promise<void> {
+    return this.#backend.addReplica(spec);
+  }
+
+  /** Removes one server of a module (scale down, or a failed restart). */
+  removeReplica(name: string, id: string): Promise<void> {
+    return this.#backend.removeReplica(name, id);
+  }
+
+  /** Stops an idle module's servers; unlike unload, the next call starts it again. */
+  stopIdle(name: string): Promise<void> {
+    return this.#backend.stop(name);
+  }
+
+  /** Picks up what an earlier pod-manager left running (at start-up). */
+  resume(): Promise<void> {
+    return this.#backend.resume(this.names().map((name) => this.spec(name)));
+  }
+
+  /** Releases the backend (the local one stops every server it started). */
+  close(): Promise<void> {
+    return this.#backend.close();
   }
 
   /** Forwards an encoded program; starts the module first if no server runs. */
@@ -143,7 +255,7 @@ export class ModuleRegistry {
 
     const started = performance.now();
     let coldStartMs: number | undefined;
-    if (this.backend.ready(name).length === 0) {
+    if (this.#backend.ready(name).length === 0) {
       await this.#waitReady(spec, options.signal);
       coldStartMs = Math.round(performance.now() - started);
     }
@@ -169,7 +281,7 @@ export class ModuleRegistry {
       // A server that died between calls refuses the connection: the call never ran, so it is
       // safe to send it once more to the restarted server.
       if (!(error instanceof SpliceError) || error.code !== Code.UNAVAILABLE) throw error;
-      const gone = await this.backend.reportUnreachable(spec.name, replica.endpoint);
+      const gone = await this.#backend.reportUnreachable(spec.name, replica.endpoint);
       if (!gone) throw error;
       if (!error.safeToResend || options.route) {
         throw new SpliceError(
@@ -215,7 +327,7 @@ export class ModuleRegistry {
 
   /** The replica a call goes to: the one its references live on, else the least busy ready one. */
   #pick(name: string, route: string | undefined): ReadyReplica | undefined {
-    const ready = this.backend.ready(name);
+    const ready = this.#backend.ready(name);
     if (route) {
       const holder = ready.find((r) => r.id === route);
       if (!holder) {
@@ -235,7 +347,7 @@ export class ModuleRegistry {
 
   /** Waits for a ready server in the bounded cold-start queue. */
   #waitReady(spec: ModuleSpec, signal?: AbortSignal): Promise<void> {
-    if (this.backend.ready(spec.name).length > 0) return Promise.resolve();
+    if (this.#backend.ready(spec.name).length > 0) return Promise.resolve();
     return this.#coldStarts.wait(spec, this.#activityOf(spec.name), signal);
   }
 
@@ -255,7 +367,7 @@ export class ModuleRegistry {
 
   /** What each ready replica reports; replicas that do not answer in time are left out. */
   async replicaStats(name: string): Promise<ServerStats[]> {
-    const ready = this.backend.ready(name);
+    const ready = this.#backend.ready(name);
     const answers = await Promise.all(
       ready.map((r) => this.invoker.stats(r, { timeoutMs: 2_000 }).catch(() => undefined)),
     );
@@ -265,7 +377,7 @@ export class ModuleRegistry {
   /** One module's view. */
   view(name: string): ModuleView {
     const spec = this.spec(name);
-    const status = this.backend.status(name);
+    const status = this.#backend.status(name);
     const activity = this.#activityOf(name);
     const first = status.replicas.find((r) => r.state === 'ready');
     let inFlight = 0;

@@ -7,7 +7,6 @@ import { Value } from '@sinclair/typebox/value';
 import { Rest } from '@splice-orc/protocol';
 import type { FastifyInstance } from 'fastify';
 import type { ModuleSpec } from '../../config.js';
-import { ConfigError, parseModuleConfig } from '../../config.js';
 import { ModuleConfig } from '../../config-schema.js';
 import { ServiceError } from '../../errors.js';
 import { checkRestChange, type PackagePolicy } from '../../orchestration/package-policy.js';
@@ -83,7 +82,7 @@ export function moduleRoutes(app: FastifyInstance, o: ModuleRouteOptions): void 
     doc('One module: mode, placement and why, replicas, state, usage', Rest.ModuleView),
     async (request) => {
       const { name } = request.params;
-      return { ...withPlacement(await registry.inspect(name)), usage: await registry.backend.usage(name) };
+      return { ...withPlacement(await registry.inspect(name)), usage: await registry.usage(name) };
     },
   );
 
@@ -165,48 +164,14 @@ export function moduleRoutes(app: FastifyInstance, o: ModuleRouteOptions): void 
     },
     async (request) => {
       const { name } = request.params;
-      const before = registry.spec(name);
-      let parsed: ReturnType<typeof parseModuleConfig>;
-      try {
-        parsed = parseModuleConfig(name, request.body, o.baseDir);
-      } catch (error) {
-        if (error instanceof ConfigError)
-          throw new ServiceError('BAD_REQUEST', error.message, { extra: { problems: error.problems } });
-        throw error;
-      }
-      checkRestChange(parsed.spec, before, o.fileSpec(name), o.packagePolicy, o.baseDir);
-      // What is installed changes: install it first, so a spec that cannot be installed changes nothing.
-      const reinstall =
-        before.package !== parsed.spec.package ||
-        before.dependencies.join('\n') !== parsed.spec.dependencies.join('\n');
-      if (reinstall) await registry.backend.prepare(parsed.spec);
-      const previous = registry.rawConfig(name);
-      registry.setSpec(parsed.spec, parsed.raw);
-      try {
-        o.persist();
-      } catch (error) {
-        registry.setSpec(before, previous);
-        throw error;
-      }
-      placement.decide();
-      // Running servers run the old config: the backend replaces them. If it cannot (the cluster
-      // refuses the new pod template), the old config stays, in memory and in the state file.
-      try {
-        await registry.backend.reconfigure(parsed.spec, before);
-      } catch (error) {
-        // Unless another change came in meanwhile: that one is newer than both.
-        if (registry.spec(name) === parsed.spec) {
-          registry.setSpec(before, previous);
-          try {
-            o.persist();
-          } catch (persistError) {
-            request.log.error({ err: persistError }, 'cannot persist the restored module config');
-          }
-          placement.decide();
-        }
-        throw error;
-      }
-      return withPlacement(registry.view(name));
+      const view = await registry.changeConfig(name, request.body, {
+        check: (next, before) => checkRestChange(next, before, o.fileSpec(name), o.packagePolicy, o.baseDir),
+        persist: o.persist,
+        changed: () => placement.decide(),
+        persistFailed: (error) =>
+          request.log.error({ err: error }, 'cannot persist the restored module config'),
+      });
+      return withPlacement(view);
     },
   );
 }

@@ -108,9 +108,7 @@ export function observeRoutes(
     },
     async () => ({
       modules: Object.fromEntries(
-        await Promise.all(
-          registry.names().map(async (name) => [name, await registry.backend.usage(name)] as const),
-        ),
+        await Promise.all(registry.names().map(async (name) => [name, await registry.usage(name)] as const)),
       ),
     }),
   );
