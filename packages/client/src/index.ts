@@ -1,3 +1,4 @@
 export { type CallOptions, type ConnectOptions, connect, type SpliceClient } from './connect.js';
 export { Code, RemoteError, SpliceError } from './errors.js';
+export { createTransport, type RequestOptions, type Transport, type TransportOptions } from './transport.js';
 export type { Remote, RemoteArg, RemoteChain, Resolved } from './types.js';

@@ -17,6 +17,11 @@ export interface TransportOptions {
   headers?: Record<string, string>;
   /** Bearer token of the pod-manager. */
   token?: string | undefined;
+  /**
+   * Send a request that never reached a module again, with backoff, until its deadline (a refused
+   * connection, a pod-manager shutting down). Default true; a CLI turns it off to fail at once.
+   */
+  resend?: boolean;
 }
 
 /** Options of one request. */
@@ -69,7 +74,8 @@ export function createTransport(url: string, options: TransportOptions = {}): Tr
           const pause = Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** attempt);
           const resend =
             error instanceof SpliceError && error.safeToResend && error.code === Code.UNAVAILABLE;
-          if (!resend || signal.aborted || Date.now() + pause >= deadline) throw error;
+          if (!resend || options.resend === false || signal.aborted || Date.now() + pause >= deadline)
+            throw error;
           await new Promise((resolve) => setTimeout(resolve, pause));
         }
       }

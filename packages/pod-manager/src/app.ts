@@ -61,13 +61,13 @@ declare module 'fastify' {
 /** Builds the app; closing it stops every module-server it started. */
 export async function buildApp(config: Config, options: BuildAppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: options.logger ?? { level: process.env.LOG_LEVEL ?? 'info' },
+    logger: options.logger ?? { level: config.env.logLevel },
     bodyLimit: config.server.max_payload_bytes,
     // Two log lines per invocation cost more than the forward itself; failures are still logged.
     // Unknown keys are an error, never silently dropped (Fastify's default strips them), and a
     // value of the wrong type is an error, never coerced ({"path": 123} is not "123").
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
-    logController: new LogController({ disableRequestLogging: process.env.SPLICE_LOG_REQUESTS !== '1' }),
+    logController: new LogController({ disableRequestLogging: !config.env.logRequests }),
 
     // Module names may be scoped (`@scope/pkg`, sent as %40scope%2Fpkg).
     routerOptions: { maxParamLength: 256 },
@@ -262,7 +262,7 @@ async function backendFor(config: Config, app: FastifyInstance, invoker: Invoker
     return createKubernetesBackend({
       ...shared,
       // In a cluster the pod-manager serves its own namespace (set from the downward API), where its Role is.
-      namespace: process.env.SPLICE_NAMESPACE || k.namespace,
+      namespace: config.env.namespace || k.namespace,
       kubeconfig: k.kubeconfig ? resolve(config.baseDir, k.kubeconfig) : undefined,
       requestTimeoutMs: k.request_timeout_ms,
       watchRenewMs: k.watch_renew_s * 1000,

@@ -3,6 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { addRemoteCommands, CliError } from './cli/remote-commands.js';
+import { readEnvironment } from './config.js';
 
 function port(value: string): number {
   const n = Number(value);
@@ -37,7 +38,7 @@ const program = new Command('splice-orc').description('Use any Node module as a 
 program
   .command('serve')
   .description('start the pod-manager (local backend unless the config says kubernetes)')
-  .option('-c, --config <file>', 'config file', process.env.SPLICE_CONFIG ?? 'config/config.json')
+  .option('-c, --config <file>', 'config file', readEnvironment().configPath)
   .option('-p, --port <n>', 'port to listen on (overrides server.port; 0 = any free port)', port)
   .option('-H, --host <address>', 'address to listen on (overrides server.host)')
   .action(async (opts: { config: string; port?: number; host?: string }) => {

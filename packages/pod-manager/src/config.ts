@@ -9,9 +9,44 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { Static } from '@sinclair/typebox';
-import { Ajv, type ErrorObject } from 'ajv';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import npa from 'npm-package-arg';
 import { ConfigSchema, ModuleConfig } from './config-schema.js';
+
+/**
+ * The environment variables the pod-manager and its CLI read, read here and nowhere else (a
+ * module-server's are in the module-server package; what children may see is isolation.ts's
+ * allow-list).
+ */
+export interface Environment {
+  /** LOG_LEVEL: pino's level. Default info. */
+  logLevel: string;
+  /** SPLICE_LOG_REQUESTS=1: log every request (off: two lines per invocation cost more than it). */
+  logRequests: boolean;
+  /** SPLICE_AUTH_TOKEN: the bearer token when the config file has none. */
+  authToken: string | undefined;
+  /** SPLICE_NAMESPACE: the namespace a pod-manager in a cluster serves (the downward API sets it). */
+  namespace: string | undefined;
+  /** SPLICE_CONFIG: the config file of `splice-orc serve`. Default config/config.json. */
+  configPath: string;
+  /** POD_MANAGER_URL: the pod-manager the CLI's remote commands talk to. */
+  podManagerUrl: string;
+  /** XDG_CACHE_HOME: where the default cache folder is. Default ~/.cache. */
+  cacheHome: string;
+}
+
+/** Reads the environment (default: this process's). */
+export function readEnvironment(env: NodeJS.ProcessEnv = process.env): Environment {
+  return {
+    logLevel: env.LOG_LEVEL || 'info',
+    logRequests: env.SPLICE_LOG_REQUESTS === '1',
+    authToken: env.SPLICE_AUTH_TOKEN || undefined,
+    namespace: env.SPLICE_NAMESPACE || undefined,
+    configPath: env.SPLICE_CONFIG || 'config/config.json',
+    podManagerUrl: env.POD_MANAGER_URL || 'http://127.0.0.1:8000',
+    cacheHome: env.XDG_CACHE_HOME || join(homedir(), '.cache'),
+  };
+}
 
 /** Shortest bearer token accepted, from the config file or SPLICE_AUTH_TOKEN. */
 export const MIN_TOKEN_LENGTH = 16;
@@ -64,6 +99,8 @@ export interface Config {
   };
 
   readonly modules: ReadonlyMap<string, ModuleSpec>;
+  /** The environment read when the config was. */
+  readonly env: Environment;
 }
 
 /** Raised for a config that does not validate; `problems` lists each with its JSON path. */
@@ -78,7 +115,9 @@ export class ConfigError extends Error {
 }
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, verbose: true });
-const validate = ajv.compile<RawConfig>(ConfigSchema);
+// Compiled on first use: the CLI imports this file for its environment and must start fast.
+let validateConfig: ValidateFunction<RawConfig> | undefined;
+let validateModuleConfig: ValidateFunction<RawModuleConfig> | undefined;
 
 /** Reads and validates a config file. `file:` package specs resolve against its folder. */
 export function loadConfig(path: string): Config {
@@ -100,14 +139,16 @@ export function loadConfig(path: string): Config {
 /** Validates a config object (defaults are filled into a copy). */
 export function parseConfig(input: unknown, options: { source?: string; baseDir?: string } = {}): Config {
   const source = options.source ?? '(inline)';
+  const env = readEnvironment();
   const raw = structuredClone(input);
-  if (!validate(raw)) throw new ConfigError(source, (validate.errors ?? []).map(describeProblem));
+  validateConfig ??= ajv.compile<RawConfig>(ConfigSchema);
+  if (!validateConfig(raw)) throw new ConfigError(source, (validateConfig.errors ?? []).map(describeProblem));
   const baseDir = options.baseDir ?? process.cwd();
   const modules = new Map<string, ModuleSpec>();
   for (const [name, m] of Object.entries(raw.module_config)) modules.set(name, specFrom(name, m, baseDir));
   const cacheDir = raw.server.cache_dir
     ? resolve(baseDir, raw.server.cache_dir)
-    : join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'splice-orc');
+    : join(env.cacheHome, 'splice-orc');
   // One state file per config file by default, so pod-managers sharing a cache keep their own.
   const stateFile = raw.server.state_file
     ? resolve(baseDir, raw.server.state_file)
@@ -118,7 +159,7 @@ export function parseConfig(input: unknown, options: { source?: string; baseDir?
           .digest('hex')
           .slice(0, 12)}.json`,
       );
-  const authToken = raw.server.auth_token ?? (process.env.SPLICE_AUTH_TOKEN || undefined);
+  const authToken = raw.server.auth_token ?? env.authToken;
   // The schema checks the file's token; one from the environment must be as long.
   if (authToken !== undefined && authToken.length < MIN_TOKEN_LENGTH) {
     throw new ConfigError(source, [
@@ -130,13 +171,12 @@ export function parseConfig(input: unknown, options: { source?: string; baseDir?
     baseDir,
     server: { ...raw.server, cache_dir: cacheDir, state_file: stateFile, auth_token: authToken },
     modules,
+    env,
   });
 }
 
 /** One module's raw config, as in module_config. */
 export type RawModuleConfig = Static<typeof ModuleConfig>;
-
-const validateModule = ajv.compile<RawModuleConfig>(ModuleConfig);
 
 /**
  * Validates one module's config as the file would be (for `PUT /modules/:name/config`); the
@@ -148,6 +188,8 @@ export function parseModuleConfig(
   baseDir: string,
 ): { raw: RawModuleConfig; spec: ModuleSpec } {
   const raw = structuredClone(input);
+  validateModuleConfig ??= ajv.compile<RawModuleConfig>(ModuleConfig);
+  const validateModule = validateModuleConfig;
   if (!validateModule(raw)) {
     const problems = (validateModule.errors ?? []).map((e) =>
       describeProblem({ ...e, instancePath: `/module_config/${name}${e.instancePath}` }),

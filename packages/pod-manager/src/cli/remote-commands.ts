@@ -2,7 +2,10 @@
  * The `splice-orc` commands that talk to a running pod-manager: modules, policy, benchmark and
  * tracking. Output is a readable table where the answer is a list, indented JSON otherwise.
  */
+import { createTransport, SpliceError } from '@splice-orc/client';
+import { Rest } from '@splice-orc/protocol';
 import type { Command } from 'commander';
+import { readEnvironment } from '../config.js';
 
 /** Options every remote command takes. */
 interface RemoteOptions {
@@ -14,17 +17,17 @@ interface RemoteOptions {
 export function addRemoteCommands(program: Command): void {
   const remote = (cmd: Command) =>
     cmd
-      .option('-u, --url <url>', 'pod-manager URL', process.env.POD_MANAGER_URL || 'http://127.0.0.1:8000')
+      .option('-u, --url <url>', 'pod-manager URL', readEnvironment().podManagerUrl)
       .option(
         '-t, --token <token>',
         'bearer token (default: SPLICE_AUTH_TOKEN)',
-        process.env.SPLICE_AUTH_TOKEN,
+        readEnvironment().authToken,
       );
 
   const modules = program.command('modules').description('list, inspect, load, unload and configure modules');
   remote(modules.command('list').description('every configured module and its state')).action(
     async (o: RemoteOptions) => {
-      const { modules: list } = (await call(o, 'GET', '/modules')) as {
+      const { modules: list } = (await call(o, 'GET', Rest.Paths.modules)) as {
         modules: Array<Record<string, unknown>>;
       };
       table(
@@ -42,8 +45,7 @@ export function addRemoteCommands(program: Command): void {
     },
   );
   remote(modules.command('status <name>').description('one module in detail')).action(
-    async (name: string, o: RemoteOptions) =>
-      json(await call(o, 'GET', `/modules/${encodeURIComponent(name)}`)),
+    async (name: string, o: RemoteOptions) => json(await call(o, 'GET', Rest.Paths.module(name))),
   );
   remote(
     modules
@@ -52,22 +54,20 @@ export function addRemoteCommands(program: Command): void {
   )
     .option('-m, --mode <mode>', 'remote | local | auto')
     .action(async (name: string, o: RemoteOptions & { mode?: string }) => {
-      const path = `/modules/${encodeURIComponent(name)}`;
-      const done = progress(o, path);
+      const done = progress(o, Rest.Paths.module(name));
       try {
-        json(await call(o, 'POST', `${path}/load`, o.mode ? { mode: o.mode } : {}, 900_000));
+        json(await call(o, 'POST', Rest.Paths.load(name), o.mode ? { mode: o.mode } : {}, 900_000));
       } finally {
         done();
       }
     });
   remote(modules.command('unload <name>').description("stop a module's servers")).action(
-    async (name: string, o: RemoteOptions) =>
-      json(await call(o, 'POST', `/modules/${encodeURIComponent(name)}/unload`)),
+    async (name: string, o: RemoteOptions) => json(await call(o, 'POST', Rest.Paths.unload(name))),
   );
   remote(modules.command('config <name>').description("show a module's config, or set it from a JSON file"))
     .option('-f, --file <file>', 'JSON file with the new module config (validated like config.json)')
     .action(async (name: string, o: RemoteOptions & { file?: string }) => {
-      const path = `/modules/${encodeURIComponent(name)}/config`;
+      const path = Rest.Paths.config(name);
       if (!o.file) return json(await call(o, 'GET', path));
       const { readFile } = await import('node:fs/promises');
       json(await call(o, 'PUT', path, JSON.parse(await readFile(o.file, 'utf8'))));
@@ -75,7 +75,7 @@ export function addRemoteCommands(program: Command): void {
 
   const policy = program.command('policy').description('the placement policy');
   remote(policy.command('get').description('the active policy and placements')).action(
-    async (o: RemoteOptions) => json(await call(o, 'GET', '/policy')),
+    async (o: RemoteOptions) => json(await call(o, 'GET', Rest.Paths.policy)),
   );
   remote(policy.command('set <name>').description('default | adaptive'))
     .option('--interval <s>', 're-evaluation period, s', Number)
@@ -88,7 +88,7 @@ export function addRemoteCommands(program: Command): void {
           await call(
             o,
             'PUT',
-            '/policy',
+            Rest.Paths.policy,
             Object.fromEntries(Object.entries(body).filter(([, v]) => v !== undefined)),
           ),
         );
@@ -97,9 +97,9 @@ export function addRemoteCommands(program: Command): void {
 
   const benchmark = program.command('benchmark').description('latency and throughput of forwarded calls');
   for (const [verb, method, path] of [
-    ['start', 'POST', '/benchmark/start'],
-    ['stop', 'POST', '/benchmark/stop'],
-    ['report', 'GET', '/benchmark/report'],
+    ['start', 'POST', Rest.Paths.benchmark('start')],
+    ['stop', 'POST', Rest.Paths.benchmark('stop')],
+    ['report', 'GET', Rest.Paths.benchmark('report')],
   ] as const) {
     remote(benchmark.command(verb)).action(async (o: RemoteOptions) =>
       benchmarkTable(await call(o, method, path)),
@@ -108,9 +108,9 @@ export function addRemoteCommands(program: Command): void {
 
   const tracking = program.command('tracking').description('placement changes over time and mean call times');
   for (const [verb, method, path] of [
-    ['start', 'POST', '/tracking/start'],
-    ['stop', 'POST', '/tracking/stop'],
-    ['show', 'GET', '/tracking'],
+    ['start', 'POST', Rest.Paths.tracking('start')],
+    ['stop', 'POST', Rest.Paths.tracking('stop')],
+    ['show', 'GET', Rest.Paths.tracking()],
   ] as const) {
     remote(tracking.command(verb)).action(async (o: RemoteOptions) =>
       trackingTable(await call(o, method, path)),
@@ -118,32 +118,29 @@ export function addRemoteCommands(program: Command): void {
   }
 }
 
+/**
+ * One request through the client SDK's HTTP transport (the contract's paths, headers and error
+ * body, as every client reads them); a failure is one line: the service's code and message. The
+ * CLI does not wait for a pod-manager that is down: no resending.
+ */
 async function call(
   o: RemoteOptions,
-  method: string,
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE',
   path: string,
   body?: unknown,
   timeoutMs = 30_000,
 ): Promise<unknown> {
-  const response = await fetch(new URL(path, o.url), {
-    method,
-    headers: {
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      ...(o.token ? { authorization: `Bearer ${o.token}` } : {}),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(timeoutMs),
-  }).catch((error: Error) => {
-    throw new CliError(
-      `cannot reach the pod-manager at ${o.url}: ${error.cause instanceof Error ? error.cause.message : error.message}`,
-    );
-  });
-  const answer = (await response.json().catch(() => ({}))) as { error?: { code: string; message: string } };
-  if (!response.ok)
-    throw new CliError(
-      `${answer.error?.code ?? response.status}: ${answer.error?.message ?? 'request failed'}`,
-    );
-  return answer;
+  const transport = createTransport(o.url, { token: o.token, resend: false });
+  try {
+    return await transport.json(method, path, { timeoutMs }, body);
+  } catch (error) {
+    if (!(error instanceof SpliceError)) throw error;
+    // An answer of the pod-manager carries its code; one that never came says why by itself.
+    const reason = error.details.reason;
+    throw new CliError(reason === undefined ? error.message : `${String(reason)}: ${error.message}`);
+  } finally {
+    await transport.close();
+  }
 }
 
 /** Shows the module's state while a long load runs (install, cold start). */
