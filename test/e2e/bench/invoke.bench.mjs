@@ -1,6 +1,7 @@
 // `pnpm bench`: latency and throughput of one small invocation (calc.add(1, 2)), measured in the
 // same run for
-//   (a) a raw @grpc/grpc-js Invoke straight to a module-server (the floor), and
+//   (a) a raw @grpc/grpc-js Invoke straight to a module-server (the floor: a module-server process
+//       of its own, started here with a secret this script knows), and
 //   (h) the same call over the pod-manager's lean HTTP/2 invoke channel, and
 //   (b) the client SDK through the pod-manager (client -> HTTP -> pod-manager -> gRPC -> server),
 // and the ratio b/a; then dependent calls in separate round trips against one pipelined program,
@@ -79,9 +80,36 @@ const url = await new Promise((resolve, reject) => {
   server.once('exit', (code) => reject(new Error(`pod-manager exited with ${code}`)));
 });
 
+/** A module-server process serving the calc fixture with a known secret; resolves with its endpoint. */
+async function standaloneServer(secret) {
+  const child = spawn(
+    process.execPath,
+    ['--disallow-code-generation-from-strings', join(root, 'packages/module-server/dist/main.js')],
+    {
+      env: {
+        PATH: process.env.PATH,
+        MODULE_NAME: join(root, 'test/fixtures/calc/index.js'),
+        PORT: '0',
+        SPLICE_SERVER_SECRET: secret,
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  const port = await new Promise((resolve, reject) => {
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      const match = /"port":(\d+)/.exec(line);
+      if (match) resolve(Number(match[1]));
+    });
+    child.once('exit', (code) => reject(new Error(`module-server exited with ${code}`)));
+  });
+  return { child, endpoint: `127.0.0.1:${port}` };
+}
+
+const secret = 'bench-secret-0123456789';
+const standalone = await standaloneServer(secret);
 try {
-  const status = await fetch(`${url}/modules/calc/load`, { method: 'POST' }).then((r) => r.json());
-  const raw = createModuleClient(status.endpoint);
+  await fetch(`${url}/modules/calc/load`, { method: 'POST' }).then((r) => r.json());
+  const raw = createModuleClient(standalone.endpoint, { secret });
   const program = {
     v: 1,
     session: 'bench',
@@ -91,7 +119,7 @@ try {
     const res = decode(await raw.invoke(encode(program), { timeoutMs: 10_000 }));
     if (res.value !== 3) throw new Error('wrong answer');
   };
-  const channel = createInvokeChannel(status.endpoint);
+  const channel = createInvokeChannel(standalone.endpoint, { secret });
   const channelCall = async () => {
     const res = decode((await channel.invoke(encode(program), { timeoutMs: 10_000 })).payload);
     if (res.value !== 3) throw new Error('wrong answer');
@@ -157,6 +185,7 @@ try {
 
   await orc.close();
 } finally {
+  standalone.child.kill('SIGTERM');
   server.kill('SIGTERM');
   await once(server, 'exit');
 }
