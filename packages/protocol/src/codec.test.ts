@@ -14,6 +14,9 @@ const roundTrips: Array<[string, unknown]> = [
   ['a float', Math.PI],
   ['NaN', Number.NaN],
   ['Infinity', Number.POSITIVE_INFINITY],
+  ['-Infinity', Number.NEGATIVE_INFINITY],
+  ['negative zero', -0],
+  ['negative zero inside an array and an object', [-0, { z: -0 }, new Map([['k', -0]])]],
   ['a small bigint', 5n],
   ['a negative bigint', -12345678901234567890n],
   ['a bigint past 64 bits', 2n ** 100n + 1n],
@@ -59,6 +62,11 @@ group('codec', () => {
       }
     });
   }
+
+  it('writes negative zero as a float64, not as the integer 0 msgpackr would write', () => {
+    expect(Buffer.from(encode(-0)).toString('hex')).toBe('cb8000000000000000');
+    expect(Buffer.from(encode(0)).toString('hex')).toBe('00');
+  });
 
   it('keeps a small bigint a bigint, not a number', () => {
     expect(typeof decode(encode(5n))).toBe('bigint');

@@ -2,7 +2,7 @@
  * The value codec: msgpack (msgpackr) with extension types for what plain msgpack loses. This is the
  * only file that touches msgpackr.
  *
- * Plain data travels by value: null, undefined, booleans, numbers, bigint, strings, Date,
+ * Plain data travels by value: null, undefined, booleans, numbers (-0 keeps its sign), bigint, strings, Date,
  * Uint8Array/Buffer, every typed array (as the same type), ArrayBuffer, DataView, arrays, plain
  * objects, Map and Set, nested freely, and errors (name, message, stack, code, cause). Anything else
  * is handed to `exportRef`, which decides how it travels (a remote reference, a pipelined slot), or
@@ -68,6 +68,16 @@ class WireMap {
 class WireError {
   constructor(readonly fields: Record<string, unknown>) {}
 }
+/** Negative zero, which msgpackr would write as the integer 0 (`-0 === 0`), losing its sign. */
+class WireNegativeZero {}
+const NEGATIVE_ZERO = new WireNegativeZero();
+
+/** What msgpackr's `allocateForWrite` hands an extension that writes its own bytes. */
+interface RawTarget {
+  target: Uint8Array;
+  targetView: DataView;
+  position: number;
+}
 
 let importHook: DecodeOptions['importRef'];
 
@@ -121,6 +131,29 @@ addExtension({
     return new Slot(index as number);
   },
 });
+
+/**
+ * Negative zero is written as the float64 it is (`cb 80 00 00 00 00 00 00 00`), which every msgpack
+ * decoder reads back as -0. No msgpackr option does that, so an extension writes the nine bytes
+ * itself through `allocateForWrite`, as msgpackr's own Date extension does. An extension needs a
+ * type number, which also names a decoder: type 127 is one no payload uses, and reading it is
+ * refused like any unknown extension.
+ */
+addExtension({
+  Class: WireNegativeZero,
+  type: 127,
+  // msgpackr's typings know `pack` only as returning the data of an ext value.
+  pack: writeNegativeZero as unknown as NonNullable<Parameters<typeof addExtension>[0]['pack']>,
+  unpack: () => {
+    throw new SpliceError(Code.INVALID_ARGUMENT, 'unknown extension type 127 in payload');
+  },
+});
+
+function writeNegativeZero(_value: WireNegativeZero, allocateForWrite: (size: number) => RawTarget): void {
+  const { target, targetView, position } = allocateForWrite(9);
+  target[position] = 0xcb;
+  targetView.setFloat64(position + 1, -0);
+}
 
 const packr = new Packr({ useRecords: false, moreTypes: true, mapsAsObjects: true });
 
@@ -197,6 +230,8 @@ function toWire(
   switch (typeof value) {
     case 'bigint':
       return new WireBigInt(value);
+    case 'number':
+      return Object.is(value, -0) ? NEGATIVE_ZERO : value;
     case 'function':
       return exportOrRefuse(value, exportRef);
     case 'symbol':
