@@ -48,6 +48,12 @@ const roundTrips: Array<[string, unknown]> = [
   ],
   ['a Set', new Set([1, 'x', 3n])],
   ['nesting of all kinds', { m: new Map([['s', new Set([new Date(0)])]]), t: [new Int16Array([-300])] }],
+  ['a RegExp', /a+(b)?/gi],
+  ['a RegExp with every flag but v', /^x\d$/dgimsuy],
+  // biome-ignore lint/complexity/useRegexLiterals: a v-flag literal needs TypeScript's es2024 target
+  ['a RegExp with the v flag', new RegExp('[\\p{L}--[a-z]]', 'v')],
+  ['an empty RegExp', /(?:)/],
+  ['a RegExp inside an object', { pattern: /\//m }],
   ['a remote reference', new RemoteRef('srv-1', 7, 'object', 'Matrix')],
   ['a slot', new Slot(3)],
 ];
@@ -107,6 +113,32 @@ group('codec', () => {
       new RemoteRef('s', 1, 'object', 'x'),
       new RemoteRef('s', 2, 'object', 'x'),
     ]);
+  });
+
+  it('sends a RegExp by value (source and flags, as structured clone does), not to exportRef', () => {
+    const exportRef = () => {
+      throw new Error('a RegExp is not exported');
+    };
+    const back = decode(encode({ r: /x+/y }, { exportRef })) as { r: RegExp };
+    expect(back.r).toBeInstanceOf(RegExp);
+    expect([back.r.source, back.r.flags, back.r.lastIndex]).toStrictEqual(['x+', 'y', 0]);
+  });
+
+  it('rejects a RegExp whose source or flags are not what they must be', () => {
+    // A RegExp is d4 06 00 followed by [source, flags].
+    const regexp = (fields: number[]) => Buffer.from([0xd4, 0x06, 0x00, ...fields]);
+    const a = [0xa1, 0x61];
+    for (const bytes of [
+      regexp([0x92, ...a, 0xa2, 0x67, 0x67]), // flags "gg"
+      regexp([0x92, ...a, 0xa1, 0x7a]), // flag "z"
+      regexp([0x92, 0xa1, 0x28, 0xa0]), // source "(" does not compile
+      regexp([0x91, ...a]), // no flags
+      regexp([0x93, ...a, 0xa0, 0xa0]), // a third field
+      regexp([0x92, ...a, 0x01]), // flags not a string
+      regexp(a), // not an array
+    ]) {
+      expect(() => decode(bytes)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    }
   });
 
   it('refuses non-plain values when no exportRef is given', () => {

@@ -2,11 +2,11 @@
  * The value codec: msgpack (msgpackr) with extension types for what plain msgpack loses. This is the
  * only file that touches msgpackr.
  *
- * Plain data travels by value: null, undefined, booleans, numbers (-0 keeps its sign), bigint, strings, Date,
- * Uint8Array/Buffer, every typed array (as the same type), ArrayBuffer, DataView, arrays, plain
- * objects, Map and Set, nested freely, and errors (name, message, stack, code, cause). Anything else
- * is handed to `exportRef`, which decides how it travels (a remote reference, a pipelined slot), or
- * refuses it.
+ * Plain data travels by value: null, undefined, booleans, numbers (-0 keeps its sign), bigint,
+ * strings, Date, Uint8Array/Buffer, every typed array (as the same type), ArrayBuffer, DataView,
+ * RegExp, arrays, plain objects, Map and Set, nested freely, and errors (name, message, stack, code,
+ * cause). Anything else is handed to `exportRef`, which decides how it travels (a remote reference,
+ * a pipelined slot), or refuses it.
  */
 import { addExtension, Packr } from 'msgpackr';
 import { SpliceError } from './errors.js';
@@ -58,6 +58,7 @@ const EXT_MAP = 2;
 const EXT_ERROR = 3;
 const EXT_REF = 4;
 const EXT_SLOT = 5;
+const EXT_REGEXP = 6;
 
 class WireBigInt {
   constructor(readonly value: bigint) {}
@@ -67,6 +68,12 @@ class WireMap {
 }
 class WireError {
   constructor(readonly fields: Record<string, unknown>) {}
+}
+class WireRegExp {
+  constructor(
+    readonly source: string,
+    readonly flags: string,
+  ) {}
 }
 /** Negative zero, which msgpackr would write as the integer 0 (`-0 === 0`), losing its sign. */
 class WireNegativeZero {}
@@ -131,6 +138,30 @@ addExtension({
     return new Slot(index as number);
   },
 });
+
+addExtension({
+  Class: WireRegExp,
+  type: EXT_REGEXP,
+  write: (r: WireRegExp) => [r.source, r.flags],
+  read: (fields: unknown) => regExpFromFields(fields),
+});
+
+/** A RegExp from its `[source, flags]`; anything the engine would not compile is refused. */
+function regExpFromFields(fields: unknown): RegExp {
+  const [source, flags] = Array.isArray(fields) && fields.length === 2 ? fields : [];
+  if (typeof source !== 'string' || typeof flags !== 'string') {
+    throw new SpliceError(Code.INVALID_ARGUMENT, 'malformed regular expression in payload');
+  }
+  try {
+    return new RegExp(source, flags);
+  } catch (cause) {
+    throw new SpliceError(
+      Code.INVALID_ARGUMENT,
+      `malformed regular expression in payload: ${messageOf(cause)}`,
+      { cause },
+    );
+  }
+}
 
 /**
  * Negative zero is written as the float64 it is (`cb 80 00 00 00 00 00 00 00`), which every msgpack
@@ -243,6 +274,8 @@ function toWire(
   }
   if (value === null || ArrayBuffer.isView(value) || value instanceof Date) return value;
   if (value instanceof ArrayBuffer || value instanceof RemoteRef || value instanceof Slot) return value;
+  // As structured clone does: the pattern and its flags, not lastIndex or other properties.
+  if (value instanceof RegExp) return new WireRegExp(value.source, value.flags);
   if (depth >= MAX_DEPTH) throw tooDeep();
   if (seen.has(value)) {
     throw new SpliceError(Code.INVALID_ARGUMENT, 'cannot send a cyclic value by value');
