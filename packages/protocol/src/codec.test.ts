@@ -191,6 +191,31 @@ group('codec', () => {
     expect(() => decode(refWithStringId)).toThrow(/malformed remote reference/);
   });
 
+  /** Extension payloads of the wrong shape, and msgpackr's own extension types (hex). */
+  const refused: Array<[string, string]> = [
+    ['a Set of something other than an array', 'd47300a3616263'],
+    ['a Set in a two-byte extension header', 'd573000091 01'],
+    ['a Map whose flat entry list has an odd length', 'd4020093010203'],
+    ['a Map whose entries are not an array', 'd40200a3616263'],
+    ['an error whose fields are not a map', 'd4030001'],
+    ['a bigint that is not hexadecimal', 'd40100a430786666'],
+    ['a bigint with trailing white space', 'd40100a366660a'],
+    ['a bigint that is only a sign', 'd40100a12d'],
+    ['a reference with three fields', 'd4040093a17301a66f626a656374'],
+    ['a reference with a label that is not a string', 'd4040094a17301a66f626a65637401'],
+    ["msgpackr's RegExp extension", 'd4780092a161a167'],
+    ["msgpackr's error extension", 'd4650093a54572726f72a16dc0'],
+    ["msgpackr's bigint extension", 'd44200'],
+    ["msgpackr's structured-clone pointer", 'd6700000000001'],
+  ];
+  for (const [name, hex] of refused) {
+    it(`refuses ${name}`, () => {
+      expect(() => decode(Buffer.from(hex.replace(/ /g, ''), 'hex'))).toThrow(
+        expect.objectContaining({ code: 'INVALID_ARGUMENT' }),
+      );
+    });
+  }
+
   it('rejects bytes that are not msgpack with INVALID_ARGUMENT', () => {
     expect(() => decode(new Uint8Array([0x92, 0x01]))).toThrow(
       expect.objectContaining({ code: 'INVALID_ARGUMENT' }),
@@ -226,6 +251,14 @@ group('depth limit', () => {
   it('refuses 100 000 levels with the same error, not a stack overflow', () => {
     const bytes = Buffer.concat([Buffer.alloc(100_000, 0x91), Buffer.from([0x90])]);
     expect(() => decode(bytes)).toThrow(/nests deeper than 256 levels/);
+  });
+
+  it('counts containers only: a reference, slot, RegExp or ArrayBuffer inside the last level is a leaf', () => {
+    for (const leaf of [new RemoteRef('s', 1, 'object', 'x'), new Slot(0), /x/, new ArrayBuffer(1)]) {
+      let value: unknown = [leaf];
+      for (let i = 1; i < MAX_DEPTH; i++) value = [value];
+      expect(decode(encode(value))).toStrictEqual(value);
+    }
   });
 
   it('counts Maps, Sets and objects as levels too', () => {

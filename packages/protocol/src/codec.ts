@@ -59,12 +59,23 @@ const EXT_ERROR = 3;
 const EXT_REF = 4;
 const EXT_SLOT = 5;
 const EXT_REGEXP = 6;
+/** msgpackr's own type for Set ('s'), kept: it is how Sets have always travelled. */
+const EXT_SET = 0x73;
+/**
+ * Extension types msgpackr reads by default that no splice-orc payload uses (its bigint 'B',
+ * bundled strings 'b', error 'e', structured-clone id 'i' and pointer 'p', RegExp 'x'): refused
+ * like any unknown type, so that the TypeScript decoder accepts what the contract lists and no more.
+ */
+const MSGPACKR_ONLY_TYPES = [0x42, 0x62, 0x65, 0x69, 0x70, 0x78];
 
 class WireBigInt {
   constructor(readonly value: bigint) {}
 }
 class WireMap {
   constructor(readonly entries: unknown[]) {}
+}
+class WireSet {
+  constructor(readonly items: unknown[]) {}
 }
 class WireError {
   constructor(readonly fields: Record<string, unknown>) {}
@@ -92,38 +103,55 @@ addExtension({
   Class: WireBigInt,
   type: EXT_BIGINT,
   write: (v: WireBigInt) => v.value.toString(16),
-  read: (hex: string) => (hex.startsWith('-') ? -BigInt(`0x${hex.slice(1)}`) : BigInt(`0x${hex}`)),
+  read: (hex: unknown) => {
+    if (typeof hex !== 'string' || !/^-?[0-9a-f]+$/i.test(hex)) throw malformed('bigint');
+    return hex.startsWith('-') ? -BigInt(`0x${hex.slice(1)}`) : BigInt(`0x${hex}`);
+  },
 });
 addExtension({
   Class: WireMap,
   type: EXT_MAP,
   write: (v: WireMap) => v.entries,
-  read: (flat: unknown[]) => {
+  read: (flat: unknown) => {
+    if (!Array.isArray(flat) || flat.length % 2 !== 0) throw malformed('Map');
     const map = new Map<unknown, unknown>();
     for (let i = 0; i < flat.length; i += 2) map.set(flat[i], flat[i + 1]);
     return map;
   },
 });
 addExtension({
+  Class: WireSet,
+  type: EXT_SET,
+  write: (v: WireSet) => v.items,
+  read: (items: unknown) => {
+    if (!Array.isArray(items)) throw malformed('Set');
+    return new Set(items);
+  },
+});
+addExtension({
   Class: WireError,
   type: EXT_ERROR,
   write: (v: WireError) => v.fields,
-  read: (fields: Record<string, unknown>) => errorFromFields(fields),
+  read: (fields: unknown) => {
+    if (fields === null || typeof fields !== 'object' || !isPlainObject(fields)) throw malformed('error');
+    return errorFromFields(fields as Record<string, unknown>);
+  },
 });
 addExtension({
   Class: RemoteRef,
   type: EXT_REF,
   write: (r: RemoteRef) => [r.server, r.id, r.kind, r.label],
   read: (fields: unknown) => {
-    const [server, id, kind, label] = Array.isArray(fields) ? fields : [];
+    const [server, id, kind, label] = Array.isArray(fields) && fields.length === 4 ? fields : [];
     if (
       typeof server !== 'string' ||
       !Number.isSafeInteger(id) ||
-      (kind !== 'function' && kind !== 'object')
+      (kind !== 'function' && kind !== 'object') ||
+      typeof label !== 'string'
     ) {
-      throw new SpliceError(Code.INVALID_ARGUMENT, 'malformed remote reference in payload');
+      throw malformed('remote reference');
     }
-    const ref = new RemoteRef(server, id, kind, typeof label === 'string' ? label : '');
+    const ref = new RemoteRef(server, id, kind, label);
     return importHook ? importHook(ref) : ref;
   },
 });
@@ -132,9 +160,7 @@ addExtension({
   type: EXT_SLOT,
   write: (s: Slot) => s.index,
   read: (index: unknown) => {
-    if (!Number.isSafeInteger(index) || (index as number) < 0) {
-      throw new SpliceError(Code.INVALID_ARGUMENT, 'malformed slot in payload');
-    }
+    if (!Number.isSafeInteger(index) || (index as number) < 0) throw malformed('slot');
     return new Slot(index as number);
   },
 });
@@ -149,9 +175,7 @@ addExtension({
 /** A RegExp from its `[source, flags]`; anything the engine would not compile is refused. */
 function regExpFromFields(fields: unknown): RegExp {
   const [source, flags] = Array.isArray(fields) && fields.length === 2 ? fields : [];
-  if (typeof source !== 'string' || typeof flags !== 'string') {
-    throw new SpliceError(Code.INVALID_ARGUMENT, 'malformed regular expression in payload');
-  }
+  if (typeof source !== 'string' || typeof flags !== 'string') throw malformed('regular expression');
   try {
     return new RegExp(source, flags);
   } catch (cause) {
@@ -175,10 +199,17 @@ addExtension({
   type: 127,
   // msgpackr's typings know `pack` only as returning the data of an ext value.
   pack: writeNegativeZero as unknown as NonNullable<Parameters<typeof addExtension>[0]['pack']>,
-  unpack: () => {
-    throw new SpliceError(Code.INVALID_ARGUMENT, 'unknown extension type 127 in payload');
-  },
+  unpack: () => refuseType(127),
 });
+for (const type of MSGPACKR_ONLY_TYPES) addExtension({ type, unpack: () => refuseType(type) });
+
+function refuseType(type: number): never {
+  throw new SpliceError(Code.INVALID_ARGUMENT, `unknown extension type ${type} in payload`);
+}
+
+function malformed(what: string): SpliceError {
+  return new SpliceError(Code.INVALID_ARGUMENT, `malformed ${what} in payload`);
+}
 
 function writeNegativeZero(_value: WireNegativeZero, allocateForWrite: (size: number) => RawTarget): void {
   const { target, targetView, position } = allocateForWrite(9);
@@ -216,14 +247,15 @@ export function decode(bytes: Uint8Array, options: DecodeOptions = {}): unknown 
 
 /**
  * Refuses a value that nests deeper than `max` levels (arrays, plain objects, Maps, Sets, errors'
- * fields), with INVALID_ARGUMENT naming the limit. Iterative: a deep value cannot exhaust the stack.
+ * fields; typed arrays, Dates, RegExps, references and slots are leaves), with INVALID_ARGUMENT
+ * naming the limit. Iterative: a deep value cannot exhaust the stack.
  */
 export function checkDepth(value: unknown, max = MAX_DEPTH): void {
   if (value === null || typeof value !== 'object') return;
   const stack: Array<[unknown, number]> = [[value, 0]];
   while (stack.length > 0) {
     const [v, depth] = stack.pop()!;
-    if (v === null || typeof v !== 'object' || ArrayBuffer.isView(v) || v instanceof Date) continue;
+    if (v === null || typeof v !== 'object' || isLeaf(v)) continue;
     if (depth >= max) throw tooDeep(max);
     const children = Array.isArray(v)
       ? v
@@ -236,6 +268,18 @@ export function checkDepth(value: unknown, max = MAX_DEPTH): void {
       if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
     }
   }
+}
+
+/** Objects that travel whole, not as a container of values: they add no level of nesting. */
+function isLeaf(value: object): boolean {
+  return (
+    ArrayBuffer.isView(value) ||
+    value instanceof Date ||
+    value instanceof RegExp ||
+    value instanceof ArrayBuffer ||
+    value instanceof RemoteRef ||
+    value instanceof Slot
+  );
 }
 
 function tooDeep(max = MAX_DEPTH): SpliceError {
@@ -301,7 +345,7 @@ function composite(
     for (const [k, v] of value) flat.push(walk(k), walk(v));
     return new WireMap(flat);
   }
-  if (value instanceof Set) return new Set(Array.from(value, walk));
+  if (value instanceof Set) return new WireSet(Array.from(value, walk));
   if (value instanceof Error) return new WireError(errorFields(value, walk));
   if (!isPlainObject(value)) return exportOrRefuse(value, exportRef);
   const out: Record<string, unknown> = {};
