@@ -7,6 +7,9 @@
  * RegExp, arrays, plain objects, Map and Set, nested freely, and errors (name, message, stack, code,
  * cause). Anything else is handed to `exportRef`, which decides how it travels (a remote reference,
  * a pipelined slot), or refuses it.
+ *
+ * The byte layouts are a contract of their own, written in `proto/INVOKE.md` with golden vectors in
+ * `proto/vectors/` (checked by `vectors.test.ts`): change them there first.
  */
 import { addExtension, Packr } from 'msgpackr';
 import { SpliceError } from './errors.js';
