@@ -2,7 +2,7 @@
  * A lean gRPC client for the one hot call, `ModuleService/Invoke`, written on node:http2.
  *
  * The pod-manager forwards every invocation through here. grpc-js's client costs ~150 µs of CPU per
- * call (shared/MEASURED.md), mostly in machinery a pass-through of opaque bytes does not need
+ * call (as measured), mostly in machinery a pass-through of opaque bytes does not need
  * (interceptors, load balancing, metadata objects, per-call async hooks). This speaks the same
  * wire protocol (gRPC over HTTP/2: length-prefixed messages, grpc-status trailers, grpc-timeout),
  * so the module-server stays a standard gRPC server; health and stats still use grpc-js.
