@@ -129,7 +129,7 @@ export class Session implements ProxyHost {
 function refuseByValue(value: object): never {
   throw new SpliceError(
     Code.INVALID_ARGUMENT,
-    `cannot send ${describe(value)} to a remote module: pass plain data (objects, arrays, typed arrays, Map, Set, Date, errors) or remote references`,
+    `cannot send ${describe(value)} to a remote module: pass plain data (objects, arrays, typed arrays, Map, Set, Date, RegExp, errors) or remote references`,
   );
 }
 

@@ -14,6 +14,9 @@ const roundTrips: Array<[string, unknown]> = [
   ['a float', Math.PI],
   ['NaN', Number.NaN],
   ['Infinity', Number.POSITIVE_INFINITY],
+  ['-Infinity', Number.NEGATIVE_INFINITY],
+  ['negative zero', -0],
+  ['negative zero inside an array and an object', [-0, { z: -0 }, new Map([['k', -0]])]],
   ['a small bigint', 5n],
   ['a negative bigint', -12345678901234567890n],
   ['a bigint past 64 bits', 2n ** 100n + 1n],
@@ -45,6 +48,12 @@ const roundTrips: Array<[string, unknown]> = [
   ],
   ['a Set', new Set([1, 'x', 3n])],
   ['nesting of all kinds', { m: new Map([['s', new Set([new Date(0)])]]), t: [new Int16Array([-300])] }],
+  ['a RegExp', /a+(b)?/gi],
+  ['a RegExp with every flag but v', /^x\d$/dgimsuy],
+  // biome-ignore lint/complexity/useRegexLiterals: a v-flag literal needs TypeScript's es2024 target
+  ['a RegExp with the v flag', new RegExp('[\\p{L}--[a-z]]', 'v')],
+  ['an empty RegExp', /(?:)/],
+  ['a RegExp inside an object', { pattern: /\//m }],
   ['a remote reference', new RemoteRef('srv-1', 7, 'object', 'Matrix')],
   ['a slot', new Slot(3)],
 ];
@@ -59,6 +68,11 @@ group('codec', () => {
       }
     });
   }
+
+  it('writes negative zero as a float64, not as the integer 0 msgpackr would write', () => {
+    expect(Buffer.from(encode(-0)).toString('hex')).toBe('cb8000000000000000');
+    expect(Buffer.from(encode(0)).toString('hex')).toBe('00');
+  });
 
   it('keeps a small bigint a bigint, not a number', () => {
     expect(typeof decode(encode(5n))).toBe('bigint');
@@ -99,6 +113,32 @@ group('codec', () => {
       new RemoteRef('s', 1, 'object', 'x'),
       new RemoteRef('s', 2, 'object', 'x'),
     ]);
+  });
+
+  it('sends a RegExp by value (source and flags, as structured clone does), not to exportRef', () => {
+    const exportRef = () => {
+      throw new Error('a RegExp is not exported');
+    };
+    const back = decode(encode({ r: /x+/y }, { exportRef })) as { r: RegExp };
+    expect(back.r).toBeInstanceOf(RegExp);
+    expect([back.r.source, back.r.flags, back.r.lastIndex]).toStrictEqual(['x+', 'y', 0]);
+  });
+
+  it('rejects a RegExp whose source or flags are not what they must be', () => {
+    // A RegExp is d4 06 00 followed by [source, flags].
+    const regexp = (fields: number[]) => Buffer.from([0xd4, 0x06, 0x00, ...fields]);
+    const a = [0xa1, 0x61];
+    for (const bytes of [
+      regexp([0x92, ...a, 0xa2, 0x67, 0x67]), // flags "gg"
+      regexp([0x92, ...a, 0xa1, 0x7a]), // flag "z"
+      regexp([0x92, 0xa1, 0x28, 0xa0]), // source "(" does not compile
+      regexp([0x91, ...a]), // no flags
+      regexp([0x93, ...a, 0xa0, 0xa0]), // a third field
+      regexp([0x92, ...a, 0x01]), // flags not a string
+      regexp(a), // not an array
+    ]) {
+      expect(() => decode(bytes)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    }
   });
 
   it('refuses non-plain values when no exportRef is given', () => {
@@ -151,6 +191,31 @@ group('codec', () => {
     expect(() => decode(refWithStringId)).toThrow(/malformed remote reference/);
   });
 
+  /** Extension payloads of the wrong shape, and msgpackr's own extension types (hex). */
+  const refused: Array<[string, string]> = [
+    ['a Set of something other than an array', 'd47300a3616263'],
+    ['a Set in a two-byte extension header', 'd573000091 01'],
+    ['a Map whose flat entry list has an odd length', 'd4020093010203'],
+    ['a Map whose entries are not an array', 'd40200a3616263'],
+    ['an error whose fields are not a map', 'd4030001'],
+    ['a bigint that is not hexadecimal', 'd40100a430786666'],
+    ['a bigint with trailing white space', 'd40100a366660a'],
+    ['a bigint that is only a sign', 'd40100a12d'],
+    ['a reference with three fields', 'd4040093a17301a66f626a656374'],
+    ['a reference with a label that is not a string', 'd4040094a17301a66f626a65637401'],
+    ["msgpackr's RegExp extension", 'd4780092a161a167'],
+    ["msgpackr's error extension", 'd4650093a54572726f72a16dc0'],
+    ["msgpackr's bigint extension", 'd44200'],
+    ["msgpackr's structured-clone pointer", 'd6700000000001'],
+  ];
+  for (const [name, hex] of refused) {
+    it(`refuses ${name}`, () => {
+      expect(() => decode(Buffer.from(hex.replace(/ /g, ''), 'hex'))).toThrow(
+        expect.objectContaining({ code: 'INVALID_ARGUMENT' }),
+      );
+    });
+  }
+
   it('rejects bytes that are not msgpack with INVALID_ARGUMENT', () => {
     expect(() => decode(new Uint8Array([0x92, 0x01]))).toThrow(
       expect.objectContaining({ code: 'INVALID_ARGUMENT' }),
@@ -186,6 +251,14 @@ group('depth limit', () => {
   it('refuses 100 000 levels with the same error, not a stack overflow', () => {
     const bytes = Buffer.concat([Buffer.alloc(100_000, 0x91), Buffer.from([0x90])]);
     expect(() => decode(bytes)).toThrow(/nests deeper than 256 levels/);
+  });
+
+  it('counts containers only: a reference, slot, RegExp or ArrayBuffer inside the last level is a leaf', () => {
+    for (const leaf of [new RemoteRef('s', 1, 'object', 'x'), new Slot(0), /x/, new ArrayBuffer(1)]) {
+      let value: unknown = [leaf];
+      for (let i = 1; i < MAX_DEPTH; i++) value = [value];
+      expect(decode(encode(value))).toStrictEqual(value);
+    }
   });
 
   it('counts Maps, Sets and objects as levels too', () => {

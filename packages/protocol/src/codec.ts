@@ -2,11 +2,14 @@
  * The value codec: msgpack (msgpackr) with extension types for what plain msgpack loses. This is the
  * only file that touches msgpackr.
  *
- * Plain data travels by value: null, undefined, booleans, numbers, bigint, strings, Date,
- * Uint8Array/Buffer, every typed array (as the same type), ArrayBuffer, DataView, arrays, plain
- * objects, Map and Set, nested freely, and errors (name, message, stack, code, cause). Anything else
- * is handed to `exportRef`, which decides how it travels (a remote reference, a pipelined slot), or
- * refuses it.
+ * Plain data travels by value: null, undefined, booleans, numbers (-0 keeps its sign), bigint,
+ * strings, Date, Uint8Array/Buffer, every typed array (as the same type), ArrayBuffer, DataView,
+ * RegExp, arrays, plain objects, Map and Set, nested freely, and errors (name, message, stack, code,
+ * cause). Anything else is handed to `exportRef`, which decides how it travels (a remote reference,
+ * a pipelined slot), or refuses it.
+ *
+ * The byte layouts are a contract of their own, written in `proto/INVOKE.md` with golden vectors in
+ * `proto/vectors/` (checked by `vectors.test.ts`): change them there first.
  */
 import { addExtension, Packr } from 'msgpackr';
 import { SpliceError } from './errors.js';
@@ -58,6 +61,15 @@ const EXT_MAP = 2;
 const EXT_ERROR = 3;
 const EXT_REF = 4;
 const EXT_SLOT = 5;
+const EXT_REGEXP = 6;
+/** msgpackr's own type for Set ('s'), kept: it is how Sets have always travelled. */
+const EXT_SET = 0x73;
+/**
+ * Extension types msgpackr reads by default that no splice-orc payload uses (its bigint 'B',
+ * bundled strings 'b', error 'e', structured-clone id 'i' and pointer 'p', RegExp 'x'): refused
+ * like any unknown type, so that the TypeScript decoder accepts what the contract lists and no more.
+ */
+const MSGPACKR_ONLY_TYPES = [0x42, 0x62, 0x65, 0x69, 0x70, 0x78];
 
 class WireBigInt {
   constructor(readonly value: bigint) {}
@@ -65,8 +77,27 @@ class WireBigInt {
 class WireMap {
   constructor(readonly entries: unknown[]) {}
 }
+class WireSet {
+  constructor(readonly items: unknown[]) {}
+}
 class WireError {
   constructor(readonly fields: Record<string, unknown>) {}
+}
+class WireRegExp {
+  constructor(
+    readonly source: string,
+    readonly flags: string,
+  ) {}
+}
+/** Negative zero, which msgpackr would write as the integer 0 (`-0 === 0`), losing its sign. */
+class WireNegativeZero {}
+const NEGATIVE_ZERO = new WireNegativeZero();
+
+/** What msgpackr's `allocateForWrite` hands an extension that writes its own bytes. */
+interface RawTarget {
+  target: Uint8Array;
+  targetView: DataView;
+  position: number;
 }
 
 let importHook: DecodeOptions['importRef'];
@@ -75,38 +106,55 @@ addExtension({
   Class: WireBigInt,
   type: EXT_BIGINT,
   write: (v: WireBigInt) => v.value.toString(16),
-  read: (hex: string) => (hex.startsWith('-') ? -BigInt(`0x${hex.slice(1)}`) : BigInt(`0x${hex}`)),
+  read: (hex: unknown) => {
+    if (typeof hex !== 'string' || !/^-?[0-9a-f]+$/i.test(hex)) throw malformed('bigint');
+    return hex.startsWith('-') ? -BigInt(`0x${hex.slice(1)}`) : BigInt(`0x${hex}`);
+  },
 });
 addExtension({
   Class: WireMap,
   type: EXT_MAP,
   write: (v: WireMap) => v.entries,
-  read: (flat: unknown[]) => {
+  read: (flat: unknown) => {
+    if (!Array.isArray(flat) || flat.length % 2 !== 0) throw malformed('Map');
     const map = new Map<unknown, unknown>();
     for (let i = 0; i < flat.length; i += 2) map.set(flat[i], flat[i + 1]);
     return map;
   },
 });
 addExtension({
+  Class: WireSet,
+  type: EXT_SET,
+  write: (v: WireSet) => v.items,
+  read: (items: unknown) => {
+    if (!Array.isArray(items)) throw malformed('Set');
+    return new Set(items);
+  },
+});
+addExtension({
   Class: WireError,
   type: EXT_ERROR,
   write: (v: WireError) => v.fields,
-  read: (fields: Record<string, unknown>) => errorFromFields(fields),
+  read: (fields: unknown) => {
+    if (fields === null || typeof fields !== 'object' || !isPlainObject(fields)) throw malformed('error');
+    return errorFromFields(fields as Record<string, unknown>);
+  },
 });
 addExtension({
   Class: RemoteRef,
   type: EXT_REF,
   write: (r: RemoteRef) => [r.server, r.id, r.kind, r.label],
   read: (fields: unknown) => {
-    const [server, id, kind, label] = Array.isArray(fields) ? fields : [];
+    const [server, id, kind, label] = Array.isArray(fields) && fields.length === 4 ? fields : [];
     if (
       typeof server !== 'string' ||
       !Number.isSafeInteger(id) ||
-      (kind !== 'function' && kind !== 'object')
+      (kind !== 'function' && kind !== 'object') ||
+      typeof label !== 'string'
     ) {
-      throw new SpliceError(Code.INVALID_ARGUMENT, 'malformed remote reference in payload');
+      throw malformed('remote reference');
     }
-    const ref = new RemoteRef(server, id, kind, typeof label === 'string' ? label : '');
+    const ref = new RemoteRef(server, id, kind, label);
     return importHook ? importHook(ref) : ref;
   },
 });
@@ -115,12 +163,62 @@ addExtension({
   type: EXT_SLOT,
   write: (s: Slot) => s.index,
   read: (index: unknown) => {
-    if (!Number.isSafeInteger(index) || (index as number) < 0) {
-      throw new SpliceError(Code.INVALID_ARGUMENT, 'malformed slot in payload');
-    }
+    if (!Number.isSafeInteger(index) || (index as number) < 0) throw malformed('slot');
     return new Slot(index as number);
   },
 });
+
+addExtension({
+  Class: WireRegExp,
+  type: EXT_REGEXP,
+  write: (r: WireRegExp) => [r.source, r.flags],
+  read: (fields: unknown) => regExpFromFields(fields),
+});
+
+/** A RegExp from its `[source, flags]`; anything the engine would not compile is refused. */
+function regExpFromFields(fields: unknown): RegExp {
+  const [source, flags] = Array.isArray(fields) && fields.length === 2 ? fields : [];
+  if (typeof source !== 'string' || typeof flags !== 'string') throw malformed('regular expression');
+  try {
+    return new RegExp(source, flags);
+  } catch (cause) {
+    throw new SpliceError(
+      Code.INVALID_ARGUMENT,
+      `malformed regular expression in payload: ${messageOf(cause)}`,
+      { cause },
+    );
+  }
+}
+
+/**
+ * Negative zero is written as the float64 it is (`cb 80 00 00 00 00 00 00 00`), which every msgpack
+ * decoder reads back as -0. No msgpackr option does that, so an extension writes the nine bytes
+ * itself through `allocateForWrite`, as msgpackr's own Date extension does. An extension needs a
+ * type number, which also names a decoder: type 127 is one no payload uses, and reading it is
+ * refused like any unknown extension.
+ */
+addExtension({
+  Class: WireNegativeZero,
+  type: 127,
+  // msgpackr's typings know `pack` only as returning the data of an ext value.
+  pack: writeNegativeZero as unknown as NonNullable<Parameters<typeof addExtension>[0]['pack']>,
+  unpack: () => refuseType(127),
+});
+for (const type of MSGPACKR_ONLY_TYPES) addExtension({ type, unpack: () => refuseType(type) });
+
+function refuseType(type: number): never {
+  throw new SpliceError(Code.INVALID_ARGUMENT, `unknown extension type ${type} in payload`);
+}
+
+function malformed(what: string): SpliceError {
+  return new SpliceError(Code.INVALID_ARGUMENT, `malformed ${what} in payload`);
+}
+
+function writeNegativeZero(_value: WireNegativeZero, allocateForWrite: (size: number) => RawTarget): void {
+  const { target, targetView, position } = allocateForWrite(9);
+  target[position] = 0xcb;
+  targetView.setFloat64(position + 1, -0);
+}
 
 const packr = new Packr({ useRecords: false, moreTypes: true, mapsAsObjects: true });
 
@@ -152,14 +250,15 @@ export function decode(bytes: Uint8Array, options: DecodeOptions = {}): unknown 
 
 /**
  * Refuses a value that nests deeper than `max` levels (arrays, plain objects, Maps, Sets, errors'
- * fields), with INVALID_ARGUMENT naming the limit. Iterative: a deep value cannot exhaust the stack.
+ * fields; typed arrays, Dates, RegExps, references and slots are leaves), with INVALID_ARGUMENT
+ * naming the limit. Iterative: a deep value cannot exhaust the stack.
  */
 export function checkDepth(value: unknown, max = MAX_DEPTH): void {
   if (value === null || typeof value !== 'object') return;
   const stack: Array<[unknown, number]> = [[value, 0]];
   while (stack.length > 0) {
     const [v, depth] = stack.pop()!;
-    if (v === null || typeof v !== 'object' || ArrayBuffer.isView(v) || v instanceof Date) continue;
+    if (v === null || typeof v !== 'object' || isLeaf(v)) continue;
     if (depth >= max) throw tooDeep(max);
     const children = Array.isArray(v)
       ? v
@@ -172,6 +271,18 @@ export function checkDepth(value: unknown, max = MAX_DEPTH): void {
       if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
     }
   }
+}
+
+/** Objects that travel whole, not as a container of values: they add no level of nesting. */
+function isLeaf(value: object): boolean {
+  return (
+    ArrayBuffer.isView(value) ||
+    value instanceof Date ||
+    value instanceof RegExp ||
+    value instanceof ArrayBuffer ||
+    value instanceof RemoteRef ||
+    value instanceof Slot
+  );
 }
 
 function tooDeep(max = MAX_DEPTH): SpliceError {
@@ -197,6 +308,8 @@ function toWire(
   switch (typeof value) {
     case 'bigint':
       return new WireBigInt(value);
+    case 'number':
+      return Object.is(value, -0) ? NEGATIVE_ZERO : value;
     case 'function':
       return exportOrRefuse(value, exportRef);
     case 'symbol':
@@ -208,6 +321,8 @@ function toWire(
   }
   if (value === null || ArrayBuffer.isView(value) || value instanceof Date) return value;
   if (value instanceof ArrayBuffer || value instanceof RemoteRef || value instanceof Slot) return value;
+  // As structured clone does: the pattern and its flags, not lastIndex or other properties.
+  if (value instanceof RegExp) return new WireRegExp(value.source, value.flags);
   if (depth >= MAX_DEPTH) throw tooDeep();
   if (seen.has(value)) {
     throw new SpliceError(Code.INVALID_ARGUMENT, 'cannot send a cyclic value by value');
@@ -233,7 +348,7 @@ function composite(
     for (const [k, v] of value) flat.push(walk(k), walk(v));
     return new WireMap(flat);
   }
-  if (value instanceof Set) return new Set(Array.from(value, walk));
+  if (value instanceof Set) return new WireSet(Array.from(value, walk));
   if (value instanceof Error) return new WireError(errorFields(value, walk));
   if (!isPlainObject(value)) return exportOrRefuse(value, exportRef);
   const out: Record<string, unknown> = {};

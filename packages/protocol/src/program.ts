@@ -4,7 +4,7 @@
  * an earlier operation (a Slot), so several dependent calls travel in one message
  * (`math.det(math.matrix(x))` is two operations, the second taking Slot(0) as its argument).
  * The result of the last get, call or new is sent back; release operations, which a client
- * appends to free references it dropped, do not change it.
+ * appends to free references it dropped, do not change it. `proto/INVOKE.md` is the contract.
  */
 import { RemoteRef, Slot } from './codec.js';
 import { SpliceError } from './errors.js';

@@ -29,6 +29,8 @@ export function jsonFromValue(value: unknown, refs: RemoteRef[] = []): unknown {
       return { $ref: { kind: v.kind, label: v.label } };
     }
     if (v instanceof Date) return v.toISOString();
+    // A RegExp arrives by value; its own properties are none, so it is written as a literal.
+    if (v instanceof RegExp) return v.toString();
     if (v instanceof Uint8Array) return { $base64: Buffer.from(v).toString('base64') };
     if (ArrayBuffer.isView(v)) return Array.from(v as unknown as ArrayLike<unknown>, walk);
     if (Array.isArray(v)) return v.map(walk);
