@@ -13,6 +13,7 @@
  */
 import { addExtension, Packr } from 'msgpackr';
 import { SpliceError } from './errors.js';
+import { Kwargs, NDARRAY_DTYPES, NDArray, type NDArrayData, type NDArrayDType } from './python-values.js';
 import { Code } from './status.js';
 
 /**
@@ -62,6 +63,8 @@ const EXT_ERROR = 3;
 const EXT_REF = 4;
 const EXT_SLOT = 5;
 const EXT_REGEXP = 6;
+const EXT_NDARRAY = 7;
+const EXT_KWARGS = 8;
 /** msgpackr's own type for Set ('s'), kept: it is how Sets have always travelled. */
 const EXT_SET = 0x73;
 /**
@@ -190,6 +193,49 @@ function regExpFromFields(fields: unknown): RegExp {
   }
 }
 
+addExtension({
+  Class: NDArray,
+  type: EXT_NDARRAY,
+  // The elements as raw bytes (bin), little-endian, C order: no per-element boxing either way.
+  write: (a: NDArray) => [
+    a.dtype,
+    a.shape,
+    Buffer.from(a.data.buffer, a.data.byteOffset, a.data.byteLength),
+  ],
+  read: (fields: unknown) => ndarrayFromFields(fields),
+});
+addExtension({
+  Class: Kwargs,
+  type: EXT_KWARGS,
+  write: (k: Kwargs) => k.values,
+  read: (values: unknown) => {
+    if (values === null || typeof values !== 'object' || !isPlainObject(values))
+      throw malformed('keyword arguments');
+    return new Kwargs(values as Record<string, unknown>);
+  },
+});
+
+/** An NDArray from `[dtype, shape, bytes]`; anything that does not describe one exactly is refused. */
+function ndarrayFromFields(fields: unknown): NDArray {
+  const [dtype, shape, bytes] = Array.isArray(fields) && fields.length === 3 ? fields : [];
+  const Typed =
+    typeof dtype === 'string' && Object.hasOwn(NDARRAY_DTYPES, dtype)
+      ? NDARRAY_DTYPES[dtype as NDArrayDType]
+      : undefined;
+  if (
+    !Typed ||
+    !Array.isArray(shape) ||
+    !shape.every((n) => Number.isSafeInteger(n) && n >= 0) ||
+    !Buffer.isBuffer(bytes) ||
+    bytes.byteLength !== shape.reduce((a: number, b: number) => a * b, 1) * Typed.BYTES_PER_ELEMENT
+  ) {
+    throw malformed('NDArray');
+  }
+  // A copy: the element type's alignment, and no view into the payload's buffer.
+  const copy = new Uint8Array(bytes).buffer;
+  return new NDArray(dtype as NDArrayDType, shape as number[], new Typed(copy) as NDArrayData);
+}
+
 /**
  * Negative zero is written as the float64 it is (`cb 80 00 00 00 00 00 00 00`), which every msgpack
  * decoder reads back as -0. No msgpackr option does that, so an extension writes the nine bytes
@@ -266,7 +312,9 @@ export function checkDepth(value: unknown, max = MAX_DEPTH): void {
         ? [...v.keys(), ...v.values()]
         : v instanceof Set
           ? [...v]
-          : Object.values(v);
+          : v instanceof Kwargs
+            ? Object.values(v.values)
+            : Object.values(v);
     for (const child of children) {
       if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
     }
@@ -281,7 +329,8 @@ function isLeaf(value: object): boolean {
     value instanceof RegExp ||
     value instanceof ArrayBuffer ||
     value instanceof RemoteRef ||
-    value instanceof Slot
+    value instanceof Slot ||
+    value instanceof NDArray
   );
 }
 
@@ -321,6 +370,7 @@ function toWire(
   }
   if (value === null || ArrayBuffer.isView(value) || value instanceof Date) return value;
   if (value instanceof ArrayBuffer || value instanceof RemoteRef || value instanceof Slot) return value;
+  if (value instanceof NDArray) return value;
   // As structured clone does: the pattern and its flags, not lastIndex or other properties.
   if (value instanceof RegExp) return new WireRegExp(value.source, value.flags);
   if (depth >= MAX_DEPTH) throw tooDeep();
@@ -350,6 +400,11 @@ function composite(
   }
   if (value instanceof Set) return new WireSet(Array.from(value, walk));
   if (value instanceof Error) return new WireError(errorFields(value, walk));
+  if (value instanceof Kwargs) {
+    const values: Record<string, unknown> = {};
+    for (const key of Object.keys(value.values)) values[key] = walk(value.values[key]);
+    return new Kwargs(values);
+  }
   if (!isPlainObject(value)) return exportOrRefuse(value, exportRef);
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(value)) out[key] = walk((value as Record<string, unknown>)[key]);

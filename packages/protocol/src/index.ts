@@ -50,6 +50,15 @@ export {
   type ServerStats,
   type ServingStatus,
 } from './proto.js';
+export {
+  Kwargs,
+  kw,
+  NDARRAY_DTYPES,
+  NDArray,
+  type NDArrayData,
+  type NDArrayDType,
+  type NestedArray,
+} from './python-values.js';
 export { bytesFromQuantity } from './quantity.js';
 export * as Rest from './rest.js';
 export { type DeadlineOptions, linkedSignal, withDeadline } from './signals.js';
