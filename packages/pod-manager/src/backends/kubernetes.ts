@@ -20,13 +20,8 @@ import type {
   ReplicaUsage,
   StartOptions,
 } from './backend.js';
-import {
-  createKubeApi,
-  type KubeApi,
-  kubeStatusOf,
-  serviceErrorFromKube,
-  unlessNotFound,
-} from './kube-api.js';
+import { createKubeApi, type KubeApi } from './kube-api.js';
+import { KubeApiError, kubeRequest } from './kube-errors.js';
 import {
   CONFIG_HASH_ANNOTATION,
   deploymentFor,
@@ -196,18 +191,17 @@ class KubernetesBackend implements Backend {
     const live = this.#watch.pods(name).filter((p) => !p.metadata?.deletionTimestamp);
     const rolling = live.some((p) => p.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] !== current);
     if (!existing || replicas <= 1 || rolling) return false;
-    await this.#api.core
-      .patchNamespacedPod(
+    await kubeRequest(
+      `mark pod ${id} for removal`,
+      this.#api.core.patchNamespacedPod(
         {
           name: id,
           namespace: this.#o.namespace,
           body: { metadata: { annotations: { [DELETION_COST]: '-1000' } } },
         },
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-      )
-      .catch((error) => {
-        throw serviceErrorFromKube(error, `mark pod ${id} for removal`);
-      });
+      ),
+    );
     await this.#scale(name, replicas - 1);
     // The ReplicaSet removes pods that are not ready before it weighs deletion cost: if it took
     // another one, this pod serves on.
@@ -240,27 +234,27 @@ class KubernetesBackend implements Backend {
         this.#watch.leave(name, pods);
         const deployment = await this.#readDeployment(name);
         if (deployment && isOurs(deployment)) {
-          await unlessNotFound(
+          await kubeRequest(
+            `delete Deployment ${objectName}`,
             this.#api.apps.deleteNamespacedDeployment({
               name: objectName,
               namespace: ns,
               propagationPolicy: 'Background',
             }),
-          ).catch((error) => {
-            throw serviceErrorFromKube(error, `delete Deployment ${objectName}`);
-          });
+            404,
+          );
         }
-        const service = await unlessNotFound(
+        const service = await kubeRequest(
+          `read Service ${objectName}`,
           this.#api.core.readNamespacedService({ name: objectName, namespace: ns }),
-        ).catch((error) => {
-          throw serviceErrorFromKube(error, `read Service ${objectName}`);
-        });
+          404,
+        );
         if (service && isOurs(service)) {
-          await unlessNotFound(
+          await kubeRequest(
+            `delete Service ${objectName}`,
             this.#api.core.deleteNamespacedService({ name: objectName, namespace: ns }),
-          ).catch((error) => {
-            throw serviceErrorFromKube(error, `delete Service ${objectName}`);
-          });
+            404,
+          );
         }
       }).catch((error) => {
         // Nothing was deleted, or not all: what runs keeps serving.
@@ -339,20 +333,22 @@ class KubernetesBackend implements Backend {
     let hash = desired.metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
     let existing = await this.#readDeployment(spec.name);
     if (!existing) {
-      try {
-        await this.#api.apps.createNamespacedDeployment({
+      const created = await kubeRequest(
+        `create Deployment ${desired.metadata?.name}`,
+        this.#api.apps.createNamespacedDeployment({
           namespace: ns,
           body: desired,
           fieldManager: FIELD_MANAGER,
-        });
+        }),
+        409,
+      );
+      if (created) {
         this.#o.log.info(
           { module: spec.name, deployment: desired.metadata?.name },
           'created module Deployment',
         );
-      } catch (error) {
+      } else {
         // Another pod-manager created it first: adopt theirs.
-        if (kubeStatusOf(error) !== 409)
-          throw serviceErrorFromKube(error, `create Deployment ${desired.metadata?.name}`);
         existing = await this.#readDeployment(spec.name);
       }
     }
@@ -371,12 +367,12 @@ class KubernetesBackend implements Backend {
       if ((existing.spec?.replicas ?? 0) === 0) await this.#scale(spec.name, Math.max(1, spec.minReplicas));
     }
     const service = serviceFor(spec, this.#o);
-    await this.#api.core
-      .createNamespacedService({ namespace: ns, body: service, fieldManager: FIELD_MANAGER })
-      .catch((error) => {
-        if (kubeStatusOf(error) !== 409)
-          throw serviceErrorFromKube(error, `create Service ${service.metadata?.name}`);
-      });
+    // 409: it exists (created with the Deployment, by us or another pod-manager).
+    await kubeRequest(
+      `create Service ${service.metadata?.name}`,
+      this.#api.core.createNamespacedService({ namespace: ns, body: service, fieldManager: FIELD_MANAGER }),
+      409,
+    );
     return hash;
   }
 
@@ -405,11 +401,12 @@ class KubernetesBackend implements Backend {
         setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
       );
     } catch (error) {
+      const failure = KubeApiError.from(error);
       // 422 is both a failed test (another pod-manager rolled it first: fine) and an invalid template.
-      const now = kubeStatusOf(error) === 422 ? await this.#readDeployment(spec.name) : undefined;
+      const now = failure.invalid ? await this.#readDeployment(spec.name) : undefined;
       const hash = now?.metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
       if (hash !== undefined && hash !== have) return hash;
-      throw serviceErrorFromKube(error, `update Deployment ${name}`);
+      throw failure.toServiceError(`update Deployment ${name}`);
     }
     this.#o.log.info(
       { module: spec.name, deployment: name, from: have, to: want },
@@ -420,8 +417,9 @@ class KubernetesBackend implements Backend {
 
   async #scale(name: string, replicas: number): Promise<void> {
     const objectName = objectNameFor(name);
-    await this.#api.apps
-      .patchNamespacedDeployment(
+    await kubeRequest(
+      `scale Deployment ${objectName} to ${replicas}`,
+      this.#api.apps.patchNamespacedDeployment(
         {
           name: objectName,
           namespace: this.#o.namespace,
@@ -429,19 +427,17 @@ class KubernetesBackend implements Backend {
           fieldManager: FIELD_MANAGER,
         },
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-      )
-      .catch((error) => {
-        throw serviceErrorFromKube(error, `scale Deployment ${objectName} to ${replicas}`);
-      });
+      ),
+    );
   }
 
   #readDeployment(name: string): Promise<V1Deployment | undefined> {
     const objectName = objectNameFor(name);
-    return unlessNotFound(
+    return kubeRequest(
+      `read Deployment ${objectName}`,
       this.#api.apps.readNamespacedDeployment({ name: objectName, namespace: this.#o.namespace }),
-    ).catch((error) => {
-      throw serviceErrorFromKube(error, `read Deployment ${objectName}`);
-    });
+      404,
+    );
   }
 
   /**
