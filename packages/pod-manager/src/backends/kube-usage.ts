@@ -4,7 +4,8 @@
  */
 import { bytesFromQuantity } from '@splice-orc/protocol';
 import type { ReplicaUsage } from './backend.js';
-import { type KubeApi, kubeMessageOf } from './kube-api.js';
+import type { KubeApi } from './kube-api.js';
+import { KubeApiError } from './kube-errors.js';
 
 /** A PodMetrics item of metrics.k8s.io/v1beta1. */
 interface PodMetrics {
@@ -29,7 +30,7 @@ export async function usageFromPodMetrics(
     })) as { items?: PodMetrics[] };
     items = list.items ?? [];
   } catch (error) {
-    const why = `metrics API (metrics.k8s.io) not available: ${kubeMessageOf(error)}`;
+    const why = `metrics API (metrics.k8s.io) not available: ${KubeApiError.from(error).message}`;
     return pods.map((id) => ({ id, unavailable: why }));
   }
   return pods.map((id): ReplicaUsage => {

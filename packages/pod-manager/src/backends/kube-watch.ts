@@ -9,7 +9,8 @@
 import { makeInformer, type V1Pod } from '@kubernetes/client-node';
 import type { FastifyBaseLogger } from 'fastify';
 import type { ReadyReplica } from './backend.js';
-import { type KubeApi, serviceErrorFromKube } from './kube-api.js';
+import type { KubeApi } from './kube-api.js';
+import { KubeApiError } from './kube-errors.js';
 import { MANAGED_SELECTOR, MODULE_NAME_ANNOTATION } from './kube-objects.js';
 import { endpointOf, isReady, secretOf } from './kube-pods.js';
 
@@ -69,7 +70,7 @@ export class PodWatch {
         this.#synced = this.#connect();
         this.#synced.catch(() => undefined);
       }
-      throw serviceErrorFromKube(error, `list pods in namespace ${this.#o.namespace}`);
+      throw KubeApiError.from(error).toServiceError(`list pods in namespace ${this.#o.namespace}`);
     });
   }
 

@@ -5,8 +5,9 @@
  * and the cluster restarts crashed servers. Creation is single-flight per module and idempotent
  * across pod-manager replicas and restarts: an existing Deployment is adopted, a changed config
  * patches it (a rolling update), and only objects labelled as splice-orc's are ever deleted.
- * Changes to one module's objects (create, roll, scale, delete) run one at a time. Closing the
- * backend leaves the Deployments running, for the next pod-manager to adopt.
+ * Changes to one module's objects (create, roll, scale, delete) run one at a time (kube-module.ts
+ * keeps these rules, per module). Closing the backend leaves the Deployments running, for the
+ * next pod-manager to adopt.
  */
 import { PatchStrategy, setHeaderOptions, type V1Deployment } from '@kubernetes/client-node';
 import type { FastifyBaseLogger } from 'fastify';
@@ -20,13 +21,9 @@ import type {
   ReplicaUsage,
   StartOptions,
 } from './backend.js';
-import {
-  createKubeApi,
-  type KubeApi,
-  kubeStatusOf,
-  serviceErrorFromKube,
-  unlessNotFound,
-} from './kube-api.js';
+import { createKubeApi, type KubeApi } from './kube-api.js';
+import { KubeApiError, kubeRequest } from './kube-errors.js';
+import { KubeModule } from './kube-module.js';
 import {
   CONFIG_HASH_ANNOTATION,
   deploymentFor,
@@ -69,15 +66,11 @@ class KubernetesBackend implements Backend {
   readonly #o: KubernetesBackendOptions;
   readonly #api: KubeApi;
   readonly #watch: PodWatch;
-  /** Per module: the tail of its queue of object changes. */
-  readonly #queue = new Map<string, Promise<unknown>>();
-  readonly #ensuring = new Map<string, Promise<string | undefined>>();
-  /** Unloads under way, which a start waits for. */
-  readonly #stops = new Map<string, Promise<void>>();
-  /** How often each module was stopped: a start fails when a stop begins after it. */
-  readonly #stopCount = new Map<string, number>();
-  readonly #starting = new Set<string>();
-  readonly #stopping = new Set<string>();
+  /**
+   * One per module the backend has acted on, kept for its life: a waiting start compares the count
+   * of stops after they end, and there are no more of them than configured modules.
+   */
+  readonly #modules = new Map<string, KubeModule>();
 
   constructor(options: KubernetesBackendOptions) {
     this.#o = options;
@@ -95,17 +88,15 @@ class KubernetesBackend implements Backend {
   }
 
   async start(spec: ModuleSpec, options: StartOptions = {}): Promise<void> {
+    const module = this.#module(spec.name);
     await this.#watch.sync();
     // A start after an unload brings the module back, once the unload is done.
-    await this.#stops.get(spec.name)?.catch(() => undefined);
+    await module.afterStop();
     if (this.ready(spec.name).length > 0) return;
-    this.#starting.add(spec.name);
-    try {
-      const hash = await this.#ensure(spec);
+    await module.start(async () => {
+      const hash = await module.ensure(() => this.#create(spec));
       await this.#waitFor(spec.name, { count: 1, hash, signal: options.signal });
-    } finally {
-      this.#starting.delete(spec.name);
-    }
+    });
   }
 
   /**
@@ -116,7 +107,7 @@ class KubernetesBackend implements Backend {
     await this.#watch.sync();
     await Promise.all(
       specs.map((spec) =>
-        this.#serial(spec.name, async () => {
+        this.#module(spec.name).serial(async () => {
           const existing = await this.#readDeployment(spec.name);
           if (
             !existing ||
@@ -144,24 +135,26 @@ class KubernetesBackend implements Backend {
 
   async reconfigure(spec: ModuleSpec): Promise<void> {
     deployable(spec);
+    const module = this.#module(spec.name);
     // A Deployment being created right now is created with the old spec: roll it after.
-    await this.#ensuring.get(spec.name)?.catch(() => undefined);
-    await this.#serial(spec.name, async () => {
+    await module.afterCreate();
+    await module.serial(async () => {
       const existing = await this.#readDeployment(spec.name);
       if (existing) await this.#roll(spec, existing);
     });
   }
 
   async addReplica(spec: ModuleSpec): Promise<void> {
+    const module = this.#module(spec.name);
     await this.#watch.sync();
     const before = this.ready(spec.name).length;
     const stopped = () =>
       new ServiceError('MODULE_STOPPED', `module '${spec.name}' is stopped or being stopped`);
-    if (this.#stopping.has(spec.name)) throw stopped();
-    const hash = await this.#serial(spec.name, async () => {
+    if (module.stopping) throw stopped();
+    const hash = await module.serial(async () => {
       const existing = await this.#readDeployment(spec.name);
       // Deleted meanwhile (an unload): scaling up must not bring it back.
-      if (!existing || this.#stopping.has(spec.name)) throw stopped();
+      if (!existing || module.stopping) throw stopped();
       // One more than the Deployment asks for now: concurrent calls each add one.
       await this.#scale(spec.name, (existing.spec?.replicas ?? 0) + 1);
       return existing.metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
@@ -181,7 +174,7 @@ class KubernetesBackend implements Backend {
     this.#watch.leave(name, [id]);
     let removed = false;
     try {
-      removed = await this.#serial(name, () => this.#scaleDown(name, id));
+      removed = await this.#module(name).serial(() => this.#scaleDown(name, id));
     } finally {
       if (!removed) this.#watch.stay(name, [id]);
     }
@@ -196,18 +189,17 @@ class KubernetesBackend implements Backend {
     const live = this.#watch.pods(name).filter((p) => !p.metadata?.deletionTimestamp);
     const rolling = live.some((p) => p.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] !== current);
     if (!existing || replicas <= 1 || rolling) return false;
-    await this.#api.core
-      .patchNamespacedPod(
+    await kubeRequest(
+      `mark pod ${id} for removal`,
+      this.#api.core.patchNamespacedPod(
         {
           name: id,
           namespace: this.#o.namespace,
           body: { metadata: { annotations: { [DELETION_COST]: '-1000' } } },
         },
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-      )
-      .catch((error) => {
-        throw serviceErrorFromKube(error, `mark pod ${id} for removal`);
-      });
+      ),
+    );
     await this.#scale(name, replicas - 1);
     // The ReplicaSet removes pods that are not ready before it weighs deletion cost: if it took
     // another one, this pod serves on.
@@ -222,58 +214,51 @@ class KubernetesBackend implements Backend {
   }
 
   stop(name: string): Promise<void> {
-    this.#stopCount.set(name, (this.#stopCount.get(name) ?? 0) + 1);
-    const stopping = this.#stop(name).finally(() => {
-      if (this.#stops.get(name) === stopping) this.#stops.delete(name);
-    });
-    this.#stops.set(name, stopping);
-    return stopping;
+    const module = this.#module(name);
+    return module.stop(() => this.#stop(name, module));
   }
 
-  async #stop(name: string): Promise<void> {
+  async #stop(name: string, module: KubeModule): Promise<void> {
     const objectName = objectNameFor(name);
     const ns = this.#o.namespace;
-    this.#stopping.add(name);
     const pods = this.#watch.pods(name).map((p) => p.metadata?.name ?? '');
-    try {
-      await this.#serial(name, async () => {
+    await module
+      .serial(async () => {
         this.#watch.leave(name, pods);
         const deployment = await this.#readDeployment(name);
         if (deployment && isOurs(deployment)) {
-          await unlessNotFound(
+          await kubeRequest(
+            `delete Deployment ${objectName}`,
             this.#api.apps.deleteNamespacedDeployment({
               name: objectName,
               namespace: ns,
               propagationPolicy: 'Background',
             }),
-          ).catch((error) => {
-            throw serviceErrorFromKube(error, `delete Deployment ${objectName}`);
-          });
+            404,
+          );
         }
-        const service = await unlessNotFound(
+        const service = await kubeRequest(
+          `read Service ${objectName}`,
           this.#api.core.readNamespacedService({ name: objectName, namespace: ns }),
-        ).catch((error) => {
-          throw serviceErrorFromKube(error, `read Service ${objectName}`);
-        });
+          404,
+        );
         if (service && isOurs(service)) {
-          await unlessNotFound(
+          await kubeRequest(
+            `delete Service ${objectName}`,
             this.#api.core.deleteNamespacedService({ name: objectName, namespace: ns }),
-          ).catch((error) => {
-            throw serviceErrorFromKube(error, `delete Service ${objectName}`);
-          });
+            404,
+          );
         }
-      }).catch((error) => {
+      })
+      .catch((error) => {
         // Nothing was deleted, or not all: what runs keeps serving.
         this.#watch.stay(name, pods);
         throw error;
       });
-      // Like the local backend, stop resolves once the servers are gone (their calls drained).
-      await this.#watch
-        .until(() => this.#watch.pods(name).length === 0, this.#o.graceMs + 30_000)
-        .catch(() => this.#o.log.warn({ module: name }, 'module pods still terminating'));
-    } finally {
-      this.#stopping.delete(name);
-    }
+    // Like the local backend, stop resolves once the servers are gone (their calls drained).
+    await this.#watch
+      .until(() => this.#watch.pods(name).length === 0, this.#o.graceMs + 30_000)
+      .catch(() => this.#o.log.warn({ module: name }, 'module pods still terminating'));
   }
 
   status(name: string): ModuleStatus {
@@ -281,11 +266,8 @@ class KubernetesBackend implements Backend {
     const replicas = pods.map(replicaFromPod);
     const restarts = pods.reduce((n, p) => n + restartsOf(p), 0);
     const order: ModuleState[] = ['absent', 'failed', 'stopping', 'installing', 'starting', 'ready'];
-    let state: ModuleState = this.#stopping.has(name)
-      ? 'stopping'
-      : this.#starting.has(name)
-        ? 'starting'
-        : 'absent';
+    const module = this.#modules.get(name);
+    let state: ModuleState = module?.stopping ? 'stopping' : module?.starting ? 'starting' : 'absent';
     for (const r of replicas) {
       const s: ModuleState = r.state === 'draining' ? 'stopping' : r.state;
       if (order.indexOf(s) > order.indexOf(state)) state = s;
@@ -308,30 +290,20 @@ class KubernetesBackend implements Backend {
     await this.#watch.close();
   }
 
-  /** Runs `change` after the module's earlier changes (read-modify-write of its objects). */
-  #serial<T>(name: string, change: () => Promise<T>): Promise<T> {
-    const run = (this.#queue.get(name) ?? Promise.resolve()).then(change, change);
-    const tail = run.catch(() => undefined);
-    this.#queue.set(name, tail);
-    void tail.then(() => {
-      if (this.#queue.get(name) === tail) this.#queue.delete(name);
-    });
-    return run;
-  }
-
-  /** Creates the module's objects, or adopts and (if its config changed) rolls existing ones. */
-  #ensure(spec: ModuleSpec): Promise<string | undefined> {
-    let pending = this.#ensuring.get(spec.name);
-    if (!pending) {
-      pending = this.#serial(spec.name, () => this.#create(spec)).finally(() =>
-        this.#ensuring.delete(spec.name),
-      );
-      this.#ensuring.set(spec.name, pending);
+  /** The module's state, made on first use. */
+  #module(name: string): KubeModule {
+    let module = this.#modules.get(name);
+    if (!module) {
+      module = new KubeModule();
+      this.#modules.set(name, module);
     }
-    return pending;
+    return module;
   }
 
-  /** Resolves with the config hash the module's Deployment now has. */
+  /**
+   * Creates the module's objects, or adopts and (if its config changed) rolls existing ones.
+   * Resolves with the config hash the module's Deployment now has.
+   */
   async #create(spec: ModuleSpec): Promise<string | undefined> {
     deployable(spec);
     const ns = this.#o.namespace;
@@ -339,20 +311,22 @@ class KubernetesBackend implements Backend {
     let hash = desired.metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
     let existing = await this.#readDeployment(spec.name);
     if (!existing) {
-      try {
-        await this.#api.apps.createNamespacedDeployment({
+      const created = await kubeRequest(
+        `create Deployment ${desired.metadata?.name}`,
+        this.#api.apps.createNamespacedDeployment({
           namespace: ns,
           body: desired,
           fieldManager: FIELD_MANAGER,
-        });
+        }),
+        409,
+      );
+      if (created) {
         this.#o.log.info(
           { module: spec.name, deployment: desired.metadata?.name },
           'created module Deployment',
         );
-      } catch (error) {
+      } else {
         // Another pod-manager created it first: adopt theirs.
-        if (kubeStatusOf(error) !== 409)
-          throw serviceErrorFromKube(error, `create Deployment ${desired.metadata?.name}`);
         existing = await this.#readDeployment(spec.name);
       }
     }
@@ -371,12 +345,12 @@ class KubernetesBackend implements Backend {
       if ((existing.spec?.replicas ?? 0) === 0) await this.#scale(spec.name, Math.max(1, spec.minReplicas));
     }
     const service = serviceFor(spec, this.#o);
-    await this.#api.core
-      .createNamespacedService({ namespace: ns, body: service, fieldManager: FIELD_MANAGER })
-      .catch((error) => {
-        if (kubeStatusOf(error) !== 409)
-          throw serviceErrorFromKube(error, `create Service ${service.metadata?.name}`);
-      });
+    // 409: it exists (created with the Deployment, by us or another pod-manager).
+    await kubeRequest(
+      `create Service ${service.metadata?.name}`,
+      this.#api.core.createNamespacedService({ namespace: ns, body: service, fieldManager: FIELD_MANAGER }),
+      409,
+    );
     return hash;
   }
 
@@ -405,11 +379,12 @@ class KubernetesBackend implements Backend {
         setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
       );
     } catch (error) {
+      const failure = KubeApiError.from(error);
       // 422 is both a failed test (another pod-manager rolled it first: fine) and an invalid template.
-      const now = kubeStatusOf(error) === 422 ? await this.#readDeployment(spec.name) : undefined;
+      const now = failure.invalid ? await this.#readDeployment(spec.name) : undefined;
       const hash = now?.metadata?.annotations?.[CONFIG_HASH_ANNOTATION];
       if (hash !== undefined && hash !== have) return hash;
-      throw serviceErrorFromKube(error, `update Deployment ${name}`);
+      throw failure.toServiceError(`update Deployment ${name}`);
     }
     this.#o.log.info(
       { module: spec.name, deployment: name, from: have, to: want },
@@ -420,8 +395,9 @@ class KubernetesBackend implements Backend {
 
   async #scale(name: string, replicas: number): Promise<void> {
     const objectName = objectNameFor(name);
-    await this.#api.apps
-      .patchNamespacedDeployment(
+    await kubeRequest(
+      `scale Deployment ${objectName} to ${replicas}`,
+      this.#api.apps.patchNamespacedDeployment(
         {
           name: objectName,
           namespace: this.#o.namespace,
@@ -429,19 +405,17 @@ class KubernetesBackend implements Backend {
           fieldManager: FIELD_MANAGER,
         },
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-      )
-      .catch((error) => {
-        throw serviceErrorFromKube(error, `scale Deployment ${objectName} to ${replicas}`);
-      });
+      ),
+    );
   }
 
   #readDeployment(name: string): Promise<V1Deployment | undefined> {
     const objectName = objectNameFor(name);
-    return unlessNotFound(
+    return kubeRequest(
+      `read Deployment ${objectName}`,
       this.#api.apps.readNamespacedDeployment({ name: objectName, namespace: this.#o.namespace }),
-    ).catch((error) => {
-      throw serviceErrorFromKube(error, `read Deployment ${objectName}`);
-    });
+      404,
+    );
   }
 
   /**
@@ -454,14 +428,15 @@ class KubernetesBackend implements Backend {
     o: { count: number; hash: string | undefined; signal?: AbortSignal | undefined },
   ): Promise<void> {
     const { count, hash, signal } = o;
-    const stops = this.#stopCount.get(name) ?? 0;
+    const module = this.#module(name);
+    const mark = module.stopMark();
     let checkedAt = Date.now();
     let deploymentFailure: string | undefined;
     await this.#watch
       .until(
         () => {
           if (this.ready(name).length >= count) return true;
-          if ((this.#stopCount.get(name) ?? 0) !== stops)
+          if (module.stoppedSince(mark))
             throw new ServiceError('MODULE_STOPPED', `module '${name}' was stopped while it started`);
           // Only pods of the current config count: a failing pod of an old one is being replaced.
           const current = this.#watch

@@ -5,7 +5,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { PatchStrategy } from '@kubernetes/client-node';
-import { createKubeApi, kubeStatusOf, serviceErrorFromKube } from '../backends/kube-api.js';
+import { createKubeApi } from '../backends/kube-api.js';
+import { kubeRequest } from '../backends/kube-errors.js';
 import { AUTH_SECRET, type ManifestOptions, POD_MANAGER, podManagerManifests } from './kube-manifests.js';
 
 /** Options of {@link initCluster}. */
@@ -31,29 +32,20 @@ export async function initCluster(o: InitOptions): Promise<InitResult> {
   const api = createKubeApi({ kubeconfig: o.kubeconfig, timeoutMs: 15_000 });
   for (const object of podManagerManifests(o)) {
     const what = `${object.kind} ${object.metadata?.name}`;
-    try {
-      await api.objects.patch(
-        object,
-        undefined,
-        undefined,
-        FIELD_MANAGER,
-        true,
-        PatchStrategy.ServerSideApply,
-      );
-    } catch (error) {
-      throw serviceErrorFromKube(error, `apply ${what}`);
-    }
+    await kubeRequest(
+      `apply ${what}`,
+      api.objects.patch(object, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply),
+    );
     o.log(`applied ${what}`);
   }
   const createdSecret = await ensureSecret(api, o.namespace);
   o.log(createdSecret ? `created Secret ${AUTH_SECRET} with a new token` : `kept Secret ${AUTH_SECRET}`);
   const deadline = Date.now() + o.timeoutMs;
   for (;;) {
-    const deployment = await api.apps
-      .readNamespacedDeployment({ name: POD_MANAGER, namespace: o.namespace })
-      .catch((error) => {
-        throw serviceErrorFromKube(error, `read Deployment ${POD_MANAGER}`);
-      });
+    const deployment = await kubeRequest(
+      `read Deployment ${POD_MANAGER}`,
+      api.apps.readNamespacedDeployment({ name: POD_MANAGER, namespace: o.namespace }),
+    );
     const generation = deployment.metadata?.generation ?? 0;
     const status = deployment.status;
     // As `kubectl rollout status` judges it: every pod runs the new template and is available.
@@ -83,11 +75,11 @@ async function ensureSecret(api: ReturnType<typeof createKubeApi>, namespace: st
     type: 'Opaque',
     stringData: { token: randomBytes(24).toString('hex') },
   };
-  try {
-    await api.core.createNamespacedSecret({ namespace, body, fieldManager: FIELD_MANAGER });
-    return true;
-  } catch (error) {
-    if (kubeStatusOf(error) === 409) return false;
-    throw serviceErrorFromKube(error, `create Secret ${AUTH_SECRET}`);
-  }
+  // 409: it exists already.
+  const created = await kubeRequest(
+    `create Secret ${AUTH_SECRET}`,
+    api.core.createNamespacedSecret({ namespace, body, fieldManager: FIELD_MANAGER }),
+    409,
+  );
+  return created !== undefined;
 }
