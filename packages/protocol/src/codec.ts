@@ -197,11 +197,7 @@ addExtension({
   Class: NDArray,
   type: EXT_NDARRAY,
   // The elements as raw bytes (bin), little-endian, C order: no per-element boxing either way.
-  write: (a: NDArray) => [
-    a.dtype,
-    a.shape,
-    Buffer.from(a.data.buffer, a.data.byteOffset, a.data.byteLength),
-  ],
+  write: (a: NDArray) => [a.dtype, a.shape, Buffer.from(a.data.buffer, a.data.byteOffset, a.data.byteLength)],
   read: (fields: unknown) => ndarrayFromFields(fields),
 });
 addExtension({

@@ -13,6 +13,28 @@ export type ModuleState = Rest.ModuleState;
 /** One server of a module (its JSON form in the REST API). */
 export type ReplicaStatus = Rest.ReplicaStatus;
 
+/** Module states from least to most advanced. */
+const PROGRESS: readonly ModuleState[] = ['absent', 'failed', 'stopping', 'installing', 'starting', 'ready'];
+
+/**
+ * A module's state from its replicas', the same for every backend: the most advanced replica's
+ * (draining counts as stopping), at least `base` (what the backend is doing for the module); but a
+ * failed replica makes the module failed unless one is ready, with that replica's reason.
+ */
+export function rollUp(
+  replicas: readonly ReplicaStatus[],
+  base: ModuleState,
+): Pick<ModuleStatus, 'state' | 'reason'> {
+  let state = base;
+  for (const r of replicas) {
+    const s: ModuleState = r.state === 'draining' ? 'stopping' : r.state;
+    if (PROGRESS.indexOf(s) > PROGRESS.indexOf(state)) state = s;
+  }
+  const failed = replicas.find((r) => r.state === 'failed');
+  if (failed && state !== 'ready') return { state: 'failed', reason: failed.reason };
+  return { state, reason: undefined };
+}
+
 /** A snapshot of one module's servers. */
 export interface ModuleStatus {
   /** ready when any replica is; otherwise the most advanced state of a replica. */

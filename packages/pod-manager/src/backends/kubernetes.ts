@@ -13,13 +13,13 @@ import { PatchStrategy, setHeaderOptions, type V1Deployment } from '@kubernetes/
 import type { FastifyBaseLogger } from 'fastify';
 import type { ModuleSpec } from '../config.js';
 import { ServiceError } from '../errors.js';
-import type {
-  Backend,
-  ModuleState,
-  ModuleStatus,
-  ReadyReplica,
-  ReplicaUsage,
-  StartOptions,
+import {
+  type Backend,
+  type ModuleStatus,
+  type ReadyReplica,
+  type ReplicaUsage,
+  rollUp,
+  type StartOptions,
 } from './backend.js';
 import { createKubeApi, type KubeApi } from './kube-api.js';
 import { KubeApiError, kubeRequest } from './kube-errors.js';
@@ -265,16 +265,9 @@ class KubernetesBackend implements Backend {
     const pods = this.#watch.pods(name);
     const replicas = pods.map(replicaFromPod);
     const restarts = pods.reduce((n, p) => n + restartsOf(p), 0);
-    const order: ModuleState[] = ['absent', 'failed', 'stopping', 'installing', 'starting', 'ready'];
     const module = this.#modules.get(name);
-    let state: ModuleState = module?.stopping ? 'stopping' : module?.starting ? 'starting' : 'absent';
-    for (const r of replicas) {
-      const s: ModuleState = r.state === 'draining' ? 'stopping' : r.state;
-      if (order.indexOf(s) > order.indexOf(state)) state = s;
-    }
-    const failed = replicas.find((r) => r.state === 'failed');
-    if (failed && state !== 'ready') state = 'failed';
-    return { state, replicas, restarts, reason: state === 'failed' ? failed?.reason : undefined };
+    const base = module?.stopping ? 'stopping' : module?.starting ? 'starting' : 'absent';
+    return { ...rollUp(replicas, base), replicas, restarts };
   }
 
   async reportUnreachable(name: string, endpoint: string): Promise<boolean> {

@@ -7,13 +7,14 @@
 import pidusage from 'pidusage';
 import { installChanged, type ModuleSpec } from '../config.js';
 import { ServiceError } from '../errors.js';
-import type {
-  Backend,
-  ModuleState,
-  ModuleStatus,
-  ReadyReplica,
-  ReplicaStatus,
-  ReplicaUsage,
+import {
+  type Backend,
+  type ModuleState,
+  type ModuleStatus,
+  type ReadyReplica,
+  type ReplicaStatus,
+  type ReplicaUsage,
+  rollUp,
 } from './backend.js';
 import { installModule } from './installer.js';
 import { type LocalBackendOptions, Replica } from './local-replica.js';
@@ -72,9 +73,6 @@ async function usageOf(replicas: ReplicaStatus[]): Promise<ReplicaUsage[]> {
     }),
   );
 }
-
-/** Order in which a module's state is reported when no replica is ready: the most advanced wins. */
-const progress: ModuleState[] = ['absent', 'failed', 'stopping', 'installing', 'starting', 'ready'];
 
 class LocalModule {
   spec: ModuleSpec | undefined;
@@ -151,12 +149,12 @@ class LocalModule {
   }
 
   status(): ModuleStatus {
-    const replicas = [...this.#replicas, ...this.#draining].map((r) => r.status());
-    let state: ModuleState = this.#draining.size > 0 ? 'stopping' : 'absent';
-    for (const r of this.#replicas) if (progress.indexOf(r.state) > progress.indexOf(state)) state = r.state;
-    const failed = replicas.find((r) => r.state === 'failed');
+    const serving = this.#replicas.map((r) => r.status());
+    const draining = [...this.#draining].map((r) => r.status());
     const restarts = this.#replicas.reduce((sum, r) => sum + r.restarts, this.#removed);
-    return { state, replicas, restarts, reason: state === 'failed' ? failed?.reason : undefined };
+    // Draining replicas are shown, and make the module stopping, but do not make it ready.
+    const { state, reason } = rollUp(serving, draining.length > 0 ? 'stopping' : 'absent');
+    return { state, reason, replicas: [...serving, ...draining], restarts };
   }
 
   async reportUnreachable(endpoint: string): Promise<boolean> {
