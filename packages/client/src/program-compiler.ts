@@ -3,7 +3,16 @@
  * operation on the module root, a reference or the slot of an earlier operation, and pending
  * proxies among arguments become operations of the same program (promise pipelining).
  */
-import { Code, isPlainObject, type Op, Slot, SpliceError, type Target } from '@splice-orc/protocol';
+import {
+  Code,
+  isPlainObject,
+  Kwargs,
+  NDArray,
+  type Op,
+  Slot,
+  SpliceError,
+  type Target,
+} from '@splice-orc/protocol';
 import { describeNode, nodeOf, type ProxyNode, type RefHandle } from './remote-proxy.js';
 
 /**
@@ -77,8 +86,12 @@ function substitute(
       );
     return result;
   }
-  if (ArrayBuffer.isView(value) || value instanceof Date) return value;
+  if (ArrayBuffer.isView(value) || value instanceof Date || value instanceof NDArray) return value;
   const walk = (v: unknown) => substitute(v, module, ops, servers, handles);
+  if (value instanceof Kwargs) {
+    const values = walk({ ...value.values }) as Record<string, unknown>;
+    return new Kwargs(values);
+  }
   // Copy-on-write: an argument with no proxy inside is passed on as it is, not copied.
   if (Array.isArray(value)) {
     const out = value.map(walk);

@@ -5,7 +5,9 @@ import {
   decode,
   encode,
   type InvokeResponse,
+  kw,
   type ModuleClient,
+  NDArray,
   type Op,
   RemoteRef,
   Slot,
@@ -230,5 +232,25 @@ describe('module-server credential', () => {
     await expect(createModuleServer({ moduleName: fixture('calc'), secret: 'too-short' })).rejects.toThrow(
       /at least 16 characters/,
     );
+  });
+});
+
+describe('module-server and values for Python modules', () => {
+  it('refuses keyword arguments: a Node module takes positional arguments only', async () => {
+    await expect(run([call(['add'], [1, kw({ b: 2 })])])).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringMatching(/keyword arguments \(kw\(\)\) are for Python modules/),
+    });
+  });
+
+  it('passes an NDArray to module code as the value it is, and sends one back', async () => {
+    const a = NDArray.from(
+      [
+        [1, 2],
+        [3, 4],
+      ],
+      'float64',
+    );
+    expect(await value([call(['echo'], [a])])).toStrictEqual(a);
   });
 });

@@ -7,6 +7,7 @@
  * unless one of its keys starts with `$`, in which case it is a tag with exactly that one key.
  */
 import { RemoteRef, Slot } from './codec.js';
+import { Kwargs, NDARRAY_DTYPES, NDArray, type NDArrayData, type NDArrayDType } from './python-values.js';
 
 /** A value of the tagged JSON form, as JSON.parse returns it. */
 export type Tagged = null | boolean | number | string | Tagged[] | { [key: string]: Tagged };
@@ -68,6 +69,15 @@ const tags: Record<string, Tag> = {
     const { source, flags } = body as { source: string; flags: string };
     return new RegExp(source, flags);
   },
+  $ndarray: (body) => {
+    const { dtype, shape, values } = body as { dtype: NDArrayDType; shape: number[]; values: Tagged[] };
+    const elements = values.map((v) =>
+      dtype === 'bool' ? (v ? 1 : 0) : dtype.endsWith('int64') ? BigInt(v as string) : valueFromTagged(v),
+    );
+    const Typed = NDARRAY_DTYPES[dtype] as unknown as { from(values: unknown[]): NDArrayData };
+    return new NDArray(dtype, shape, Typed.from(elements));
+  },
+  $kwargs: (values) => new Kwargs(valueFromTagged(values) as Record<string, unknown>),
   $object: (entries) =>
     Object.fromEntries((entries as Tagged[][]).map(([k, v]) => [k as string, valueFromTagged(v!)])),
 };

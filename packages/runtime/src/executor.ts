@@ -6,6 +6,7 @@ import {
   Code,
   type InvokeRequest,
   isPlainObject,
+  Kwargs,
   type Op,
   RemoteRef,
   Slot,
@@ -130,6 +131,12 @@ function lookupRef(ref: RemoteRef, ctx: ExecutionContext): object {
 function bindArgs(args: unknown[], ctx: ExecutionContext, results: unknown[]): unknown[] {
   const bind = (value: unknown): unknown => {
     if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return value;
+    if (value instanceof Kwargs) {
+      throw new SpliceError(
+        Code.INVALID_ARGUMENT,
+        'keyword arguments (kw()) are for Python modules: a Node module takes positional arguments only',
+      );
+    }
     if (value instanceof RemoteRef || value instanceof Slot) {
       const bound = value instanceof Slot ? slotValue(value, results) : lookupRef(value, ctx);
       checkDeep(bound, ['(argument)']);
