@@ -276,6 +276,7 @@ async function backendFor(config: Config, app: FastifyInstance, invoker: Invoker
     cacheDir: server.cache_dir,
     isolate: server.isolate_modules,
     maxServers: server.max_module_servers,
+    python: server.python,
   });
 }
 

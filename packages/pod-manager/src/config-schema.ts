@@ -22,11 +22,19 @@ export const ModuleConfig = T.Object(
     lib_mem_size_req: T.Optional(quantity('100Mi')),
     /** CPU the module's server needs (Kubernetes quantity). Kept from jac-splice-orc. */
     lib_cpu_req: T.Optional(quantity('500m')),
-    /** Extra npm packages installed beside the module (npm specs). */
+    /**
+     * What serves the module: `node` (an npm package, served by the Node module-server) or `python`
+     * (a pip requirement, served by the Python module-server in a virtual environment of its own).
+     */
+    runtime: oneOf(['node', 'python'], 'node'),
+    /** Extra packages installed beside the module: npm specs, or pip requirements for Python. */
     dependency: T.Array(T.String({ minLength: 1 }), { default: [] }),
     /** Placement: served remotely, imported in the client, or decided by policy. */
     load_type: oneOf(['remote', 'local', 'auto'], 'remote'),
-    /** npm spec to install (`mathjs@13`, `file:./fixtures/calc`); default: the module name. */
+    /**
+     * What to install: an npm spec (`mathjs@13`, `file:./fixtures/calc`) or, for Python, a pip
+     * requirement (`numpy>=2`, `./wheels/x.whl`); default: the module name.
+     */
     package: T.Optional(T.String({ minLength: 1 })),
     /** Stop the module after this long with no call and no live reference, s (0 = never). */
     idle_timeout_s: T.Number({ minimum: 0, default: 0 }),
@@ -109,6 +117,8 @@ const ServerSection = T.Object(
     port: T.Integer({ minimum: 0, maximum: 65535, default: 8000 }),
     /** Where module-servers run: local child processes (embedded default) or Kubernetes pods. */
     backend: oneOf(['local', 'kubernetes'], 'local'),
+    /** Python 3.10+ that makes the virtual environments of Python modules (local backend). */
+    python: T.String({ minLength: 1, default: 'python3' }),
     /** Directory of installed modules, keyed by what is installed. Default ~/.cache/splice-orc. */
     cache_dir: T.Optional(T.String({ minLength: 1 })),
     /** Longest a forwarded invocation may take, ms. A client may ask for less. */
@@ -205,6 +215,8 @@ export const ConfigSchema = T.Object(
         request_timeout_ms: T.Integer({ minimum: 100, default: 10_000 }),
         /** Image of module pods (the splice-orc image: it installs and serves any npm module). */
         module_image: T.String({ minLength: 1, default: 'splice-orc:0.1.0' }),
+        /** Image of Python module pods (the Python module-server: it pip-installs and serves a module). */
+        python_module_image: T.String({ minLength: 1, default: 'splice-orc-python:0.1.0' }),
         /** imagePullPolicy of module pods. */
         image_pull_policy: oneOf(['IfNotPresent', 'Always', 'Never'], 'IfNotPresent'),
         /** Labels added to every module pod (for example, for a NetworkPolicy of your own). */

@@ -62,6 +62,8 @@ export interface ModuleSpec {
   readonly package: string;
   readonly dependencies: readonly string[];
   readonly loadType: 'remote' | 'local' | 'auto';
+  /** What serves the module: the Node or the Python module-server. */
+  readonly runtime: 'node' | 'python';
   readonly cpu: string | undefined;
   readonly memory: string | undefined;
   /** ms without calls and references before the module is stopped; 0 = never. */
@@ -202,6 +204,7 @@ export function parseModuleConfig(
 /** True when what is installed for a module differs between two specs (a reinstall is needed). */
 export function installChanged(next: ModuleSpec, previous: ModuleSpec): boolean {
   return (
+    next.runtime !== previous.runtime ||
     next.package !== previous.package ||
     next.dependencies.join('\n') !== previous.dependencies.join('\n') ||
     next.installScripts !== previous.installScripts
@@ -211,9 +214,10 @@ export function installChanged(next: ModuleSpec, previous: ModuleSpec): boolean 
 function specFrom(name: string, m: RawModuleConfig, baseDir: string): ModuleSpec {
   return Object.freeze({
     name,
-    package: resolveSpec(m.package ?? name, baseDir),
-    dependencies: Object.freeze(m.dependency.map((d) => resolveSpec(d, baseDir))),
+    package: resolveFor(m.runtime)(m.package ?? name, baseDir),
+    dependencies: Object.freeze(m.dependency.map((d) => resolveFor(m.runtime)(d, baseDir))),
     loadType: m.load_type,
+    runtime: m.runtime,
     cpu: m.lib_cpu_req,
     memory: m.lib_mem_size_req,
     idleTimeoutMs: m.idle_timeout_s * 1000,
@@ -229,6 +233,20 @@ function specFrom(name: string, m: RawModuleConfig, baseDir: string): ModuleSpec
     codeGeneration: m.allow_code_generation,
     installScripts: m.install_scripts,
   });
+}
+
+function resolveFor(runtime: 'node' | 'python'): (spec: string, baseDir: string) => string {
+  return runtime === 'python' ? resolveRequirement : resolveSpec;
+}
+
+/**
+ * A pip requirement as pip will install it: a local path (`./x`, `../wheels/x.whl`, `/abs/x`,
+ * `file:x`) becomes absolute (pip installs from the virtual environment's folder); names, versions,
+ * URLs and `git+` specs are kept as they are.
+ */
+function resolveRequirement(spec: string, baseDir: string): string {
+  const path = spec.startsWith('file:') && !spec.startsWith('file://') ? spec.slice('file:'.length) : spec;
+  return /^(\.{1,2}\/|\/)/.test(path) ? resolve(baseDir, path) : spec;
 }
 
 /** A spec as npm will install it: folders and tarballs (`file:x`, `./x`, `x.tgz`) become `file:<absolute path>`. */

@@ -2,7 +2,7 @@
  * One module-server process of the local backend, and the slot it lives in: a process that dies is
  * replaced in the same slot with backoff, until the slot is stopped.
  */
-import { type ChildProcess, fork } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
@@ -14,6 +14,7 @@ import { ServiceError } from '../errors.js';
 import type { ModuleState, ReplicaStatus, StartOptions } from './backend.js';
 import { installModule } from './installer.js';
 import { childEnv, isolationFlags, serverEntry } from './isolation.js';
+import { installPythonModule, venvPython } from './python-installer.js';
 
 /** Options of the local backend, shared by its replicas. */
 export interface LocalBackendOptions {
@@ -31,6 +32,8 @@ export interface LocalBackendOptions {
    * folder and the runtime, write nothing, and start no process or worker.
    */
   isolate?: boolean;
+  /** Python 3.10+ that makes the environments of Python modules. Default python3. */
+  python?: string;
   /** Most module-server processes at once, over all modules (default: no limit). */
   maxServers?: number;
   /** Limits of each server's reference table. */
@@ -151,10 +154,7 @@ export class Replica {
     this.#reason = undefined;
     const deadline = Date.now() + this.options.startTimeoutMs;
     try {
-      const dir = await installModule(this.spec, {
-        cacheDir: this.options.cacheDir,
-        timeoutMs: this.options.startTimeoutMs,
-      });
+      const dir = await installFor(this.spec, this.options);
       this.#checkNotStopped();
       this.#state = 'starting';
       const endpoint = await this.#spawn(dir, deadline);
@@ -182,7 +182,8 @@ export class Replica {
     const secret = randomBytes(24).toString('base64url');
     const env = environmentFor({
       moduleName: this.spec.name,
-      resolveFrom: dir,
+      // A Python module's environment holds it; a Node module is resolved from its install folder.
+      resolveFrom: this.spec.runtime === 'python' ? undefined : dir,
       host: '127.0.0.1',
       port: 0,
       secretFromParent: true,
@@ -192,13 +193,9 @@ export class Replica {
       limits: this.options.limits,
       codeGeneration: this.spec.codeGeneration,
     });
-    const execArgv = [
-      ...(this.options.isolate ? isolationFlags(dir) : []),
-      ...(this.spec.codeGeneration ? [] : [NO_CODE_GENERATION_FLAG]),
-    ];
-    const child = fork(serverEntry, [], {
-      env: { ...childEnv(), ...env },
-      execArgv,
+    const { command, args, extraEnv } = launchFor(this.spec, dir, this.options);
+    const child = spawn(command, args, {
+      env: { ...childEnv(), ...env, ...extraEnv },
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
     // The secret goes over IPC when the server asks: never in an environment /proc would show.
@@ -365,4 +362,36 @@ function stopped(name: string): ServiceError {
     'MODULE_STOPPED',
     `${name} was stopped (unload, scale-down or config change) while the call waited for it`,
   );
+}
+
+/** Installs what the module needs: npm into a folder, or a virtual environment for Python. */
+export function installFor(spec: ModuleSpec, options: LocalBackendOptions): Promise<string> {
+  const common = { cacheDir: options.cacheDir, timeoutMs: options.startTimeoutMs };
+  return spec.runtime === 'python'
+    ? installPythonModule(spec, { ...common, python: options.python ?? 'python3' })
+    : installModule(spec, common);
+}
+
+/**
+ * How a module's server starts: the Node module-server under Node's permission model and without
+ * code generation from strings, or the Python module-server in the module's environment, confined
+ * by Landlock (SPLICE_ISOLATE). Either way over an IPC channel, on which it asks for its secret.
+ */
+function launchFor(
+  spec: ModuleSpec,
+  dir: string,
+  options: LocalBackendOptions,
+): { command: string; args: string[]; extraEnv: Record<string, string> } {
+  if (spec.runtime === 'python') {
+    return {
+      command: venvPython(dir),
+      args: ['-m', 'splice_module_server'],
+      extraEnv: options.isolate ? { SPLICE_ISOLATE: '1' } : {},
+    };
+  }
+  const flags = [
+    ...(options.isolate ? isolationFlags(dir) : []),
+    ...(spec.codeGeneration ? [] : [NO_CODE_GENERATION_FLAG]),
+  ];
+  return { command: process.execPath, args: [...flags, serverEntry], extraEnv: {} };
 }

@@ -9,15 +9,13 @@ import { installChanged, type ModuleSpec } from '../config.js';
 import { ServiceError } from '../errors.js';
 import {
   type Backend,
-  type ModuleState,
   type ModuleStatus,
   type ReadyReplica,
   type ReplicaStatus,
   type ReplicaUsage,
   rollUp,
 } from './backend.js';
-import { installModule } from './installer.js';
-import { type LocalBackendOptions, Replica } from './local-replica.js';
+import { installFor, type LocalBackendOptions, Replica } from './local-replica.js';
 
 export type { LocalBackendOptions };
 
@@ -38,7 +36,7 @@ export function createLocalBackend(options: LocalBackendOptions): Backend {
     start: (spec, startOptions) => moduleFor(spec).start(startOptions?.signal),
     ready: (name) => modules.get(name)?.ready() ?? [],
     prepare: async (spec) => {
-      await installModule(spec, { cacheDir: options.cacheDir, timeoutMs: options.startTimeoutMs });
+      await installFor(spec, options);
     },
     reconfigure: async (spec, previous) => {
       // What runs was started from the old install (or with the old code-generation flag).

@@ -35,6 +35,17 @@ export function packagePolicyFrom(
   };
 }
 
+/** The kind of a pip requirement (PEP 508 / pip's forms), and for a local one the path it names. */
+export function kindOfRequirement(spec: string, baseDir: string): { kind: SpecKind; path?: string } {
+  const target = spec.includes(' @ ') ? spec.slice(spec.indexOf(' @ ') + 3).trim() : spec.trim();
+  if (/^git\+/i.test(target)) return { kind: 'git' };
+  if (/^file:/i.test(target))
+    return { kind: 'file', path: resolve(baseDir, target.replace(/^file:(\/\/)?/i, '')) };
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(target)) return { kind: 'url' };
+  if (/^(\.{1,2}\/|\/)/.test(target)) return { kind: 'file', path: resolve(baseDir, target) };
+  return { kind: 'registry' };
+}
+
 /** The kind of an npm spec, and for file specs the path it names. */
 export function kindOf(spec: string, baseDir: string): { kind: SpecKind; path?: string } {
   let parsed: npa.Result;
@@ -81,7 +92,10 @@ export function checkRestChange(
       `changing the package or dependencies of ${next.name} over REST is switched off (server.package_policy.allow_change)`,
     );
   }
-  if (changed) for (const spec of [next.package, ...next.dependencies]) checkSpec(spec, policy, baseDir);
+  if (changed) {
+    const classify = next.runtime === 'python' ? kindOfRequirement : kindOf;
+    for (const spec of [next.package, ...next.dependencies]) checkSpec(spec, classify(spec, baseDir), policy);
+  }
   for (const [key, on, was] of [
     ['install_scripts', next.installScripts, fromFile?.installScripts],
     ['allow_code_generation', next.codeGeneration, fromFile?.codeGeneration],
@@ -92,8 +106,11 @@ export function checkRestChange(
   }
 }
 
-function checkSpec(spec: string, policy: PackagePolicy, baseDir: string): void {
-  const { kind, path } = kindOf(spec, baseDir);
+function checkSpec(
+  spec: string,
+  { kind, path }: { kind: SpecKind; path?: string },
+  policy: PackagePolicy,
+): void {
   if (!policy.allow.has(kind)) {
     throw refused(
       `'${spec}' is a ${kind} spec; server.package_policy.allow permits ${[...policy.allow].join(', ') || 'none'}`,

@@ -110,3 +110,18 @@ describe('placement policies', () => {
     expect(bytesFromQuantity('500m')).toBe(0.5);
   });
 });
+
+describe('placement of Python modules', () => {
+  it('never moves an auto Python module into the client, whatever the statistics say', () => {
+    const d = decide(adaptive, {
+      modules: modules({ np: { runtime: 'python', load_type: 'auto' } }),
+      stats: new Map([['np', stats(50, 100, 0.01, 100)]]),
+      clientBudget: undefined,
+      current: new Map(),
+    });
+    expect(d.get('np')).toEqual({
+      placement: 'remote',
+      reason: 'a Python module runs on module-servers only',
+    });
+  });
+});

@@ -1,0 +1,203 @@
+/**
+ * Installs a Python module for the local backend: one virtual environment per module, in the install
+ * cache, keyed by the Python version, the requirements and the Python module-server's own files,
+ * holding the module's requirements and the server. Made with `uv` when it is on PATH (much faster),
+ * else `python -m venv` and pip. pip installs wheels only (`--only-binary=:all:`: building a source
+ * distribution runs its code) unless the module sets install_scripts, and sees none of the
+ * pod-manager's secrets (its environment is the allow-list of isolation.ts).
+ */
+import { execFile, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { delimiter, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import type { ModuleSpec } from '../config.js';
+import { ServiceError } from '../errors.js';
+import { childEnv } from './isolation.js';
+
+/** Options of {@link installPythonModule}. */
+export interface PythonInstallOptions {
+  cacheDir: string;
+  timeoutMs: number;
+  /** The Python that makes the environments. */
+  python: string;
+}
+
+const MARKER = '.splice-installed';
+const inFlight = new Map<string, Promise<string>>();
+const run = promisify(execFile);
+
+/** The Python module-server's package folder (its pyproject.toml and src/), found when first needed. */
+export function pythonServerDir(): string {
+  return dirname(fileURLToPath(import.meta.resolve('@splice-orc/python-module-server/package.json')));
+}
+
+/** The interpreter of an installed module's environment. */
+export function venvPython(dir: string): string {
+  return join(dir, 'venv', 'bin', 'python');
+}
+
+/** Resolves with the folder of the module's environment, making it if needed. */
+export async function installPythonModule(spec: ModuleSpec, options: PythonInstallOptions): Promise<string> {
+  const version = await pythonVersion(options.python);
+  const dir = join(options.cacheDir, 'modules', pythonInstallKey(spec, version));
+  if (existsSync(join(dir, MARKER))) return dir;
+  let pending = inFlight.get(dir);
+  if (!pending) {
+    pending = installInto(spec, dir, options).finally(() => inFlight.delete(dir));
+    inFlight.set(dir, pending);
+  }
+  return pending;
+}
+
+/** A readable folder name: the module name and a hash of everything that makes the environment. */
+export function pythonInstallKey(spec: ModuleSpec, pythonVersion: string): string {
+  const what = JSON.stringify([
+    'python',
+    pythonVersion,
+    spec.package,
+    [...spec.dependencies].sort(),
+    spec.installScripts,
+    serverFingerprint(),
+  ]);
+  const hash = createHash('sha256').update(what).digest('hex').slice(0, 16);
+  return `${spec.name.replace(/[^\w.-]+/g, '_')}-py-${hash}`;
+}
+
+async function installInto(spec: ModuleSpec, dir: string, options: PythonInstallOptions): Promise<string> {
+  const staging = `${dir}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  await mkdir(staging, { recursive: true });
+  const deadline = Date.now() + options.timeoutMs;
+  const left = () => Math.max(1, deadline - Date.now());
+  try {
+    const venv = join(staging, 'venv');
+    const uv = findOnPath('uv');
+    if (uv) await tool(uv, ['venv', '--quiet', '--python', options.python, venv], left());
+    else await tool(options.python, ['-m', 'venv', venv], left());
+    const flags = spec.installScripts ? [] : ['--only-binary=:all:'];
+    const requirements = [pythonServerDir(), spec.package, ...spec.dependencies];
+    const python = join(venv, 'bin', 'python');
+    if (uv)
+      await tool(uv, ['pip', 'install', '--quiet', '--python', python, ...flags, ...requirements], left());
+    else
+      await tool(
+        python,
+        [
+          '-m',
+          'pip',
+          'install',
+          '--quiet',
+          '--disable-pip-version-check',
+          '--no-input',
+          ...flags,
+          ...requirements,
+        ],
+        left(),
+      );
+    await writeFile(
+      join(staging, MARKER),
+      `${JSON.stringify({ package: spec.package, dependencies: spec.dependencies })}\n`,
+    );
+    // `python -m` finds its environment from the interpreter's place: the folder may move.
+    await rename(staging, dir).catch(async (error: NodeJS.ErrnoException) => {
+      if (!existsSync(join(dir, MARKER))) throw error;
+    });
+    return dir;
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
+}
+
+/** Runs an install tool; a failure is INSTALL_FAILED with the tool's own words. */
+function tool(command: string, args: string[], timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, {
+      env: childEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: timeoutMs,
+    });
+    let output = '';
+    const collect = (chunk: Buffer) => {
+      output = (output + chunk.toString()).slice(-8_000);
+    };
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
+    child.on('error', (error) =>
+      reject(new ServiceError('INSTALL_FAILED', `cannot run ${command}: ${error.message}`, { cause: error })),
+    );
+    child.on('close', (code, signal) => {
+      if (code === 0) return resolve();
+      const why = signal ? `stopped by ${signal} (start_timeout_ms?)` : `exited with ${code}`;
+      const what = args.filter((a) => !a.startsWith('-')).join(' ');
+      reject(
+        new ServiceError(
+          'INSTALL_FAILED',
+          `${command} ${what}: ${why}\n${output.trim() || '(it printed nothing)'}`,
+        ),
+      );
+    });
+  });
+}
+
+const versions = new Map<string, Promise<string>>();
+
+/** `3.11.7` of the Python that makes environments; INSTALL_FAILED when there is none (or too old). */
+function pythonVersion(python: string): Promise<string> {
+  let version = versions.get(python);
+  if (!version) {
+    version = run(python, ['-c', 'import sys; print("%d.%d.%d" % sys.version_info[:3])'], {
+      timeout: 30_000,
+    }).then(
+      ({ stdout }) => {
+        const found = stdout.trim();
+        const [major = 0, minor = 0] = found.split('.').map(Number);
+        if (major < 3 || (major === 3 && minor < 10)) {
+          throw new ServiceError(
+            'INSTALL_FAILED',
+            `Python modules need Python 3.10 or newer; ${python} is ${found}`,
+          );
+        }
+        return found;
+      },
+      (error: Error) => {
+        throw new ServiceError(
+          'INSTALL_FAILED',
+          `Python modules need Python 3.10+ as server.python ('${python}'): ${error.message}`,
+          { cause: error },
+        );
+      },
+    );
+    version.catch(() => versions.delete(python));
+    versions.set(python, version);
+  }
+  return version;
+}
+
+/** The server's files (names, sizes, times): an edited server makes environments afresh. */
+function serverFingerprint(): string {
+  const hash = createHash('sha256');
+  const walk = (dir: string) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) =>
+      a.name.localeCompare(b.name),
+    )) {
+      if (entry.name === '__pycache__' || entry.name.endsWith('.egg-info')) continue;
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) walk(path);
+      else if (entry.isFile()) hash.update(`${path}\0`).update(readFileSync(path));
+    }
+  };
+  const server = pythonServerDir();
+  walk(join(server, 'src'));
+  hash.update(readFileSync(join(server, 'pyproject.toml')));
+  return hash.digest('hex');
+}
+
+function findOnPath(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    const candidate = join(dir, name);
+    if (dir && existsSync(candidate)) return candidate;
+  }
+  return undefined;
+}
