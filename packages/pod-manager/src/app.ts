@@ -267,6 +267,7 @@ async function backendFor(config: Config, app: FastifyInstance, invoker: Invoker
       requestTimeoutMs: k.request_timeout_ms,
       watchRenewMs: k.watch_renew_s * 1000,
       moduleImage: k.module_image,
+      pythonModuleImage: k.python_module_image,
       imagePullPolicy: k.image_pull_policy,
       podLabels: k.pod_labels,
     });

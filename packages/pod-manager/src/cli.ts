@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { addRemoteCommands, CliError } from './cli/remote-commands.js';
 import { readEnvironment } from './config.js';
+import { DEFAULT_IMAGE, DEFAULT_PYTHON_IMAGE } from './deploy/images.js';
 
 function port(value: string): number {
   const n = Number(value);
@@ -11,8 +12,6 @@ function port(value: string): number {
     throw new InvalidArgumentError('must be a port number (0-65535)');
   return n;
 }
-
-const DEFAULT_IMAGE = 'splice-orc:0.1.0';
 
 function seconds(value: string): number {
   const n = Number(value);
@@ -61,18 +60,32 @@ program
   .description("print the pod-manager's Kubernetes objects as YAML (what k8s/ holds and init applies)")
   .option('-n, --namespace <name>', 'namespace', 'splice-orc')
   .option('-i, --image <image>', 'splice-orc image', DEFAULT_IMAGE)
+  .option('--python-image <image>', "the Python module-server's image", DEFAULT_PYTHON_IMAGE)
   .option('-c, --config <file>', 'config whose module_config goes into the ConfigMap', 'config/config.json')
   .option('-o, --out-dir <dir>', 'write one file per object and a kustomization.yaml there')
-  .action(async (opts: { namespace: string; image: string; config: string; outDir?: string }) => {
-    const { manifestsYaml, writeManifests } = await import('./deploy/kube-cli.js');
-    const options = { namespace: opts.namespace, image: opts.image, modules: modulesOf(opts.config) };
-    if (opts.outDir) {
-      for (const file of writeManifests(opts.outDir, options))
-        process.stderr.write(`wrote ${opts.outDir}/${file}\n`);
-    } else {
-      process.stdout.write(manifestsYaml(options));
-    }
-  });
+  .action(
+    async (opts: {
+      namespace: string;
+      image: string;
+      pythonImage: string;
+      config: string;
+      outDir?: string;
+    }) => {
+      const { manifestsYaml, writeManifests } = await import('./deploy/kube-cli.js');
+      const options = {
+        namespace: opts.namespace,
+        image: opts.image,
+        pythonImage: opts.pythonImage,
+        modules: modulesOf(opts.config),
+      };
+      if (opts.outDir) {
+        for (const file of writeManifests(opts.outDir, options))
+          process.stderr.write(`wrote ${opts.outDir}/${file}\n`);
+      } else {
+        process.stdout.write(manifestsYaml(options));
+      }
+    },
+  );
 
 program
   .command('init [namespace]')
@@ -80,19 +93,21 @@ program
     'deploy the pod-manager into a cluster (server-side apply; run again to update) and wait until it is ready',
   )
   .option('-i, --image <image>', 'splice-orc image', DEFAULT_IMAGE)
+  .option('--python-image <image>', "the Python module-server's image", DEFAULT_PYTHON_IMAGE)
   .option('-c, --config <file>', 'config whose module_config goes into the ConfigMap', 'config/config.json')
   .option('--kubeconfig <file>', 'kubeconfig (default: $KUBECONFIG or ~/.kube/config)')
   .option('--timeout <s>', 'longest wait for the pod-manager to become ready, s', seconds, 300)
   .action(
     async (
       namespace: string | undefined,
-      opts: { image: string; config: string; kubeconfig?: string; timeout: number },
+      opts: { image: string; pythonImage: string; config: string; kubeconfig?: string; timeout: number },
     ) => {
       const { initCluster } = await import('./deploy/kube-init.js');
       const ns = namespace ?? 'splice-orc';
       const { url } = await initCluster({
         namespace: ns,
         image: opts.image,
+        pythonImage: opts.pythonImage,
         modules: modulesOf(opts.config),
         kubeconfig: opts.kubeconfig,
         timeoutMs: opts.timeout * 1000,

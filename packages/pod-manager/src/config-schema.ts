@@ -4,6 +4,7 @@
  */
 import { Type as T } from '@sinclair/typebox';
 import { Rest } from '@splice-orc/protocol';
+import { DEFAULT_IMAGE, DEFAULT_PYTHON_IMAGE } from './deploy/images.js';
 
 /** A string enum as JSON Schema `enum`, so a wrong value gets one message naming the allowed ones. */
 const oneOf = <const V extends string>(values: readonly V[], fallback: V) =>
@@ -214,9 +215,9 @@ export const ConfigSchema = T.Object(
         /** Longest one request to the Kubernetes API may take, ms. */
         request_timeout_ms: T.Integer({ minimum: 100, default: 10_000 }),
         /** Image of module pods (the splice-orc image: it installs and serves any npm module). */
-        module_image: T.String({ minLength: 1, default: 'splice-orc:0.1.0' }),
+        module_image: T.String({ minLength: 1, default: DEFAULT_IMAGE }),
         /** Image of Python module pods (the Python module-server: it pip-installs and serves a module). */
-        python_module_image: T.String({ minLength: 1, default: 'splice-orc-python:0.1.0' }),
+        python_module_image: T.String({ minLength: 1, default: DEFAULT_PYTHON_IMAGE }),
         /** imagePullPolicy of module pods. */
         image_pull_policy: oneOf(['IfNotPresent', 'Always', 'Never'], 'IfNotPresent'),
         /** Labels added to every module pod (for example, for a NetworkPolicy of your own). */

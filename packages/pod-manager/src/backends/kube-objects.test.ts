@@ -6,6 +6,7 @@ import { coresFromQuantity } from './kube-usage.js';
 const options: KubeObjectOptions = {
   namespace: 'ns',
   moduleImage: 'splice-orc:1',
+  pythonModuleImage: 'splice-orc-python:1',
   imagePullPolicy: 'IfNotPresent',
   leaseMs: 60_000,
   graceMs: 5_000,
@@ -189,5 +190,41 @@ describe('deploymentFor: what the module-server is started with', () => {
       envOf(deploymentFor(specOf('m', module), 1, options, 'secret-0123456789abc'), 'install');
     expect(install({}).MODULE_INSTALL_SCRIPTS).toBeUndefined();
     expect(install({ install_scripts: true }).MODULE_INSTALL_SCRIPTS).toBe('1');
+  });
+
+  it('runs a Python module on the Python image: pip installs it, no Node flags, no bytecode on the read-only root', () => {
+    const spec = specOf('numpy', { runtime: 'python', package: 'numpy>=2', dependency: ['scipy'] });
+    const d = deploymentFor(spec, 1, options, 'secret-0123456789abc');
+    const pod = d.spec?.template.spec;
+    const server = envOf(d);
+    const install = envOf(d, 'install');
+    expect(pod?.containers[0]?.image).toBe('splice-orc-python:1');
+    expect(pod?.containers[0]?.command).toBeUndefined();
+    expect(pod?.initContainers?.[0]?.image).toBe('splice-orc-python:1');
+    expect(pod?.initContainers?.[0]?.command).toEqual(['python', '-m', 'splice_module_server.install']);
+    expect(server).toMatchObject({
+      MODULE_NAME: 'numpy',
+      MODULE_RESOLVE_FROM: '/modules/install',
+      PYTHONDONTWRITEBYTECODE: '1',
+      SPLICE_SERVER_SECRET: 'secret-0123456789abc',
+    });
+    expect(server.NODE_OPTIONS).toBeUndefined();
+    expect(server.SERVICE_TYPE).toBeUndefined();
+    expect(install).toMatchObject({ MODULE_PACKAGE: 'numpy>=2', MODULE_DEPENDENCIES: '["scipy"]' });
+    expect(install.npm_config_cache).toBeUndefined();
+    expect(d.spec?.template.metadata?.labels?.['splice-orc.dev/install']).toBe('pypi');
+    // The same module on Node would be another pod template: changing the runtime rolls.
+    const node = deploymentFor(
+      specOf('numpy', { package: 'numpy>=2', dependency: ['scipy'] }),
+      1,
+      options,
+      's',
+    );
+    expect(node.metadata?.annotations?.['splice-orc.dev/config-hash']).not.toBe(
+      d.metadata?.annotations?.['splice-orc.dev/config-hash'],
+    );
+    // A module with its own image runs that, whatever its runtime.
+    const own = deploymentFor(specOf('numpy', { runtime: 'python', image: 'np:1' }), 1, options, 's');
+    expect(own.spec?.template.spec?.containers[0]?.image).toBe('np:1');
   });
 });

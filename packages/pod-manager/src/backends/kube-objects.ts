@@ -22,9 +22,9 @@ export const COMPONENT = 'app.kubernetes.io/component';
 /** Label holding the module's object name: selects its pods. */
 export const MODULE_LABEL = 'splice-orc.dev/module';
 /**
- * Label of pods that install their module at start (no prebuilt `image`): a NetworkPolicy lets
- * only these reach npm registries (TCP 443). Policies select pods, not containers, so the server
- * of such a pod can reach them too.
+ * Label of pods that install their module at start (no prebuilt `image`), valued `npm` or `pypi`:
+ * a NetworkPolicy lets only these reach package registries (TCP 443). Policies select pods, not
+ * containers, so the server of such a pod can reach them too.
  */
 export const INSTALL_LABEL = 'splice-orc.dev/install';
 /** Annotation holding the module name as configured (labels cannot hold `@scope/pkg`). */
@@ -57,6 +57,8 @@ export interface KubeObjectOptions {
   namespace: string;
   /** The splice-orc image: installs and serves any npm module. */
   moduleImage: string;
+  /** The Python module-server's image: installs (pip) and serves any Python module. */
+  pythonModuleImage: string;
   imagePullPolicy: 'IfNotPresent' | 'Always' | 'Never';
   /** Extra labels of module pods. */
   podLabels?: Readonly<Record<string, string>>;
@@ -177,28 +179,36 @@ function podTemplateFor(spec: ModuleSpec, o: KubeObjectOptions): V1PodTemplateSp
     capabilities: { drop: ['ALL'] },
   };
   const tmp = { name: 'tmp', mountPath: '/tmp' };
+  const python = spec.runtime === 'python';
+  const serverEnv = environmentFor({
+    moduleName: spec.name,
+    resolveFrom: install ? INSTALL_DIR : undefined,
+    host: '0.0.0.0',
+    port: GRPC_PORT,
+    leaseMs: o.leaseMs,
+    graceMs: o.graceMs,
+    maxMessageBytes: o.maxPayloadBytes,
+    limits: o.limits,
+    codeGeneration: spec.codeGeneration,
+  });
   const server: V1Container = {
     name: 'module-server',
-    image: spec.image ?? o.moduleImage,
+    image: spec.image ?? (python ? o.pythonModuleImage : o.moduleImage),
     imagePullPolicy: o.imagePullPolicy,
     env: [
-      { name: 'SERVICE_TYPE', value: 'module_service' },
+      // The Python image runs its server whatever SERVICE_TYPE says; the Node image reads it.
+      ...(python ? [] : [{ name: 'SERVICE_TYPE', value: 'module_service' }]),
       { name: 'MODULE_PACKAGE', value: spec.package },
-      ...Object.entries(
-        environmentFor({
-          moduleName: spec.name,
-          resolveFrom: install ? INSTALL_DIR : undefined,
-          host: '0.0.0.0',
-          port: GRPC_PORT,
-          leaseMs: o.leaseMs,
-          graceMs: o.graceMs,
-          maxMessageBytes: o.maxPayloadBytes,
-          limits: o.limits,
-          codeGeneration: spec.codeGeneration,
-        }),
-      ).map(([name, value]) => ({ name, value })),
+      ...Object.entries(serverEnv).map(([name, value]) => ({ name, value })),
       // Module code may not compile strings, unless the module opts in (the server checks).
-      ...(spec.codeGeneration ? [] : [{ name: 'NODE_OPTIONS', value: NO_CODE_GENERATION_FLAG }]),
+      ...(spec.codeGeneration || python ? [] : [{ name: 'NODE_OPTIONS', value: NO_CODE_GENERATION_FLAG }]),
+      // No .pyc files on a read-only root, and logs line by line.
+      ...(python
+        ? [
+            { name: 'PYTHONDONTWRITEBYTECODE', value: '1' },
+            { name: 'PYTHONUNBUFFERED', value: '1' },
+          ]
+        : []),
       // References carry the pod name: the pod-manager routes calls on them back to this pod.
       { name: 'SPLICE_SERVER_ID', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
     ],
@@ -238,10 +248,12 @@ function podTemplateFor(spec: ModuleSpec, o: KubeObjectOptions): V1PodTemplateSp
   };
   const installer: V1Container = {
     name: 'install',
-    image: o.moduleImage,
+    image: python ? o.pythonModuleImage : o.moduleImage,
     imagePullPolicy: o.imagePullPolicy,
+    // The Python image's installer is a module of its server package (pip install --target).
+    ...(python ? { command: ['python', '-m', 'splice_module_server.install'] } : {}),
     env: [
-      { name: 'SERVICE_TYPE', value: 'module_install' },
+      ...(python ? [] : [{ name: 'SERVICE_TYPE', value: 'module_install' }]),
       { name: 'MODULE_NAME', value: spec.name },
       { name: 'MODULE_PACKAGE', value: spec.package },
       { name: 'MODULE_DEPENDENCIES', value: JSON.stringify(spec.dependencies) },
@@ -249,11 +261,16 @@ function podTemplateFor(spec: ModuleSpec, o: KubeObjectOptions): V1PodTemplateSp
       { name: 'SPLICE_INSTALL_TIMEOUT_MS', value: String(o.startTimeoutMs) },
       { name: 'HOME', value: '/tmp' },
       // Removed after the install; on a volume of its own, not the server's size-limited /tmp.
-      { name: 'npm_config_cache', value: '/tmp/.npm' },
+      ...(python
+        ? [
+            { name: 'PIP_CACHE_DIR', value: '/tmp/.pip' },
+            { name: 'PYTHONDONTWRITEBYTECODE', value: '1' },
+          ]
+        : [{ name: 'npm_config_cache', value: '/tmp/.npm' }]),
       { name: 'SPLICE_INSTALL_DROP_CACHE', value: '1' },
       ...(spec.installScripts ? [{ name: 'MODULE_INSTALL_SCRIPTS', value: '1' }] : []),
     ],
-    // npm may need more memory than the server: a limit of its own.
+    // npm or pip may need more memory than the server: a limit of its own.
     resources: { requests: installRequests(spec), limits: { memory: spec.installMemoryLimit } },
     securityContext: secure,
     terminationMessagePolicy: 'FallbackToLogsOnError',
@@ -264,7 +281,11 @@ function podTemplateFor(spec: ModuleSpec, o: KubeObjectOptions): V1PodTemplateSp
   };
   return {
     metadata: {
-      labels: { ...o.podLabels, ...labelsFor(spec.name), ...(install ? { [INSTALL_LABEL]: 'npm' } : {}) },
+      labels: {
+        ...o.podLabels,
+        ...labelsFor(spec.name),
+        ...(install ? { [INSTALL_LABEL]: python ? 'pypi' : 'npm' } : {}),
+      },
       annotations: { [MODULE_NAME_ANNOTATION]: spec.name },
     },
     spec: {

@@ -22,7 +22,7 @@ export interface AdmissionPolicyOptions {
   namespace: string;
   /** The pod-manager's service account: the only user the policies apply to. */
   serviceAccount: string;
-  /** Images module containers may run: kubernetes.module_image and the modules' own `image`. */
+  /** Images module containers may run: the module images (Node, Python) and the modules' own `image`. */
   images: readonly string[];
   /** Labels of the policies and bindings. */
   labels: Record<string, string>;
@@ -157,7 +157,7 @@ function deploymentRules(images: readonly string[]): V1Validation[] {
     },
     {
       expression: `variables.containers.all(c, c.image in ${JSON.stringify(images)})`,
-      message: `module containers may only run the configured images: ${images.join(', ')} (kubernetes.module_image and the modules' "image"; generate the manifests again after changing them)`,
+      message: `module containers may only run the configured images: ${images.join(', ')} (kubernetes.module_image, kubernetes.python_module_image and the modules' "image"; generate the manifests again after changing them)`,
     },
     {
       expression: and(

@@ -21,6 +21,7 @@ import type {
   V1ValidatingAdmissionPolicy,
   V1ValidatingAdmissionPolicyBinding,
 } from '@kubernetes/client-node';
+import { DEFAULT_PYTHON_IMAGE } from './images.js';
 import { admissionPolicies } from './kube-admission-policy.js';
 import { networkPolicies } from './kube-network-policies.js';
 
@@ -42,6 +43,8 @@ export interface ManifestOptions {
   namespace: string;
   /** The splice-orc image. */
   image: string;
+  /** The Python module-server's image (modules with runtime python); default splice-orc-python:0.1.0. */
+  pythonImage?: string | undefined;
   /** module_config of the cluster's config.json; the modules' `image`s are the others pods may run. */
   modules: Record<string, unknown>;
 }
@@ -71,7 +74,11 @@ export function podManagerManifests(o: ManifestOptions): Manifest[] {
   const labels = { 'app.kubernetes.io/name': POD_MANAGER, 'app.kubernetes.io/part-of': 'splice-orc' };
   const meta = (name: string) => ({ name, namespace: o.namespace, labels });
   const config = {
-    kubernetes: { namespace: o.namespace, module_image: o.image },
+    kubernetes: {
+      namespace: o.namespace,
+      module_image: o.image,
+      ...(o.pythonImage ? { python_module_image: o.pythonImage } : {}),
+    },
     module_config: o.modules,
     server: { host: '0.0.0.0', port: PORT, backend: 'kubernetes', cache_dir: '/tmp/splice-orc' },
   };
@@ -192,10 +199,11 @@ function deployment(o: ManifestOptions, labels: Record<string, string>, configJs
   };
 }
 
-/** The splice-orc image and every module's own `image`, sorted, each once. */
+/** The splice-orc images (Node and Python) and every module's own `image`, sorted, each once. */
 function allowedImages(o: ManifestOptions): string[] {
   const own = Object.values(o.modules).map((m) => (m as { image?: unknown } | null)?.image);
-  return [...new Set([o.image, ...own.filter((i): i is string => typeof i === 'string')])].sort();
+  const python = o.pythonImage ?? DEFAULT_PYTHON_IMAGE;
+  return [...new Set([o.image, python, ...own.filter((i): i is string => typeof i === 'string')])].sort();
 }
 
 function sha256(text: string): string {

@@ -1,7 +1,7 @@
 /**
  * The NetworkPolicies of a splice-orc namespace (part of the manifests, kube-manifests.ts). Module
  * pods take calls from the pod-manager only and reach nothing but DNS; pods that install their
- * module (INSTALL_LABEL) may also reach npm registries on TCP 443. The pod-manager takes HTTP on its
+ * module (INSTALL_LABEL) may also reach package registries (npm, PyPI) on TCP 443. The pod-manager takes HTTP on its
  * port and reaches DNS, the Kubernetes API server and module pods. Policies add up: a pod selected
  * by two gets what either allows. Written in client-node's models (`_from` is `from`).
  */
@@ -52,7 +52,7 @@ export function networkPolicies(o: NetworkPolicyOptions): V1NetworkPolicy[] {
       egress: [{ ports: DNS }],
     }),
     policy('splice-orc-module-installs', {
-      podSelector: { matchLabels: { ...modules, [INSTALL_LABEL]: 'npm' } },
+      podSelector: { matchLabels: modules, matchExpressions: [{ key: INSTALL_LABEL, operator: 'Exists' }] },
       policyTypes: ['Egress'],
       egress: [{ ports: [{ protocol: 'TCP', port: 443 }] }],
     }),
