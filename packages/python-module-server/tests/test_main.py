@@ -10,8 +10,11 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import grpc
 import pytest
 
 from .support import SECRET, Client, call, child_server, server_environment
@@ -41,6 +44,29 @@ def test_prints_listening_serves_and_stops_on_sigterm() -> None:
         process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0
         assert '"msg":"stopping"' in process.stdout.read()
+
+
+def test_sigterm_lets_calls_in_flight_finish_within_the_grace_period() -> None:
+    env = server_environment(MODULE_NAME="calc", SPLICE_SERVER_SECRET=SECRET, SPLICE_GRACE_MS="3000")
+    with child_server(env) as (process, line), Client(line["port"]) as client, ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(lambda: client.invoke([call(["sleep"], 0.5)]))
+        time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        assert in_flight.result(5)["value"] == 0.5
+        assert process.wait(5) == 0
+
+
+def test_sigterm_does_not_wait_past_the_grace_period_for_a_hung_call() -> None:
+    env = server_environment(MODULE_NAME="calc", SPLICE_SERVER_SECRET=SECRET, SPLICE_GRACE_MS="200")
+    with child_server(env) as (process, line), Client(line["port"]) as client, ThreadPoolExecutor(1) as pool:
+        hung = pool.submit(lambda: client.invoke([call(["hang"], 30)], timeout=20))
+        time.sleep(0.2)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(5) == 0
+        assert time.monotonic() - started < 3, "the worker thread stuck in the module is left behind"
+        with pytest.raises(grpc.RpcError):
+            hung.result(5)
 
 
 @pytest.mark.parametrize(
