@@ -4,8 +4,9 @@ three system calls, by ctypes: no dependency.
 Applied before the module is imported, and before any other thread starts (a Landlock domain binds
 the calling thread and the threads it starts afterwards), it leaves the process able to read only:
 
-- its Python: ``sys.prefix``, ``sys.base_prefix``, their exec prefixes and every ``sys.path`` entry
-  (the standard library, site-packages, an editable install's source);
+- its Python: ``sys.prefix``, ``sys.base_prefix``, their exec prefixes, every ``sys.path`` entry
+  (the standard library, site-packages, an editable install's source) and the folder this server is
+  installed in;
 - ``MODULE_RESOLVE_FROM``, the module's own install folder;
 - :data:`SYSTEM_READ`: shared libraries and the dynamic loader's cache, time zones and locales, and
   the CPU topology that numeric libraries read to size their thread pools;
@@ -113,7 +114,10 @@ def landlock_abi() -> int:
 
 def python_paths() -> list[str]:
     """The folders this Python reads its code from."""
-    paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
+    # The folder this server is installed in: an editable install reaches it through an import
+    # finder, not through sys.path, and the server imports more of itself after isolating.
+    own = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, own]
     cwd = os.getcwd()
     # "" and the current folder are not code folders (python -m puts the latter first).
     paths += [p for p in sys.path if p and os.path.abspath(p) != cwd]
