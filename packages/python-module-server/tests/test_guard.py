@@ -4,6 +4,7 @@ PERMISSION_DENIED, whatever route they take; what a numpy or pandas user needs s
 from __future__ import annotations
 
 import types
+import warnings
 from typing import Any
 
 import pytest
@@ -75,7 +76,7 @@ NUMPY_ESCAPES = [
     ("numpy.f2py.subprocess", [get(["f2py", "subprocess"])]),
     ("numpy.load.__globals__", [get(["load", "__globals__"])]),
     ("numpy.ma.extras.ma.builtins.eval", [call(["ma", "extras", "ma", "builtins", "eval"], "1")]),
-    ("numpy.testing.extbuild.subprocess", [get(["testing", "extbuild", "subprocess"])]),
+    ("numpy.f2py.sys.modules", [get(["f2py", "sys", "modules"])]),
     ("numpy.ctypeslib.ctypes", [get(["ctypeslib", "ctypes", "CDLL"])]),
     ("numpy._core", [get(["_core", "multiarray"])]),
     ("a ufunc's __class__", [get(["add", "__class__", "__subclasses__"])]),
@@ -153,7 +154,9 @@ def routes_out(package: types.ModuleType, depth: int = 4) -> list[list[str]]:
             continue
         seen.add(id(module))
         for name in dir(module):
-            value = getattr(module, name, None) if not name.startswith("_") else None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # deprecated attributes warn when read
+                value = getattr(module, name, None) if not name.startswith("_") else None
             if not isinstance(value, types.ModuleType):
                 continue
             if value.__name__.split(".")[0] in PUBLIC_ROUTES_OUT:
