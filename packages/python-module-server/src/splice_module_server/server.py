@@ -1,0 +1,202 @@
+"""The module-server: one Python module served over gRPC as ``splice.v1.ModuleService`` (Invoke,
+Stats) plus the standard health service, on grpc.aio. Failures of the module are answered as values;
+failures of the invocation itself (malformed, refused, too large, too slow) as gRPC statuses.
+
+Programs run off the event loop, in a bounded pool of worker threads: a call that blocks holds one
+worker, never the loop, so health checks and other sessions' calls keep being answered. A call that
+passes its deadline is answered DEADLINE_EXCEEDED at once, but its thread cannot be stopped: it holds
+its worker until the module returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import math
+import secrets
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import grpc
+
+from .errors import Code, SpliceError
+from .guard import Guard
+from .health import Health, ServingStatus
+from .invocation import InvocationHandler, InvocationResult
+from .module_loader import load_module
+from .object_table import ObjectTable, ObjectTableOptions
+from .protobuf import decode_payload, encode_payload, encode_stats
+
+MODULE_SERVICE_NAME = "splice.v1.ModuleService"
+#: Trailer of an Invoke answer whose module raised, so the pod-manager can count outcomes unread.
+OUTCOME_TRAILER = "splice-outcome"
+#: Metadata carrying the credential, ``Bearer <secret>``.
+CREDENTIAL_METADATA = "authorization"
+UNAUTHENTICATED_MESSAGE = (
+    "missing or wrong credential: only the pod-manager that started this module-server may call it"
+)
+MIN_SECRET_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class ModuleServerOptions:
+    """What a server serves and how; the defaults are the contract's."""
+
+    #: Import name of the module to serve.
+    module_name: str
+    #: The credential every Invoke and Stats call must carry, at least 16 characters.
+    secret: str
+    #: Folder put first on sys.path before the import.
+    resolve_from: str | None = None
+    host: str = "127.0.0.1"
+    #: 0 picks a free port.
+    port: int = 0
+    #: Largest request or response message, in bytes.
+    max_message_bytes: int = 16 * 1024 * 1024
+    #: Longest an invocation may run, in ms, when the caller's deadline is later or absent.
+    max_call_ms: int = 300_000
+    #: Id carried by every reference this server makes; random when None.
+    server_id: str | None = None
+    #: Worker threads running programs.
+    workers: int = 4
+    limits: ObjectTableOptions = field(default_factory=ObjectTableOptions)
+
+
+class _Counters:
+    """Invocations running and answered, updated from worker threads."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def started(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+
+    def finished(self, _future: object = None) -> None:
+        with self._lock:
+            self.in_flight -= 1
+            self.calls += 1
+
+
+class ModuleServer:
+    """A running module-server."""
+
+    def __init__(self, options: ModuleServerOptions, root: object) -> None:
+        self.options = options
+        self.server_id = options.server_id or secrets.token_hex(6)
+        self.table = ObjectTable(options.limits)
+        self.handle = InvocationHandler(root, self.table, self.server_id, Guard(options.module_name))
+        self.health = Health(["", MODULE_SERVICE_NAME])
+        self.counters = _Counters()
+        self.port = 0
+        self._expected = f"Bearer {options.secret}".encode()
+        self._pool = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="splice-call")
+        limit = options.max_message_bytes
+        self._server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                # One server per port: never share a port with another process that binds it too.
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        self._server.add_generic_rpc_handlers((self._module_service(), self.health.handler()))
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        host = self.options.host
+        address = f"[{host}]:{self.options.port}" if ":" in host else f"{host}:{self.options.port}"
+        self.port = self._server.add_insecure_port(address)
+        await self._server.start()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        self.health.set_all(ServingStatus.SERVING)
+
+    async def close(self, grace_ms: int = 5_000) -> None:
+        """Stops taking calls, lets those in flight finish within ``grace_ms``, then stops."""
+        self.health.set_all(ServingStatus.NOT_SERVING)
+        self.health.end_watches()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        await self._server.stop(grace_ms / 1000)
+        # A worker still running module code cannot be stopped; the process exits without it.
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def __aenter__(self) -> ModuleServer:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    def _module_service(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            MODULE_SERVICE_NAME,
+            {
+                "Invoke": grpc.unary_unary_rpc_method_handler(
+                    self._invoke, request_deserializer=decode_payload, response_serializer=encode_payload
+                ),
+                "Stats": grpc.unary_unary_rpc_method_handler(
+                    self._stats, request_deserializer=bytes, response_serializer=bytes
+                ),
+            },
+        )
+
+    def _authorized(self, context: grpc.aio.ServicerContext) -> bool:
+        given = ""
+        for key, value in context.invocation_metadata() or ():
+            if key == CREDENTIAL_METADATA and isinstance(value, str):
+                given = value
+                break
+        return hmac.compare_digest(given.encode(), self._expected)
+
+    async def _invoke(self, payload: memoryview, context: grpc.aio.ServicerContext) -> bytes:
+        if not self._authorized(context):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
+        remaining = context.time_remaining()
+        budget = self.options.max_call_ms
+        if remaining is not None:
+            budget = max(0, min(budget, math.floor(remaining * 1000)))
+        self.counters.started()
+        work: Future[InvocationResult] = self._pool.submit(self.handle, payload)
+        work.add_done_callback(self.counters.finished)
+        try:
+            result = await asyncio.wait_for(asyncio.wrap_future(work), budget / 1000)
+        except asyncio.TimeoutError:
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED, f"invocation did not finish within {budget} ms"
+            )
+        except SpliceError as error:
+            await context.abort(grpc.StatusCode[error.code.name], error.message)
+        except Exception as error:  # noqa: BLE001 - any other failure of the invocation is INTERNAL
+            await context.abort(grpc.StatusCode.INTERNAL, SpliceError.wrap(error).message)
+        if result.threw:
+            context.set_trailing_metadata(((OUTCOME_TRAILER, "remote-error"),))
+        return result.payload
+
+    async def _stats(self, _request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        if not self._authorized(context):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
+        sessions, objects = self.table.stats()
+        return encode_stats(self.server_id, sessions, objects, self.counters.in_flight, self.counters.calls)
+
+    async def _sweep(self) -> None:
+        """Drops expired sessions every quarter lease (at least every 250 ms)."""
+        interval = max(250, self.table.lease_ms // 4) / 1000
+        while True:
+            await asyncio.sleep(interval)
+            self.table.sweep()
+
+
+async def create_module_server(options: ModuleServerOptions) -> ModuleServer:
+    """Loads the module, binds the port and starts serving; health says SERVING once it listens."""
+    if len(options.secret) < MIN_SECRET_LENGTH:
+        raise SpliceError(
+            Code.INVALID_ARGUMENT,
+            f"a module-server needs a secret of at least {MIN_SECRET_LENGTH} characters",
+        )
+    root = load_module(options.module_name, options.resolve_from)
+    server = ModuleServer(options, root)
+    await server.start()
+    return server
