@@ -11,7 +11,18 @@ import pytest
 
 from splice_module_server.errors import Code, SpliceError
 from splice_module_server.guard import SAFE_DUNDERS
-from splice_module_server.values import Kwargs, RemoteRef, Slot
+from splice_module_server.values import (
+    BigInt,
+    DateValue,
+    Kwargs,
+    MapEntries,
+    RegExp,
+    RemoteError,
+    RemoteRef,
+    SetItems,
+    Slot,
+    TypedArray,
+)
 
 from .invoker import Invoker, call, get
 
@@ -214,3 +225,24 @@ def test_numpy_arithmetic_through_the_operator_dunders(numpy: Invoker) -> None:
         [7, 6],
     ]
     assert isinstance(numpy.value(get(["__version__"])), str)
+
+
+def test_the_codecs_own_values_may_be_handed_back(calc: Invoker) -> None:
+    """Values that decode to the codec's types (its code lives in this server) are values, not
+    doors: a module that returns what it was given returns them by value."""
+    values = [
+        BigInt(2**70),
+        RegExp("a+", "gi"),
+        MapEntries([([1], "unhashable key")]),
+        SetItems([[1], [1]]),
+        DateValue(float("nan")),
+        RemoteError("TypeError", "from the client"),
+    ]
+    for value in values:
+        back = calc.value(call(["echo"], value))
+        assert type(back) is type(value)
+        if not isinstance(value, (DateValue, RemoteError)):
+            assert back == value
+    assert calc.value(call(["echo"], [BigInt(5), {"k": RegExp("x")}])) == [5, {"k": RegExp("x")}]
+    # One a module makes to send a typed array of a given type goes out as that typed array.
+    assert calc.value(call(["echo"], TypedArray("Int16Array", b"\x01\x00"))).tolist() == [1]

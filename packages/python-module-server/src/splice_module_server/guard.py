@@ -33,7 +33,18 @@ import types
 from typing import Any
 
 from .errors import Code, SpliceError
-from .values import Kwargs, MapEntries, SetItems
+from .values import (
+    BigInt,
+    DateValue,
+    Kwargs,
+    MapEntries,
+    NDArray,
+    RegExp,
+    RemoteError,
+    SetItems,
+    TypedArray,
+    Undefined,
+)
 
 #: Dunders reachable as path segments: what a numpy or pandas user calls by name (indexing,
 #: ``len``, ``in``, the operators, which a JavaScript client cannot spell), the text form of an
@@ -168,6 +179,11 @@ _FUNCTION_TYPES = (
     types.MemberDescriptorType,
 )
 _SCALARS = frozenset({type(None), bool, int, float, str, bytes, complex})
+#: The codec's own value types: what a decoded argument may be, so a module may hand them back,
+#: although their code lives in this server (exact types: a subclass is the module's own).
+_CODEC_VALUES = frozenset(
+    {BigInt, Undefined, RegExp, TypedArray, NDArray, MapEntries, SetItems, DateValue, RemoteError}
+)
 #: How deep :meth:`Guard.check_deep` looks into containers.
 DEEP_LIMIT = 64
 
@@ -225,7 +241,7 @@ class Guard:
         if isinstance(value, (type, *_FUNCTION_TYPES)):
             return self._why_code_refused(value)
         module = getattr(type(value), "__module__", None)
-        if isinstance(module, str) and self._forbidden_module(module):
+        if isinstance(module, str) and self._forbidden_module(module) and type(value) not in _CODEC_VALUES:
             return f"an object of {module}.{type(value).__qualname__}"
         return None
 
