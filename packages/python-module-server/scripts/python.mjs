@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * Runs this Python package's tools for pnpm and turbo: `node scripts/python.mjs test|lint|format|bench`.
+ * Runs this Python package's tools for pnpm and turbo: `node scripts/python.mjs test|lint|format|bench|env`.
  *
  * It makes, once per pyproject.toml and Python version, a virtual environment under
  * ~/.cache/splice-orc-tools (python3 -m venv, then `pip install -e '.[dev]'`, or uv when it is on
@@ -125,6 +125,11 @@ const commands = {
   },
   async bench(venv, args) {
     return (await runModule(venv, ['scripts/bench.py', ...args])).code;
+  },
+  /** Prints the environment's folder (tests outside this package run servers with its Python). */
+  async env(venv) {
+    console.log(venv);
+    return 0;
   },
 };
 
