@@ -268,6 +268,7 @@ async function backendFor(config: Config, app: FastifyInstance, invoker: Invoker
       watchRenewMs: k.watch_renew_s * 1000,
       moduleImage: k.module_image,
       pythonModuleImage: k.python_module_image,
+      pythonIndexUrl: server.python_index_url,
       imagePullPolicy: k.image_pull_policy,
       podLabels: k.pod_labels,
     });
@@ -278,6 +279,7 @@ async function backendFor(config: Config, app: FastifyInstance, invoker: Invoker
     isolate: server.isolate_modules,
     maxServers: server.max_module_servers,
     python: server.python,
+    pythonIndexUrl: server.python_index_url,
   });
 }
 

@@ -17,6 +17,17 @@ const quantity = (example: string, fallback?: string) =>
     ...(fallback === undefined ? {} : { default: fallback }),
   });
 
+/**
+ * An npm spec or pip requirement: never an option of the installer (`--index-url=...`, `-r file`)
+ * and no control characters. npm and pip are also told where their options end (`--`).
+ */
+const PackageSpec = T.String({
+  minLength: 1,
+  maxLength: 2048,
+  pattern: '^[^-\\s][^\\x00-\\x1f\\x7f]*$',
+  description: 'package spec or requirement (it may not start with - or hold control characters)',
+});
+
 export const ModuleConfig = T.Object(
   {
     /** Memory the module's server needs (Kubernetes quantity). Kept from jac-splice-orc. */
@@ -29,14 +40,14 @@ export const ModuleConfig = T.Object(
      */
     runtime: oneOf(['node', 'python'], 'node'),
     /** Extra packages installed beside the module: npm specs, or pip requirements for Python. */
-    dependency: T.Array(T.String({ minLength: 1 }), { default: [] }),
+    dependency: T.Array(PackageSpec, { default: [] }),
     /** Placement: served remotely, imported in the client, or decided by policy. */
     load_type: oneOf(['remote', 'local', 'auto'], 'remote'),
     /**
      * What to install: an npm spec (`mathjs@13`, `file:./fixtures/calc`) or, for Python, a pip
      * requirement (`numpy>=2`, `./wheels/x.whl`); default: the module name.
      */
-    package: T.Optional(T.String({ minLength: 1 })),
+    package: T.Optional(PackageSpec),
     /** Stop the module after this long with no call and no live reference, s (0 = never). */
     idle_timeout_s: T.Number({ minimum: 0, default: 0 }),
     /** Replicas kept running even when idle; > 0 also keeps the module warm. */
@@ -120,6 +131,13 @@ const ServerSection = T.Object(
     backend: oneOf(['local', 'kubernetes'], 'local'),
     /** Python 3.10+ that makes the virtual environments of Python modules (local backend). */
     python: T.String({ minLength: 1, default: 'python3' }),
+    /**
+     * The package index pip installs Python modules from (`--index-url`; a PEP 503 simple index,
+     * such as a mirror); default PyPI. Pods get it as PIP_INDEX_URL.
+     */
+    python_index_url: T.Optional(
+      T.String({ pattern: '^https?://[^\\s]+$', maxLength: 2048, description: 'http(s) URL' }),
+    ),
     /** Directory of installed modules, keyed by what is installed. Default ~/.cache/splice-orc. */
     cache_dir: T.Optional(T.String({ minLength: 1 })),
     /** Longest a forwarded invocation may take, ms. A client may ask for less. */

@@ -25,8 +25,9 @@ export const errorTable = {
   INSTALL_FAILED: {
     status: 502,
     grpc: Code.FAILED_PRECONDITION,
-    meaning: "npm could not install the module or a dependency; the message is npm's own.",
-    fix: 'Fix the package spec or dependency list; check that the registry is reachable.',
+    meaning:
+      "npm (or pip, for a Python module) could not install the module or a dependency; the message is the installer's own.",
+    fix: 'Fix the package spec or dependency list; check that the registry (npm, or server.python_index_url) is reachable.',
   },
   MODULE_START_FAILED: {
     status: 502,

@@ -71,7 +71,7 @@ export async function installModuleInto(
     const flags = ['--no-audit', '--no-fund', '--omit=dev', '--install-links', '--loglevel=error'];
     if (!spec.installScripts) flags.push('--ignore-scripts');
     const specs = [spec.package, ...spec.dependencies];
-    await runNpm(['install', ...flags, ...specs], { cwd: staging, env: childEnv() }, timeoutMs);
+    await runNpm(['install', ...flags, '--', ...specs], { cwd: staging, env: childEnv() }, timeoutMs);
     writeImporter(staging);
     await writeFile(
       join(staging, MARKER),

@@ -59,6 +59,8 @@ export interface KubeObjectOptions {
   moduleImage: string;
   /** The Python module-server's image: installs (pip) and serves any Python module. */
   pythonModuleImage: string;
+  /** pip's index for Python modules' installs (PIP_INDEX_URL); default PyPI. */
+  pythonIndexUrl?: string | undefined;
   imagePullPolicy: 'IfNotPresent' | 'Always' | 'Never';
   /** Extra labels of module pods. */
   podLabels?: Readonly<Record<string, string>>;
@@ -260,14 +262,16 @@ function podTemplateFor(spec: ModuleSpec, o: KubeObjectOptions): V1PodTemplateSp
       { name: 'MODULE_RESOLVE_FROM', value: INSTALL_DIR },
       { name: 'SPLICE_INSTALL_TIMEOUT_MS', value: String(o.startTimeoutMs) },
       { name: 'HOME', value: '/tmp' },
-      // Removed after the install; on a volume of its own, not the server's size-limited /tmp.
+      // npm's cache is removed after the install, on a volume of its own, not the server's
+      // size-limited /tmp; pip keeps none (and compiles the bytecode the read-only server cannot).
       ...(python
-        ? [
-            { name: 'PIP_CACHE_DIR', value: '/tmp/.pip' },
-            { name: 'PYTHONDONTWRITEBYTECODE', value: '1' },
-          ]
-        : [{ name: 'npm_config_cache', value: '/tmp/.npm' }]),
-      { name: 'SPLICE_INSTALL_DROP_CACHE', value: '1' },
+        ? o.pythonIndexUrl
+          ? [{ name: 'PIP_INDEX_URL', value: o.pythonIndexUrl }]
+          : []
+        : [
+            { name: 'npm_config_cache', value: '/tmp/.npm' },
+            { name: 'SPLICE_INSTALL_DROP_CACHE', value: '1' },
+          ]),
       ...(spec.installScripts ? [{ name: 'MODULE_INSTALL_SCRIPTS', value: '1' }] : []),
     ],
     // npm or pip may need more memory than the server: a limit of its own.

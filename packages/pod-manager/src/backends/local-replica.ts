@@ -34,6 +34,8 @@ export interface LocalBackendOptions {
   isolate?: boolean;
   /** Python 3.10+ that makes the environments of Python modules. Default python3. */
   python?: string;
+  /** pip's --index-url for Python modules; default PyPI. */
+  pythonIndexUrl?: string | undefined;
   /** Most module-server processes at once, over all modules (default: no limit). */
   maxServers?: number;
   /** Limits of each server's reference table. */
@@ -368,7 +370,11 @@ function stopped(name: string): ServiceError {
 export function installFor(spec: ModuleSpec, options: LocalBackendOptions): Promise<string> {
   const common = { cacheDir: options.cacheDir, timeoutMs: options.startTimeoutMs };
   return spec.runtime === 'python'
-    ? installPythonModule(spec, { ...common, python: options.python ?? 'python3' })
+    ? installPythonModule(spec, {
+        ...common,
+        python: options.python ?? 'python3',
+        indexUrl: options.pythonIndexUrl,
+      })
     : installModule(spec, common);
 }
 

@@ -1,7 +1,9 @@
 /**
  * Installs a Python module for the local backend: one virtual environment per module, in the install
  * cache, keyed by the Python version, the requirements and the Python module-server's own files,
- * holding the module's requirements and the server. Made with `uv` when it is on PATH (much faster),
+ * holding the module's requirements and the server's (grpcio); the server itself is imported from
+ * its package folder (a .pth file names its src/), never built into the environment, so that no
+ * install writes into that folder. Made with `uv` when it is on PATH (much faster),
  * else `python -m venv` and pip. pip installs wheels only (`--only-binary=:all:`: building a source
  * distribution runs its code) unless the module sets install_scripts, and sees none of the
  * pod-manager's secrets (its environment is the allow-list of isolation.ts).
@@ -23,6 +25,8 @@ export interface PythonInstallOptions {
   timeoutMs: number;
   /** The Python that makes the environments. */
   python: string;
+  /** pip's --index-url; default PyPI. */
+  indexUrl?: string | undefined;
 }
 
 const MARKER = '.splice-installed';
@@ -46,7 +50,7 @@ export async function installPythonModule(spec: ModuleSpec, options: PythonInsta
   if (existsSync(join(dir, MARKER))) return dir;
   let pending = inFlight.get(dir);
   if (!pending) {
-    pending = installInto(spec, dir, options).finally(() => inFlight.delete(dir));
+    pending = installInto(spec, dir, options, version).finally(() => inFlight.delete(dir));
     inFlight.set(dir, pending);
   }
   return pending;
@@ -66,7 +70,12 @@ export function pythonInstallKey(spec: ModuleSpec, pythonVersion: string): strin
   return `${spec.name.replace(/[^\w.-]+/g, '_')}-py-${hash}`;
 }
 
-async function installInto(spec: ModuleSpec, dir: string, options: PythonInstallOptions): Promise<string> {
+async function installInto(
+  spec: ModuleSpec,
+  dir: string,
+  options: PythonInstallOptions,
+  version: string,
+): Promise<string> {
   const staging = `${dir}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   await mkdir(staging, { recursive: true });
   const deadline = Date.now() + options.timeoutMs;
@@ -76,11 +85,18 @@ async function installInto(spec: ModuleSpec, dir: string, options: PythonInstall
     const uv = findOnPath('uv');
     if (uv) await tool(uv, ['venv', '--quiet', '--python', options.python, venv], left());
     else await tool(options.python, ['-m', 'venv', venv], left());
-    const flags = spec.installScripts ? [] : ['--only-binary=:all:'];
-    const requirements = [pythonServerDir(), spec.package, ...spec.dependencies];
+    const flags = [
+      ...(spec.installScripts ? [] : ['--only-binary=:all:']),
+      ...(options.indexUrl ? ['--index-url', options.indexUrl] : []),
+    ];
+    const requirements = [...serverRequirements(), spec.package, ...spec.dependencies];
     const python = join(venv, 'bin', 'python');
     if (uv)
-      await tool(uv, ['pip', 'install', '--quiet', '--python', python, ...flags, ...requirements], left());
+      await tool(
+        uv,
+        ['pip', 'install', '--quiet', '--python', python, ...flags, '--', ...requirements],
+        left(),
+      );
     else
       await tool(
         python,
@@ -92,10 +108,16 @@ async function installInto(spec: ModuleSpec, dir: string, options: PythonInstall
           '--disable-pip-version-check',
           '--no-input',
           ...flags,
+          '--',
           ...requirements,
         ],
         left(),
       );
+    const [major, minor] = version.split('.');
+    await writeFile(
+      join(venv, 'lib', `python${major}.${minor}`, 'site-packages', 'splice_module_server.pth'),
+      `${join(pythonServerDir(), 'src')}\n`,
+    );
     await writeFile(
       join(staging, MARKER),
       `${JSON.stringify({ package: spec.package, dependencies: spec.dependencies })}\n`,
@@ -130,7 +152,7 @@ function tool(command: string, args: string[], timeoutMs: number): Promise<void>
     child.on('close', (code, signal) => {
       if (code === 0) return resolve();
       const why = signal ? `stopped by ${signal} (start_timeout_ms?)` : `exited with ${code}`;
-      const what = args.filter((a) => !a.startsWith('-')).join(' ');
+      const what = args.filter((a, i) => !a.startsWith('-') && args[i - 1] !== '--index-url').join(' ');
       reject(
         new ServiceError(
           'INSTALL_FAILED',
@@ -175,7 +197,18 @@ function pythonVersion(python: string): Promise<string> {
   return version;
 }
 
-/** The server's files (names, sizes, times): an edited server makes environments afresh. */
+/**
+ * The server's own requirements: the `dependencies` of its pyproject.toml (one line, as written
+ * there).
+ */
+export function serverRequirements(): string[] {
+  const pyproject = readFileSync(join(pythonServerDir(), 'pyproject.toml'), 'utf8');
+  const line = /^dependencies\s*=\s*(\[.*\])\s*$/m.exec(pyproject)?.[1];
+  if (!line) throw new Error("the Python module-server's pyproject.toml has no one-line dependencies list");
+  return JSON.parse(line) as string[];
+}
+
+/** The server's files (path and contents): an edited or moved server makes environments afresh. */
 function serverFingerprint(): string {
   const hash = createHash('sha256');
   const walk = (dir: string) => {

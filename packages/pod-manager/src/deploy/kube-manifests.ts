@@ -77,7 +77,7 @@ export function podManagerManifests(o: ManifestOptions): Manifest[] {
     kubernetes: {
       namespace: o.namespace,
       module_image: o.image,
-      ...(o.pythonImage ? { python_module_image: o.pythonImage } : {}),
+      python_module_image: o.pythonImage ?? DEFAULT_PYTHON_IMAGE,
     },
     module_config: o.modules,
     server: { host: '0.0.0.0', port: PORT, backend: 'kubernetes', cache_dir: '/tmp/splice-orc' },
