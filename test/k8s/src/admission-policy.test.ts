@@ -87,7 +87,7 @@ const RULE = {
   labels:
     /ValidatingAdmissionPolicy .* denied request: the pod-manager may only write Deployments labelled app.kubernetes.io\/managed-by=splice-orc and app.kubernetes.io\/component=module-server/,
   images:
-    /denied request: module containers may only run the configured images: registry.test\/prebuilt:1, splice-orc:test /,
+    /denied request: module containers may only run the configured images: registry.test\/prebuilt:1, splice-orc-python:0.1.0, splice-orc:test /,
   secrets: /denied request: module pods may not read Secrets or service-account tokens/,
   token: /denied request: module pods must set automountServiceAccountToken: false/,
   host: /denied request: module pods may not use the host's network, PID or IPC namespace, host ports or hostPath volumes/,

@@ -108,13 +108,21 @@ describe('deployment artifacts', () => {
     expect(installing).toHaveLength(1);
     expect(ready).toHaveLength(1);
     // What the API server selects with the policies it returns.
-    const selected = async (matchLabels: Record<string, string> | undefined) =>
+    const selected = async (
+      matchLabels: Record<string, string> | undefined,
+      matchExpressions: Array<{ key: string; operator: string }> = [],
+    ) =>
       (
         await api.core.listNamespacedPod({
           namespace,
-          labelSelector: Object.entries(matchLabels ?? {})
-            .map(([k, v]) => `${k}=${v}`)
-            .join(','),
+          labelSelector: [
+            ...Object.entries(matchLabels ?? {}).map(([k, v]) => `${k}=${v}`),
+            // The policies use only Exists (`key` in a label selector).
+            ...matchExpressions.map((e) => {
+              if (e.operator !== 'Exists') throw new Error(`unexpected operator ${e.operator}`);
+              return e.key;
+            }),
+          ].join(','),
         })
       ).items
         .map((p) => p.metadata?.name ?? '')
@@ -146,7 +154,9 @@ describe('deployment artifacts', () => {
 
     // Pods that install their module (no prebuilt image) may also reach registries on 443.
     const installs = policy('splice-orc-module-installs');
-    expect(await selected(installs.podSelector?.matchLabels)).toEqual(installing);
+    expect(await selected(installs.podSelector?.matchLabels, installs.podSelector?.matchExpressions)).toEqual(
+      installing,
+    );
     expect(installs.policyTypes).toEqual(['Egress']);
     expect(installs.egress).toEqual([{ ports: [{ protocol: 'TCP', port: 443 }] }]);
 

@@ -5,7 +5,7 @@
  * own loopback IP; and, like a kubelet, it reports the pod's status to the API server: Ready once
  * the server listens, or a failure such as ImagePullBackOff.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, symlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -18,6 +18,31 @@ export const MANUAL = { 'kubelet.splice-orc.test/manual': 'true' };
 
 const serverMain = createRequire(import.meta.url).resolve('@splice-orc/module-server/main');
 let nextIp = 1;
+
+/** The image of Python module pods in these tests (kubernetes.python_module_image). */
+export const PYTHON_IMAGE = 'splice-orc-python:test';
+const pythonServer = join(repoRoot, 'packages/python-module-server');
+let pythonEnv: string | undefined;
+
+/**
+ * How the container of a pod would run: the Node module-server, or for the Python image the Python
+ * module-server (in the Python package's own environment, which has grpcio) with the Python fixture
+ * importable as the init container would have installed it.
+ */
+function commandFor(image: string): { command: string; args: string[]; env: Record<string, string> } {
+  if (image !== PYTHON_IMAGE) return { command: process.execPath, args: [serverMain], env: {} };
+  pythonEnv ??= execFileSync(process.execPath, [join(pythonServer, 'scripts/python.mjs'), 'env'], {
+    encoding: 'utf8',
+  }).trim();
+  return {
+    command: join(pythonEnv, 'bin/python'),
+    args: ['-m', 'splice_module_server'],
+    env: {
+      PYTHONPATH: join(pythonServer, 'src'),
+      MODULE_RESOLVE_FROM: join(repoRoot, 'test/fixtures/pyfixture'),
+    },
+  };
+}
 
 /** What the kubelet does with a new pod: run it, or report a failure status. */
 export type PodAction = 'serve' | 'ignore' | { fail: V1PodStatus };
@@ -104,13 +129,15 @@ export class TestKubelet {
     const container = pod.spec?.containers.find((c) => c.name === 'module-server');
     const env = Object.fromEntries((container?.env ?? []).map((e) => [e.name, e.value ?? '']));
     const ip = `127.78.0.${nextIp++}`;
-    const child = spawn(process.execPath, [serverMain], {
+    const run = commandFor(container?.image ?? '');
+    const child = spawn(run.command, run.args, {
       // The container's environment as a kubelet gives it (the secret and NODE_OPTIONS included),
       // with what only a real pod has replaced: its own address and the installed module.
       env: {
         PATH: process.env.PATH ?? '',
         ...env,
         MODULE_RESOLVE_FROM: this.#resolveFrom,
+        ...run.env,
         HOST: ip,
         PORT: '50051',
         SPLICE_SERVER_ID: name,
