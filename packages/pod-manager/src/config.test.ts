@@ -77,6 +77,33 @@ describe('config', () => {
     );
   });
 
+  it('refuses what pip or npm would read as an option, and a Python module placed local', () => {
+    expect(
+      [
+        ...problemsOf({
+          module_config: {
+            np: {
+              runtime: 'python',
+              package: '--index-url=http://127.0.0.1:9/',
+              dependency: ['-r/etc/passwd'],
+            },
+            lo: { package: 'lodash\n--registry=x' },
+          },
+        }),
+      ].sort(),
+    ).toEqual([
+      "/module_config/lo/package: 'lodash\n--registry=x' is not a package spec or requirement (it may not start with - or hold control characters)",
+      "/module_config/np/dependency/0: '-r/etc/passwd' is not a package spec or requirement (it may not start with - or hold control characters)",
+      "/module_config/np/package: '--index-url=http://127.0.0.1:9/' is not a package spec or requirement (it may not start with - or hold control characters)",
+    ]);
+    expect(problemsOf({ module_config: { np: { runtime: 'python', load_type: 'local' } } })).toEqual([
+      "/module_config/np/load_type: a Python module cannot be 'local' (a Node client cannot import it); use 'remote' or 'auto'",
+    ]);
+    expect(() =>
+      parseConfig({ module_config: { np: { runtime: 'python', load_type: 'auto' } } }),
+    ).not.toThrow();
+  });
+
   it('requires module_config', () => {
     expect(problemsOf({})).toContain("/: missing key 'module_config'");
   });

@@ -7,7 +7,7 @@ import { inspect } from 'node:util';
 import { kw, NDArray, RemoteError, type SpliceError } from '@splice-orc/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, fixture, http, isAlive, startPodManager, type TestPodManager } from './harness.js';
-import { type PackageIndex, servePackageIndex, wheelhouse } from './python-index.js';
+import { type PackageIndex, servePackageIndex, wheelhouse } from './python-index.mjs';
 
 let index: PackageIndex;
 let pm: TestPodManager;
@@ -250,6 +250,13 @@ describe('installing Python modules', () => {
     expect(loaded.body.error.code).toBe('INSTALL_FAILED');
     expect(loaded.body.error.message).toMatch(/No matching distribution found for dateutil/);
   }, 120_000);
+
+  it('refuses to place a Python module local: a Node client cannot import it', async () => {
+    const load = await http(`${pm.url}/modules/numpy/load`, { method: 'POST', body: { mode: 'local' } });
+    expect(load.status).toBe(400);
+    expect(load.body.error.message).toMatch(/numpy is a Python module/);
+    expect((await http(`${pm.url}/modules/numpy`)).body.mode).toBe('remote');
+  });
 
   it('refuses a requirement that is an installer option', async () => {
     const put = await http(`${pm.url}/modules/pyfixture/config`, {

@@ -108,6 +108,12 @@ export function moduleRoutes(app: FastifyInstance, o: ModuleRouteOptions): void 
       if (!Value.Check(LoadBody, body)) {
         throw new ServiceError('BAD_REQUEST', 'the load body is {"mode"?: "remote" | "local" | "auto"}');
       }
+      if (body.mode === 'local' && spec.runtime === 'python') {
+        throw new ServiceError(
+          'BAD_REQUEST',
+          `${name} is a Python module: a Node client cannot import it, so it cannot be placed local`,
+        );
+      }
       if (body.mode && body.mode !== placement.mode(spec)) {
         placement.setMode(name, body.mode);
         o.persist();

@@ -20,15 +20,18 @@ import {
 import { createServer } from 'node:http';
 import { homedir } from 'node:os';
 import { basename, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { repoRoot } from './harness.js';
 
+// Plain JavaScript (typed in python-index.d.mts): the benchmarks, which run without a build, use it too.
+const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 const run = promisify(execFile);
 const requirements = join(repoRoot, 'test/e2e/python-wheels.txt');
 const python = process.env.PYTHON || 'python3';
 
 /** The folder of downloaded wheels, filled if needed. */
-export async function wheelhouse(): Promise<string> {
+/** @returns {Promise<string>} */
+export async function wheelhouse() {
   const { stdout: version } = await run(python, [
     '-c',
     'import sys, platform; print(sys.version, platform.machine())',
@@ -69,24 +72,26 @@ export async function wheelhouse(): Promise<string> {
 }
 
 /** PEP 503's normalized project name. */
-const normalize = (name: string) => name.replace(/[-_.]+/g, '-').toLowerCase();
-
-/** A PEP 503 index of the wheels in `dir`, on 127.0.0.1; `url` ends in `/simple/`. */
-export interface PackageIndex {
-  url: string;
-  close(): Promise<void>;
-}
+/** @param {string} name */
+const normalize = (name) => name.replace(/[-_.]+/g, '-').toLowerCase();
 
 /** Serves the wheels of `dir` as a simple index on a free loopback port. */
-export async function servePackageIndex(dir: string): Promise<PackageIndex> {
-  const projects = new Map<string, string[]>();
+/**
+ * @param {string} dir
+ * @returns {Promise<import('./python-index.d.mts').PackageIndex>}
+ */
+export async function servePackageIndex(dir) {
+  /** @type {Map<string, string[]>} */
+  const projects = new Map();
   for (const file of readdirSync(dir)) {
     if (!file.endsWith('.whl')) continue;
     const project = normalize(file.split('-')[0] ?? file);
     projects.set(project, [...(projects.get(project) ?? []), file]);
   }
-  const digests = new Map<string, string>();
-  const digest = (file: string) => {
+  /** @type {Map<string, string>} */
+  const digests = new Map();
+  /** @param {string} file */
+  const digest = (file) => {
     let d = digests.get(file);
     if (!d) {
       d = createHash('sha256')
@@ -96,10 +101,12 @@ export async function servePackageIndex(dir: string): Promise<PackageIndex> {
     }
     return d;
   };
-  const page = (links: string[]) => `<!DOCTYPE html><html><body>\n${links.join('\n')}\n</body></html>\n`;
+  /** @param {string[]} links */
+  const page = (links) => `<!DOCTYPE html><html><body>\n${links.join('\n')}\n</body></html>\n`;
   const server = createServer((request, response) => {
     const path = decodeURIComponent(new URL(request.url ?? '/', 'http://x').pathname);
-    const send = (status: number, body: string) => {
+    /** @param {number} status @param {string} body */
+    const send = (status, body) => {
       response.writeHead(status, { 'content-type': 'text/html' });
       response.end(body);
     };
@@ -123,15 +130,15 @@ export async function servePackageIndex(dir: string): Promise<PackageIndex> {
     }
     send(404, 'not found');
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(undefined)));
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
   return {
     url: `http://127.0.0.1:${port}/simple/`,
     close: () =>
-      new Promise<void>((resolve) => {
+      new Promise((resolve) => {
         server.closeAllConnections();
-        server.close(() => resolve());
+        server.close(() => resolve(undefined));
       }),
   };
 }
