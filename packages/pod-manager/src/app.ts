@@ -96,6 +96,14 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       app.log.warn({ module: name, err: error }, 'ignoring a saved runtime config that no longer validates');
     }
   }
+  for (const spec of config.modules.values()) {
+    if (spec.runtime === 'python' && spec.loadType === 'local') {
+      app.log.warn(
+        { module: spec.name },
+        'load_type local is ignored for a Python module: a Node client cannot import it, so it runs on module-servers',
+      );
+    }
+  }
   const placement = new PlacementEngine({
     settings: saved.policy ?? config.raw.policy,
     modes: saved.modes,

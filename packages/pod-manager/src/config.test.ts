@@ -77,7 +77,7 @@ describe('config', () => {
     );
   });
 
-  it('refuses what pip or npm would read as an option, and a Python module placed local', () => {
+  it("refuses what pip or npm would read as an option; loads the seed's modules as Python modules", () => {
     expect(
       [
         ...problemsOf({
@@ -96,12 +96,37 @@ describe('config', () => {
       "/module_config/np/dependency/0: '-r/etc/passwd' is not a package spec or requirement (it may not start with - or hold control characters)",
       "/module_config/np/package: '--index-url=http://127.0.0.1:9/' is not a package spec or requirement (it may not start with - or hold control characters)",
     ]);
-    expect(problemsOf({ module_config: { np: { runtime: 'python', load_type: 'local' } } })).toEqual([
-      "/module_config/np/load_type: a Python module cannot be 'local' (a Node client cannot import it); use 'remote' or 'auto'",
+    // The seed's four modules, as Python modules, load (a local one runs remote: see placement).
+    const seed = parseConfig({
+      module_config: {
+        numpy: {
+          runtime: 'python',
+          lib_mem_size_req: '100Mi',
+          dependency: [],
+          lib_cpu_req: '500m',
+          load_type: 'remote',
+        },
+        pandas: {
+          runtime: 'python',
+          lib_mem_size_req: '200Mi',
+          dependency: ['numpy', 'dateutil'],
+          load_type: 'local',
+        },
+        transformers: {
+          runtime: 'python',
+          lib_mem_size_req: '2000Mi',
+          dependency: ['torch'],
+          load_type: 'remote',
+        },
+        ollama: { runtime: 'python', lib_mem_size_req: '300Mi', dependency: [], load_type: 'remote' },
+      },
+    });
+    expect([...seed.modules.values()].map((m) => [m.name, m.runtime, m.package])).toEqual([
+      ['numpy', 'python', 'numpy'],
+      ['pandas', 'python', 'pandas'],
+      ['transformers', 'python', 'transformers'],
+      ['ollama', 'python', 'ollama'],
     ]);
-    expect(() =>
-      parseConfig({ module_config: { np: { runtime: 'python', load_type: 'auto' } } }),
-    ).not.toThrow();
   });
 
   it('requires module_config', () => {

@@ -146,8 +146,6 @@ export function parseConfig(input: unknown, options: { source?: string; baseDir?
   validateConfig ??= ajv.compile<RawConfig>(ConfigSchema);
   if (!validateConfig(raw)) throw new ConfigError(source, (validateConfig.errors ?? []).map(describeProblem));
   const baseDir = options.baseDir ?? process.cwd();
-  const problems = Object.entries(raw.module_config).flatMap(([name, m]) => moduleProblems(name, m));
-  if (problems.length > 0) throw new ConfigError(source, problems);
   const modules = new Map<string, ModuleSpec>();
   for (const [name, m] of Object.entries(raw.module_config)) modules.set(name, specFrom(name, m, baseDir));
   const cacheDir = raw.server.cache_dir
@@ -200,8 +198,6 @@ export function parseModuleConfig(
     );
     throw new ConfigError(`module_config/${name}`, problems);
   }
-  const problems = moduleProblems(name, raw);
-  if (problems.length > 0) throw new ConfigError(`module_config/${name}`, problems);
   return { raw, spec: specFrom(name, raw, baseDir) };
 }
 
@@ -213,15 +209,6 @@ export function installChanged(next: ModuleSpec, previous: ModuleSpec): boolean 
     next.dependencies.join('\n') !== previous.dependencies.join('\n') ||
     next.installScripts !== previous.installScripts
   );
-}
-
-/** What the schema cannot say about one module; each problem with its path. */
-function moduleProblems(name: string, m: RawModuleConfig): string[] {
-  return m.runtime === 'python' && m.load_type === 'local'
-    ? [
-        `/module_config/${name}/load_type: a Python module cannot be 'local' (a Node client cannot import it); use 'remote' or 'auto'`,
-      ]
-    : [];
 }
 
 function specFrom(name: string, m: RawModuleConfig, baseDir: string): ModuleSpec {

@@ -5,6 +5,7 @@
  */
 import { inspect } from 'node:util';
 import { kw, NDArray, RemoteError, type SpliceError } from '@splice-orc/client';
+import { decode, encode, RemoteRef } from '@splice-orc/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, fixture, http, isAlive, startPodManager, type TestPodManager } from './harness.js';
 import { type PackageIndex, servePackageIndex, wheelhouse } from './python-index.mjs';
@@ -194,14 +195,31 @@ describe('Python modules from Node', () => {
 
   it('refuses the paths out of a module with PERMISSION_DENIED (403)', async () => {
     const attempts = [
-      () => fx.os.system('id'),
+      () => fx.__class__,
+      () => fx.add.__globals__,
       () => fx.environment.__globals__,
       () => fx.Counter.__init__.__globals__,
+      () => fx.Counter.__subclasses__(),
       () => fx.__builtins__,
+      () => fx.__import__('os'),
+      () => fx.__dict__,
+      () => fx.add.__code__,
+      () => fx.Counter.__reduce__,
+      () => fx.Counter.mro(),
+      () => fx._private,
+      () => fx.os.system('id'),
+      () => fx.os.environ,
+      () => fx.time.sleep(1),
       () => np.f2py.os.system('id'),
+      () => np.f2py.subprocess.run(['id']),
+      () => np.f2py.sys.modules,
+      () => np.load.__globals__,
+      () => np.ma.core.builtins.eval('1'),
       () => np.ctypeslib.ctypes,
+      () => pd.io.common.os,
       () => pd.eval('1 + 1'),
       () => pd.read_pickle('/etc/passwd'),
+      () => pd.DataFrame({ a: [1] }).query('a > 0'),
     ];
     for (const attempt of attempts) {
       const error = await failure(attempt());
@@ -257,6 +275,34 @@ describe('installing Python modules', () => {
     expect(load.body.error.message).toMatch(/numpy is a Python module/);
     expect((await http(`${pm.url}/modules/numpy`)).body.mode).toBe('remote');
   });
+
+  it("frees the references of a client that disappears when its lease expires, and keeps a live client's", async () => {
+    await using short = await startPodManager(
+      { pyfixture: { runtime: 'python', package: fixture('pyfixture') } },
+      { python_index_url: index.url, lease_ms: 300 },
+    );
+    const live = await new (short.client.module('pyfixture') as any).Counter(5);
+    // A raw client that makes a reference and is never heard from again.
+    const response = await fetch(`${short.url}/modules/pyfixture/invoke`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/msgpack' },
+      body: encode({
+        v: 1,
+        session: 'ghost',
+        ops: [{ op: 'new', target: null, path: ['Counter'], args: [1] }],
+      }),
+    });
+    expect(decode(new Uint8Array(await response.arrayBuffer()))).toMatchObject({
+      ok: true,
+      value: expect.any(RemoteRef),
+    });
+    const objects = async () => (await http(`${short.url}/modules/pyfixture`)).body.server.objects;
+    expect(await objects()).toBe(2);
+    await eventually(async () => (await objects()) === 1, 10_000, "the ghost's lease to expire");
+    await new Promise((r) => setTimeout(r, 900)); // three leases: the live client renews its own
+    expect(await live.increment().get()).toBe(6);
+    expect(await objects()).toBe(1);
+  }, 120_000);
 
   it('refuses a requirement that is an installer option', async () => {
     const put = await http(`${pm.url}/modules/pyfixture/config`, {

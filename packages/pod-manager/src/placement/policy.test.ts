@@ -124,4 +124,19 @@ describe('placement of Python modules', () => {
       reason: 'a Python module runs on module-servers only',
     });
   });
+
+  it('runs a Python module with load_type local remote, saying why', () => {
+    for (const policy of [adaptive, { ...adaptive, name: 'default' as const }]) {
+      const d = decide(policy, {
+        modules: modules({ np: { runtime: 'python', load_type: 'local' } }),
+        stats: new Map(),
+        clientBudget: undefined,
+        current: new Map(),
+      });
+      expect(d.get('np')).toEqual({
+        placement: 'remote',
+        reason: 'a Python module runs on module-servers only (load_type local ignored)',
+      });
+    }
+  });
 });

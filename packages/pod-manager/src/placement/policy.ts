@@ -65,10 +65,13 @@ export function decide(settings: PolicySettings, inputs: PolicyInputs): Map<stri
   const out = new Map<string, Decision>();
   const auto: PolicyInputs['modules'][number][] = [];
   for (const m of inputs.modules) {
-    if (m.mode !== 'auto') out.set(m.name, { placement: m.mode, reason: `load_type ${m.mode}` });
-    // A Node client cannot import a Python module: no policy moves one into the client.
-    else if (m.runtime === 'python')
-      out.set(m.name, { placement: 'remote', reason: 'a Python module runs on module-servers only' });
+    // A Node client cannot import a Python module: whatever its mode, it runs on module-servers.
+    if (m.runtime === 'python')
+      out.set(m.name, {
+        placement: 'remote',
+        reason: `a Python module runs on module-servers only${m.mode === 'local' ? ' (load_type local ignored)' : ''}`,
+      });
+    else if (m.mode !== 'auto') out.set(m.name, { placement: m.mode, reason: `load_type ${m.mode}` });
     else if (settings.name === 'default')
       out.set(m.name, { placement: 'remote', reason: 'default policy: auto means remote' });
     else auto.push(m);
