@@ -97,6 +97,13 @@ export class TestKubelet {
         namespace: this.namespace,
         labelSelector: 'kubelet.splice-orc.test/manual=true',
       });
+      // A pod deleted outright (grace period 0) is gone before a tick sees its deletion: stop its server too.
+      const present = new Set(items.map((p) => p.metadata?.name ?? ''));
+      for (const [name, child] of this.#servers) {
+        if (present.has(name)) continue;
+        child.kill('SIGTERM');
+        this.#servers.delete(name);
+      }
       for (const pod of items) {
         const name = pod.metadata?.name ?? '';
         if (pod.metadata?.deletionTimestamp) {

@@ -93,7 +93,7 @@ describe('Python module pods', () => {
         'the old pod to be replaced',
       );
       expect(await fx.add(40, 2)).toBe(42);
-      await eventually(() => !kubelet.running.includes(first.pod), 10_000, "the old pod's server to stop");
+      await eventually(() => !kubelet.running.includes(first.pod), 20_000, "the old pod's server to stop");
     } finally {
       await client.close();
     }
