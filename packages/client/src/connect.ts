@@ -3,6 +3,7 @@
  */
 import { bytesFromQuantity, Code, Rest, SpliceError } from '@splice-orc/protocol';
 import { importFromApp } from './app-import.js';
+import type { BatchLimits } from './http-link.js';
 import { PlacementTracker } from './placement.js';
 import { nodeOf } from './remote-proxy.js';
 import { type CallOptions, Session } from './session.js';
@@ -31,6 +32,12 @@ export interface ConnectOptions {
   memoryBudget?: number | string;
   /** How often call statistics are reported to the pod-manager's policy, ms; 0 = never. Default 5 000. */
   reportIntervalMs?: number;
+  /**
+   * Auto-batching: calls to a module made while a request to it is in flight travel together in
+   * one request (a lone call still goes at once). Default true; false sends every call on its own;
+   * an object sets the bounds (`maxCalls`, default 128; `maxBytes`, default 1 MiB).
+   */
+  batch?: boolean | BatchLimits;
 }
 
 /** A connection to a pod-manager. */
@@ -71,6 +78,7 @@ export function connect(urlOrOptions?: string | ConnectOptions, options: Connect
       typeof opts.memoryBudget === 'string' ? bytesFromQuantity(opts.memoryBudget) : opts.memoryBudget,
     reportIntervalMs: opts.reportIntervalMs ?? 5_000,
     timeoutMs,
+    batch: opts.batch,
   });
   const session = new Session({ timeoutMs, placement });
   const close = async () => {

@@ -1,11 +1,13 @@
 /**
  * Where this client runs each module's new calls: through the pod-manager (the HTTP link) or in
- * this process (the local link), as the pod-manager's policy decides. The client asks once per
- * module, then follows the placement every answer carries and the one its periodic statistics
+ * this process (the local link), as the pod-manager's policy decides. A module's first calls go to
+ * the pod-manager marked `x-splice-if-remote`: it runs them if the module's calls run remotely and
+ * otherwise answers PLACED_LOCAL (nothing ran), so the placement costs no round trip of its own.
+ * Then the client follows the placement every answer carries and the one its periodic statistics
  * report returns. Calls on references go where their references live.
  */
 import { Rest } from '@splice-orc/protocol';
-import { createHttpLink } from './http-link.js';
+import { type BatchLimits, createHttpLink } from './http-link.js';
 import type { Link } from './link.js';
 import { LocalLink } from './local-link.js';
 import type { Transport } from './transport.js';
@@ -23,6 +25,8 @@ export interface PlacementOptions {
   /** How often call statistics are reported, ms; 0 = never. */
   reportIntervalMs: number;
   timeoutMs: number;
+  /** Auto-batching of the HTTP link (default on). */
+  batch?: boolean | BatchLimits | undefined;
 }
 
 /** One module's counts since the last report, in the report's own shape. */
@@ -31,9 +35,8 @@ type Counters = Rest.StatsReport['modules'][string] & { local: Rest.CallCounts; 
 /** The client's view of placements, its links and its call statistics. */
 export class PlacementTracker {
   readonly #placements = new Map<string, Placement>();
-  readonly #asked = new Map<string, Promise<Placement>>();
   readonly #unavailable = new Set<string>();
-  readonly #remote: Link;
+  readonly #remote: ReturnType<typeof createHttpLink>;
   readonly #local: LocalLink;
   #counters = new Map<string, Counters>();
   #timer: NodeJS.Timeout | undefined;
@@ -46,6 +49,7 @@ export class PlacementTracker {
       transport: options.transport,
       record,
       follow: (module, placement) => this.update(module, placement),
+      batch: options.batch,
     });
     this.#local = new LocalLink({ importModule: options.importModule, record });
   }
@@ -57,7 +61,9 @@ export class PlacementTracker {
    */
   async linkFor(module: string, route: string | undefined, leaseMs: number): Promise<Link> {
     if (route) return this.#local.owns(route) ? this.#local : this.#remote;
-    if ((await this.placement(module)) !== 'local') return this.#remote;
+    const placement = this.placement(module);
+    if (placement === undefined) return this.#firstCall(leaseMs);
+    if (placement !== 'local') return this.#remote;
     try {
       await this.#local.prepare(module, leaseMs);
       return this.#local;
@@ -68,24 +74,29 @@ export class PlacementTracker {
     }
   }
 
-  /** The module's placement, asked of the pod-manager the first time. */
-  placement(module: string): Placement | Promise<Placement> {
+  /** The module's placement, if the pod-manager has said it. */
+  placement(module: string): Placement | undefined {
     if (this.#unavailable.has(module)) return 'remote';
-    const known = this.#placements.get(module);
-    if (known) return known;
-    let asking = this.#asked.get(module);
-    if (!asking) {
-      asking = this.#options.transport
-        .json('GET', Rest.Paths.placement(module), { timeoutMs: this.#options.timeoutMs })
-        .then((view) => {
-          const placement = (view as Rest.PlacementAnswer).placement === 'local' ? 'local' : 'remote';
-          if (!this.#placements.has(module)) this.#placements.set(module, placement);
-          return this.#placements.get(module)!;
-        })
-        .finally(() => this.#asked.delete(module));
-      this.#asked.set(module, asking);
-    }
-    return asking;
+    return this.#placements.get(module);
+  }
+
+  /**
+   * A module's first calls: run by the pod-manager if its calls run remotely; if they are placed
+   * here instead, the pod-manager answers PLACED_LOCAL, which the placement follows, and the call
+   * goes over the link that placement gives.
+   */
+  #firstCall(leaseMs: number): Link {
+    return {
+      invoke: async (module, body, options) => {
+        try {
+          return await this.#remote.invoke(module, body, { ...options, ifRemote: true });
+        } catch (error) {
+          if ((error as { details?: { reason?: unknown } }).details?.reason !== 'PLACED_LOCAL') throw error;
+          this.update(module, 'local');
+          return (await this.linkFor(module, undefined, leaseMs)).invoke(module, body, options);
+        }
+      },
+    };
   }
 
   /** Follows what the pod-manager said (an answer's header, a report's response). */

@@ -6,8 +6,8 @@
  * again with backoff until its deadline, so a rolling restart of the pod-manager costs callers
  * nothing.
  */
-import { Code, isCode, linkedSignal, Rest, SpliceError } from '@splice-orc/protocol';
-import { Pool, errors as undiciErrors } from 'undici';
+import { BATCH_TYPE, Code, FrameReader, isCode, linkedSignal, Rest, SpliceError } from '@splice-orc/protocol';
+import { type Dispatcher, Pool, errors as undiciErrors } from 'undici';
 
 /** Options of {@link createTransport}. */
 export interface TransportOptions {
@@ -30,16 +30,31 @@ export interface RequestOptions {
   signal?: AbortSignal | undefined;
   /** The replica (module-server instance id) the call must reach: where its references live. */
   route?: string | undefined;
+  /** Run the call only if the module's calls run remotely (else 409 PLACED_LOCAL): a first call. */
+  ifRemote?: boolean | undefined;
+}
+
+/** What an invocation answered. */
+export interface InvokeResult {
+  payload: Buffer;
+  placement?: string | undefined;
+  coldStartMs?: number;
 }
 
 /** The client's connection to one pod-manager. */
 export interface Transport {
   /** POSTs msgpack bytes to `path` and resolves with the msgpack answer and the module's placement. */
-  invoke(
+  invoke(path: string, body: Uint8Array, options: RequestOptions): Promise<InvokeResult>;
+  /**
+   * POSTs an encoded batch (an InvokeBatchRequest) and hands each frame of the answer to `onFrame`
+   * as it arrives; resolves (with an empty payload) when the answer ends.
+   */
+  batch(
     path: string,
     body: Uint8Array,
     options: RequestOptions,
-  ): Promise<{ payload: Buffer; placement?: string | undefined; coldStartMs?: number }>;
+    onFrame: (flag: number, body: Buffer) => void,
+  ): Promise<InvokeResult>;
   /** Sends a JSON request (management endpoints). */
   json(
     method: 'GET' | 'POST' | 'PUT' | 'DELETE',
@@ -63,13 +78,14 @@ export function createTransport(url: string, options: TransportOptions = {}): Tr
     path: string,
     request: RequestOptions,
     body?: { bytes: Uint8Array | string; type: string },
+    read: ReadBody = readWhole,
   ) {
     const deadline = Date.now() + request.timeoutMs;
     const { signal, cleanup } = linkedSignal([request.signal], request.timeoutMs);
     try {
       for (let attempt = 0; ; attempt++) {
         try {
-          return await sendOnce(method, path, { request, deadline, signal }, body);
+          return await sendOnce(method, path, { request, deadline, signal }, body, read);
         } catch (error) {
           const pause = Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** attempt);
           const resend =
@@ -88,8 +104,9 @@ export function createTransport(url: string, options: TransportOptions = {}): Tr
     method: 'GET' | 'POST' | 'PUT' | 'DELETE',
     path: string,
     { request, deadline, signal }: { request: RequestOptions; deadline: number; signal: AbortSignal },
-    body?: { bytes: Uint8Array | string; type: string },
-  ) {
+    body: { bytes: Uint8Array | string; type: string } | undefined,
+    read: ReadBody,
+  ): Promise<InvokeResult> {
     try {
       const response = await pool.request({
         method,
@@ -101,10 +118,13 @@ export function createTransport(url: string, options: TransportOptions = {}): Tr
           ...(body === undefined ? {} : { 'content-type': body.type }),
           [Rest.Headers.timeout]: String(Math.max(1, deadline - Date.now())),
           ...(request.route ? { [Rest.Headers.route]: request.route } : {}),
+          ...(request.ifRemote ? { [Rest.Headers.ifRemote]: '1' } : {}),
         },
       });
-      const payload = Buffer.from(await response.body.arrayBuffer());
-      if (response.statusCode >= 400) throw errorFromResponse(response.statusCode, payload, path);
+      if (response.statusCode >= 400) {
+        throw errorFromResponse(response.statusCode, await readWhole(response.body), path);
+      }
+      const payload = await read(response.body);
       const placement = response.headers[Rest.Headers.placement];
       const coldStart = Number(response.headers[Rest.Headers.coldStart] ?? 0);
       return {
@@ -119,6 +139,17 @@ export function createTransport(url: string, options: TransportOptions = {}): Tr
 
   return {
     invoke: (path, bytes, request) => send('POST', path, request, { bytes, type: Rest.MSGPACK_TYPE }),
+    batch: (path, bytes, request, onFrame) =>
+      send('POST', path, request, { bytes, type: BATCH_TYPE }, async (stream) => {
+        const reader = new FrameReader(MAX_FRAME_BYTES);
+        for await (const chunk of stream) {
+          for (const frame of reader.push(chunk as Buffer)) onFrame(frame.flag, frame.body);
+        }
+        if (reader.pendingBytes > 0) {
+          throw new SpliceError(Code.UNAVAILABLE, 'the batch answer ended in the middle of a frame');
+        }
+        return EMPTY;
+      }),
     json: async (method, path, request, body) => {
       const json = body === undefined ? undefined : { bytes: JSON.stringify(body), type: 'application/json' };
       return JSON.parse((await send(method, path, request, json)).payload.toString('utf8'));
@@ -126,6 +157,13 @@ export function createTransport(url: string, options: TransportOptions = {}): Tr
     close: () => pool.close(),
   };
 }
+
+type ReadBody = (body: Dispatcher.ResponseData['body']) => Promise<Buffer>;
+
+const readWhole: ReadBody = async (body) => Buffer.from(await body.arrayBuffer());
+const EMPTY = Buffer.alloc(0);
+/** Largest frame of a batch answer: one answer, which the pod-manager caps at its payload limit. */
+const MAX_FRAME_BYTES = 256 * 1024 * 1024;
 
 const FIRST_BACKOFF_MS = 50;
 const MAX_BACKOFF_MS = 1_000;

@@ -1,14 +1,17 @@
 /**
- * The module-server: one module, served over gRPC as `splice.v1.ModuleService/Invoke` plus the
- * standard health service. Failures of the module (a throw, a rejection) are answered as values;
+ * The module-server: one module, served over gRPC as `splice.v1.ModuleService/Invoke` (and
+ * `InvokeBatch`: several programs, each answer streamed when ready) plus the standard health service. Failures of the module (a throw, a rejection) are answered as values;
  * failures of the invocation itself (malformed, refused, too large, too slow) as gRPC statuses.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import {
+  type BatchAnswerMessage,
+  type BatchRequestMessage,
   Code,
   CREDENTIAL_METADATA,
   grpcStatusFromCode,
+  MAX_BATCH_PROGRAMS,
   MODULE_SERVICE_NAME,
   moduleServiceDefinition,
   OUTCOME_TRAILER,
@@ -101,7 +104,13 @@ export async function createModuleServer(options: ModuleServerOptions): Promise<
     const held = table.stats();
     callback(null, { server_id: serverId, ...held, in_flight: counters.inFlight, calls: counters.calls });
   };
-  server.addService(moduleServiceDefinition(), { Invoke: invoke, Stats: stats });
+  const invokeBatch = createBatchHandler({
+    handle,
+    counters,
+    authorized,
+    maxCallMs: options.maxCallMs ?? 300_000,
+  });
+  server.addService(moduleServiceDefinition(), { Invoke: invoke, InvokeBatch: invokeBatch, Stats: stats });
   const port = await bind(server, `${options.host ?? '127.0.0.1'}:${options.port ?? 0}`);
   table.startSweeping();
   health.setStatus('', 'SERVING');
@@ -200,4 +209,64 @@ function createInvokeHandler(h: HandlerContext): UnaryHandler {
 function msUntil(deadline: grpc.Deadline): number {
   const at = deadline instanceof Date ? deadline.getTime() : deadline;
   return Number.isFinite(at) ? Math.max(0, at - Date.now()) : Number.POSITIVE_INFINITY;
+}
+
+type StreamHandler = grpc.handleServerStreamingCall<BatchRequestMessage, BatchAnswerMessage>;
+
+/**
+ * InvokeBatch: every program runs on its own (async ones overlap; one failing fails only its own
+ * answer), under its own deadline, and its answer is written as soon as it is ready; the stream
+ * ends when the last one is written.
+ */
+function createBatchHandler(h: HandlerContext): StreamHandler {
+  return (call) => {
+    if (!h.authorized(call.metadata)) return void call.emit('error', unauthenticated());
+    const { payloads, timeouts_ms: timeouts } = call.request;
+    if (payloads.length > MAX_BATCH_PROGRAMS) {
+      return void call.emit('error', {
+        code: grpc.status.INVALID_ARGUMENT,
+        details: `a batch holds at most ${MAX_BATCH_PROGRAMS} programs, this one ${payloads.length}`,
+      });
+    }
+    const budget = Math.min(h.maxCallMs, msUntil(call.getDeadline()));
+    let left = payloads.length;
+    if (left === 0) return void call.end();
+    payloads.forEach((payload, index) => {
+      const timeoutMs = Math.min(budget, timeouts[index] || budget);
+      h.counters.inFlight++;
+      const work = h.handle(payload).finally(() => {
+        h.counters.inFlight--;
+        h.counters.calls++;
+      });
+      const empty = Buffer.alloc(0);
+      withDeadline(work, {
+        timeoutMs,
+        onTimeout: () =>
+          new SpliceError(Code.DEADLINE_EXCEEDED, `invocation did not finish within ${timeoutMs} ms`),
+      })
+        .then(
+          ({ payload: answer, threw }): BatchAnswerMessage => ({
+            index,
+            payload: Buffer.from(answer.buffer, answer.byteOffset, answer.byteLength),
+            threw,
+            status: 0,
+            message: '',
+          }),
+          (reason: unknown): BatchAnswerMessage => {
+            const error = SpliceError.from(reason, Code.INTERNAL);
+            return {
+              index,
+              payload: empty,
+              threw: false,
+              status: grpcStatusFromCode(error.code),
+              message: error.message,
+            };
+          },
+        )
+        .then((answer) => {
+          if (!call.cancelled) call.write(answer);
+          if (--left === 0 && !call.cancelled) call.end();
+        });
+    });
+  };
 }

@@ -97,6 +97,14 @@ export const errorTable = {
     meaning: "The replica that holds the call's references is gone (stopped, scaled down or restarted).",
     fix: 'Make the references again; hold them only while you use them.',
   },
+  PLACED_LOCAL: {
+    status: 409,
+    grpc: Code.FAILED_PRECONDITION,
+    meaning:
+      "The call asked to run only if the module's calls run remotely (x-splice-if-remote, a client's first call), and the policy places them in the client's process. Nothing ran.",
+    fix: 'None: the client runs the call in its own process, as the x-splice-placement header says.',
+    safeToResend: true,
+  },
   UNAUTHENTICATED: {
     status: 401,
     grpc: Code.UNAUTHENTICATED,

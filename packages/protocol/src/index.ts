@@ -1,4 +1,15 @@
 export {
+  BATCH_TYPE,
+  type BatchTrailer,
+  countBatchPrograms,
+  FrameReader,
+  frameMessage,
+  MAX_BATCH_PROGRAMS,
+  readBatchAnswer,
+  TRAILER_FLAG,
+  trailerFrame,
+} from './batch.js';
+export {
   checkDepth,
   type DecodeOptions,
   decode,
@@ -12,6 +23,8 @@ export {
 } from './codec.js';
 export { SpliceError } from './errors.js';
 export {
+  type BatchAnswer,
+  type ChannelCallOptions,
   createInvokeChannel,
   type InvokeAnswer,
   type InvokeChannel,
@@ -38,9 +51,13 @@ export {
   type Target,
 } from './program.js';
 export {
+  type BatchAnswerMessage,
+  type BatchRequestMessage,
   CREDENTIAL_METADATA,
+  encodeBatchRequest,
   HEALTH_SERVICE_NAME,
   healthServiceDefinition,
+  INVOKE_BATCH_PATH,
   INVOKE_PATH,
   MODULE_SERVICE_NAME,
   moduleServiceDefinition,

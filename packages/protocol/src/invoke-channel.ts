@@ -1,5 +1,6 @@
 /**
- * A lean gRPC client for the one hot call, `ModuleService/Invoke`, written on node:http2.
+ * A lean gRPC client for the hot calls, `ModuleService/Invoke` and `InvokeBatch` (a server stream),
+ * written on node:http2.
  *
  * The pod-manager forwards every invocation through here. grpc-js's client costs ~150 µs of CPU per
  * call (measured on this stack), mostly in machinery a pass-through of opaque bytes does not need
@@ -7,13 +8,14 @@
  * wire protocol (gRPC over HTTP/2: length-prefixed messages, grpc-status trailers, grpc-timeout),
  * so the module-server stays a standard gRPC server; health and stats still use grpc-js.
  *
- * The message is `InvokeRequest { bytes payload = 1; }` (proto/splice/v1/module.proto): a single
- * length-delimited field, encoded here by hand instead of through protobufjs.
+ * The messages are encoded by the hand-written codec of protobuf.ts; a batch request arrives here
+ * already encoded (the client made it; the pod-manager forwards it as it is).
  */
 import * as http2 from 'node:http2';
+import { frameMessage } from './batch.js';
 import { SpliceError } from './errors.js';
-import { CREDENTIAL_METADATA, INVOKE_PATH, OUTCOME_TRAILER } from './proto.js';
-import { decodeMessage, encodeMessage, PayloadSpec } from './protobuf.js';
+import { CREDENTIAL_METADATA, INVOKE_BATCH_PATH, INVOKE_PATH, OUTCOME_TRAILER } from './proto.js';
+import { BatchAnswerSpec, decodeMessage, encodeMessage, PayloadSpec } from './protobuf.js';
 import { Code, codeFromGrpcStatus } from './status.js';
 
 /** Options of {@link createInvokeChannel}. */
@@ -32,13 +34,34 @@ export interface InvokeAnswer {
   threw: boolean;
 }
 
+/** Options of one call. */
+export interface ChannelCallOptions {
+  timeoutMs: number;
+  signal?: AbortSignal | undefined;
+}
+
+/** One answer of an InvokeBatch stream: the raw message (to forward as it is) and what it says. */
+export interface BatchAnswer {
+  /** The protobuf `InvokeBatchAnswer` message, unframed. */
+  message: Buffer;
+  index: number;
+  threw: boolean;
+}
+
 /** A connection to one module-server for Invoke calls. */
 export interface InvokeChannel {
   /** Sends an encoded program; resolves with the encoded answer or rejects with a SpliceError. */
-  invoke(
-    payload: Uint8Array,
-    options: { timeoutMs: number; signal?: AbortSignal | undefined },
-  ): Promise<InvokeAnswer>;
+  invoke(payload: Uint8Array, options: ChannelCallOptions): Promise<InvokeAnswer>;
+  /**
+   * Sends an encoded `InvokeBatchRequest` message as it is and calls `onAnswer` for each answer
+   * as it arrives; resolves when the server ends the stream with OK, else rejects with a
+   * SpliceError (whose `safeToResend` says whether no program can have run).
+   */
+  invokeBatch(
+    request: Uint8Array,
+    options: ChannelCallOptions,
+    onAnswer: (answer: BatchAnswer) => void,
+  ): Promise<void>;
   close(): void;
 }
 
@@ -64,19 +87,23 @@ export function createInvokeChannel(address: string, options: InvokeChannelOptio
     session = s;
     return s;
   };
+  const start = <T>(path: string, body: Buffer, call: ChannelCallOptions, sink: Sink<T>): Promise<T> => {
+    if (closed) return Promise.reject(new SpliceError(Code.UNAVAILABLE, 'the invoke channel is closed'));
+    const s = connect();
+    return grpcCall(s, path, body, sink, {
+      ...call,
+      maxMessageBytes,
+      address,
+      credential,
+      reached: () => connected.has(s),
+    });
+  };
 
   return {
-    invoke(payload, call) {
-      if (closed) return Promise.reject(new SpliceError(Code.UNAVAILABLE, 'the invoke channel is closed'));
-      const s = connect();
-      return unary(s, frame(payload), {
-        ...call,
-        maxMessageBytes,
-        address,
-        credential,
-        reached: () => connected.has(s),
-      });
-    },
+    invoke: (payload, call) =>
+      start(INVOKE_PATH, frameMessage(encodeMessage(PayloadSpec, { payload })), call, unarySink()),
+    invokeBatch: (request, call, onAnswer) =>
+      start(INVOKE_BATCH_PATH, frameMessage(request), call, streamSink(onAnswer)),
     close() {
       closed = true;
       session?.close();
@@ -85,19 +112,7 @@ export function createInvokeChannel(address: string, options: InvokeChannelOptio
   };
 }
 
-/** gRPC message framing around the protobuf encoding of InvokeRequest. */
-function frame(payload: Uint8Array): Buffer {
-  const message = encodeMessage(PayloadSpec, { payload });
-  const out = Buffer.allocUnsafe(5 + message.length);
-  out[0] = 0; // not compressed
-  out.writeUInt32BE(message.length, 1);
-  message.copy(out, 5);
-  return out;
-}
-
-interface UnaryOptions {
-  timeoutMs: number;
-  signal?: AbortSignal | undefined;
+interface CallSettings extends ChannelCallOptions {
   maxMessageBytes: number;
   address: string;
   credential: string | undefined;
@@ -105,25 +120,85 @@ interface UnaryOptions {
   reached: () => boolean;
 }
 
-function unary(session: http2.ClientHttp2Session, body: Buffer, o: UnaryOptions): Promise<InvokeAnswer> {
+/** What a call does with the response's bytes: unary collects them, a stream reads messages as they come. */
+interface Sink<T> {
+  /** Takes a chunk; returns an error to end the call with. */
+  data(chunk: Buffer, maxMessageBytes: number): SpliceError | undefined;
+  /** The result once the server ended the call with OK. */
+  done(headers: http2.IncomingHttpHeaders): T;
+  /** Whether any answer reached the caller (then nothing of the call may be resent). */
+  answered: boolean;
+}
+
+function unarySink(): Sink<InvokeAnswer> {
+  const chunks: Buffer[] = [];
+  let received = 0;
+  return {
+    answered: false,
+    data(chunk, max) {
+      received += chunk.length;
+      if (received > max + 5)
+        return new SpliceError(Code.RESOURCE_EXHAUSTED, `response larger than ${max} bytes`);
+      chunks.push(chunk);
+      return undefined;
+    },
+    done(headers) {
+      const threw = headers[OUTCOME_TRAILER] === 'remote-error';
+      return { payload: unframe(Buffer.concat(chunks, received)), threw };
+    },
+  };
+}
+
+function streamSink(onAnswer: (answer: BatchAnswer) => void): Sink<void> {
+  let pending: Buffer = Buffer.alloc(0);
+  const sink: Sink<void> = {
+    answered: false,
+    data(chunk, max) {
+      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+      while (pending.length >= 5) {
+        const length = pending.readUInt32BE(1);
+        if (pending[0] !== 0) return new SpliceError(Code.INTERNAL, 'malformed gRPC message frame');
+        if (length > max + 64)
+          return new SpliceError(Code.RESOURCE_EXHAUSTED, `answer larger than ${max} bytes`);
+        if (pending.length < 5 + length) break;
+        const message = pending.subarray(5, 5 + length);
+        pending = pending.subarray(5 + length);
+        const { index, threw } = decodeMessage(BatchAnswerSpec, message) as { index: number; threw: boolean };
+        sink.answered = true;
+        onAnswer({ message, index, threw });
+      }
+      return undefined;
+    },
+    done() {
+      if (pending.length > 0) throw new SpliceError(Code.INTERNAL, 'truncated gRPC message frame');
+    },
+  };
+  return sink;
+}
+
+function grpcCall<T>(
+  session: http2.ClientHttp2Session,
+  path: string,
+  body: Buffer,
+  sink: Sink<T>,
+  o: CallSettings,
+): Promise<T> {
   return new Promise((resolve, reject) => {
     if (o.signal?.aborted) return reject(new SpliceError(Code.CANCELLED, 'the call was aborted'));
     let settled = false;
-    const chunks: Buffer[] = [];
-    let received = 0;
     let headers: http2.IncomingHttpHeaders | undefined;
-    const finish = (error: SpliceError | undefined, value?: InvokeAnswer) => {
+    const finish = (error: SpliceError | undefined, value?: T) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       o.signal?.removeEventListener('abort', onAbort);
       if (error) reject(error);
-      else resolve(value!);
+      else resolve(value as T);
     };
     const stream = session.request(
       {
         ':method': 'POST',
-        ':path': INVOKE_PATH,
+        ':path': path,
         'content-type': 'application/grpc',
         te: 'trailers',
         'grpc-timeout': `${Math.max(1, Math.ceil(o.timeoutMs))}m`,
@@ -146,13 +221,17 @@ function unary(session: http2.ClientHttp2Session, body: Buffer, o: UnaryOptions)
       headers = h;
     });
     stream.on('data', (chunk: Buffer) => {
-      received += chunk.length;
-      if (received > o.maxMessageBytes + 5) {
-        stream.close(http2.constants.NGHTTP2_CANCEL);
-        finish(new SpliceError(Code.RESOURCE_EXHAUSTED, `response larger than ${o.maxMessageBytes} bytes`));
-        return;
+      if (settled) return;
+      let problem: SpliceError | undefined;
+      try {
+        problem = sink.data(chunk, o.maxMessageBytes);
+      } catch (error) {
+        problem = SpliceError.from(error, Code.INTERNAL);
       }
-      chunks.push(chunk);
+      if (problem) {
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        finish(problem);
+      }
     });
     stream.on('trailers', (trailers: http2.IncomingHttpHeaders) => {
       headers = { ...headers, ...trailers };
@@ -160,7 +239,7 @@ function unary(session: http2.ClientHttp2Session, body: Buffer, o: UnaryOptions)
     stream.on('close', () => {
       if (settled) return;
       const status = headers?.['grpc-status'];
-      if (status === undefined) return finish(lost(stream, o));
+      if (status === undefined) return finish(lost(stream, o, sink.answered));
       if (status !== '0') {
         const message = decodeURIComponent(String(headers?.['grpc-message'] ?? ''));
         return finish(
@@ -168,13 +247,12 @@ function unary(session: http2.ClientHttp2Session, body: Buffer, o: UnaryOptions)
         );
       }
       try {
-        const threw = headers?.[OUTCOME_TRAILER] === 'remote-error';
-        finish(undefined, { payload: unframe(Buffer.concat(chunks, received)), threw });
+        finish(undefined, sink.done(headers ?? {}));
       } catch (error) {
         finish(SpliceError.from(error, Code.INTERNAL));
       }
     });
-    stream.on('error', (error: NodeJS.ErrnoException) => finish(lost(stream, o, error)));
+    stream.on('error', (error: NodeJS.ErrnoException) => finish(lost(stream, o, sink.answered, error)));
     stream.end(body);
   });
 }
@@ -184,10 +262,15 @@ function unary(session: http2.ClientHttp2Session, body: Buffer, o: UnaryOptions)
  * established, or the server refused the stream (REFUSED_STREAM: it promises not to have processed
  * it), is the call known not to have run: then it is `safeToResend`.
  */
-function lost(stream: http2.ClientHttp2Stream, o: UnaryOptions, cause?: Error): SpliceError {
+function lost(
+  stream: http2.ClientHttp2Stream,
+  o: CallSettings,
+  answered: boolean,
+  cause?: Error,
+): SpliceError {
   const refused = stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM;
   const detail = cause ? `: ${cause.message}` : '';
-  const neverRan = !o.reached() || refused;
+  const neverRan = !answered && (!o.reached() || refused);
   const message = neverRan
     ? `no connection established to module-server ${o.address}${detail}`
     : `connection to module-server ${o.address} lost during the call${detail}`;

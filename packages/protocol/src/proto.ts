@@ -6,6 +6,8 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import {
+  BatchAnswerSpec,
+  BatchRequestSpec,
   decodeMessage,
   EmptySpec,
   encodeMessage,
@@ -37,6 +39,8 @@ export const CREDENTIAL_METADATA = 'authorization';
 
 /** Full gRPC method path of Invoke, for code that sends raw calls. */
 export const INVOKE_PATH = `/${MODULE_SERVICE_NAME}/Invoke`;
+/** Full gRPC method path of InvokeBatch (several programs, answers streamed as they are ready). */
+export const INVOKE_BATCH_PATH = `/${MODULE_SERVICE_NAME}/InvokeBatch`;
 
 /** What `Stats` answers. */
 export interface ServerStats {
@@ -45,6 +49,21 @@ export interface ServerStats {
   objects: number;
   in_flight: number;
   calls: number;
+}
+
+/** `InvokeBatchRequest`: programs and each one's own deadline, ms (0 = the call's). */
+export interface BatchRequestMessage {
+  payloads: Buffer[];
+  timeouts_ms: number[];
+}
+
+/** `InvokeBatchAnswer`: one program's answer, or (status ≠ 0) the gRPC status it failed with. */
+export interface BatchAnswerMessage {
+  index: number;
+  payload: Buffer;
+  threw: boolean;
+  status: number;
+  message: string;
 }
 
 /** The payload message of both directions of Invoke. */
@@ -84,6 +103,7 @@ function method(
 
 const moduleService: grpc.ServiceDefinition = {
   Invoke: method(MODULE_SERVICE_NAME, 'Invoke', PayloadSpec, PayloadSpec),
+  InvokeBatch: method(MODULE_SERVICE_NAME, 'InvokeBatch', BatchRequestSpec, BatchAnswerSpec, true),
   Stats: method(MODULE_SERVICE_NAME, 'Stats', EmptySpec, StatsSpec),
 };
 
@@ -100,4 +120,9 @@ export function moduleServiceDefinition(): grpc.ServiceDefinition {
 /** The grpc.health.v1.Health definition (Check, Watch). `status` travels as the enum's number. */
 export function healthServiceDefinition(): grpc.ServiceDefinition {
   return healthService;
+}
+
+/** The bytes of an `InvokeBatchRequest` (what a client sends; the pod-manager forwards it as it is). */
+export function encodeBatchRequest(request: { payloads: Uint8Array[]; timeouts_ms: number[] }): Buffer {
+  return encodeMessage(BatchRequestSpec, request);
 }

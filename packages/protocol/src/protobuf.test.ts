@@ -36,6 +36,23 @@ const cases: Array<{
   {
     service: 'splice.v1.ModuleService',
     ours: moduleServiceDefinition(),
+    method: 'InvokeBatch',
+    request: {
+      payloads: [Buffer.from([0x82, 0xa1, 0x76, 0x01]), Buffer.alloc(200, 3), Buffer.from([0xc0])],
+      timeouts_ms: [1, 30_000, 2 ** 31],
+    },
+    response: { index: 2, payload: Buffer.alloc(130, 9), threw: true },
+  },
+  {
+    service: 'splice.v1.ModuleService',
+    ours: moduleServiceDefinition(),
+    method: 'InvokeBatch',
+    request: { payloads: [Buffer.from([0x90])] },
+    response: { index: 1, status: 7, message: 'access to x is not allowed' },
+  },
+  {
+    service: 'splice.v1.ModuleService',
+    ours: moduleServiceDefinition(),
     method: 'Stats',
     request: {},
     response: { server_id: 'pod-7f9c', sessions: 3, objects: 70_000, in_flight: 9, calls: 2 ** 40 + 5 },

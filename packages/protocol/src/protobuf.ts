@@ -10,8 +10,8 @@
 import { SpliceError } from './errors.js';
 import { Code } from './status.js';
 
-/** The field kinds the contract uses. */
-type FieldKind = 'bytes' | 'string' | 'varint';
+/** The field kinds the contract uses (`repeated bytes`, and `repeated uint32`, packed as proto3 does). */
+type FieldKind = 'bytes' | 'string' | 'varint' | 'bool' | 'repeated-bytes' | 'packed-varint';
 
 /** One field of a message: its number, name and kind. */
 export interface FieldSpec {
@@ -23,8 +23,8 @@ export interface FieldSpec {
 /** A message type: its fields in field-number order. */
 export type MessageSpec = readonly FieldSpec[];
 
-/** Decoded messages are plain objects; absent fields take their proto3 default (empty, 0). */
-export type Message = Record<string, Buffer | string | number>;
+/** Decoded messages are plain objects; absent fields take their proto3 default (empty, 0, []). */
+export type Message = Record<string, Buffer | string | number | boolean | Buffer[] | number[]>;
 
 /** `splice.v1.InvokeRequest` and `InvokeResponse`: one bytes field. */
 export const PayloadSpec: MessageSpec = [{ no: 1, name: 'payload', kind: 'bytes' }];
@@ -38,6 +38,19 @@ export const StatsSpec: MessageSpec = [
   { no: 4, name: 'in_flight', kind: 'varint' },
   { no: 5, name: 'calls', kind: 'varint' },
 ];
+/** `splice.v1.InvokeBatchRequest`: programs, and each one's own deadline (ms; 0 = the call's). */
+export const BatchRequestSpec: MessageSpec = [
+  { no: 1, name: 'payloads', kind: 'repeated-bytes' },
+  { no: 2, name: 'timeouts_ms', kind: 'packed-varint' },
+];
+/** `splice.v1.InvokeBatchAnswer`: one program's answer, streamed as it is ready. */
+export const BatchAnswerSpec: MessageSpec = [
+  { no: 1, name: 'index', kind: 'varint' },
+  { no: 2, name: 'payload', kind: 'bytes' },
+  { no: 3, name: 'threw', kind: 'bool' },
+  { no: 4, name: 'status', kind: 'varint' },
+  { no: 5, name: 'message', kind: 'string' },
+];
 /** `grpc.health.v1.HealthCheckRequest`. */
 export const HealthRequestSpec: MessageSpec = [{ no: 1, name: 'service', kind: 'string' }];
 /** `grpc.health.v1.HealthCheckResponse` (status is the ServingStatus enum's number). */
@@ -48,7 +61,21 @@ export function encodeMessage(spec: MessageSpec, message: Readonly<Record<string
   const parts: Buffer[] = [];
   for (const field of spec) {
     const value = message[field.name];
-    if (field.kind === 'varint') {
+    if (field.kind === 'repeated-bytes') {
+      for (const item of (value ?? []) as Uint8Array[]) {
+        const bytes = asBuffer(item);
+        parts.push(varint((field.no << 3) | 2), varint(bytes.length), bytes);
+      }
+      continue;
+    }
+    if (field.kind === 'packed-varint') {
+      const items = (value ?? []) as number[];
+      if (items.length === 0) continue;
+      const packed = Buffer.concat(items.map((n) => varint(n)));
+      parts.push(varint((field.no << 3) | 2), varint(packed.length), packed);
+      continue;
+    }
+    if (field.kind === 'varint' || field.kind === 'bool') {
       const n = Number(value ?? 0);
       if (n === 0) continue;
       parts.push(varint((field.no << 3) | 0), varint(n));
@@ -75,6 +102,9 @@ export function decodeMessage(spec: MessageSpec, bytes: Buffer): Message {
     if (wireType === 0) {
       const [value, next] = readVarint(bytes, afterTag);
       if (field?.kind === 'varint') message[field.name] = value;
+      else if (field?.kind === 'bool') message[field.name] = value !== 0;
+      // A repeated scalar may also come unpacked, one value per tag.
+      else if (field?.kind === 'packed-varint') (message[field.name] as number[]).push(value);
       offset = next;
     } else if (wireType === 2) {
       const [length, start] = readVarint(bytes, afterTag);
@@ -82,7 +112,15 @@ export function decodeMessage(spec: MessageSpec, bytes: Buffer): Message {
       if (end > bytes.length) throw malformed('a length-delimited field runs past the message');
       const slice = bytes.subarray(start, end);
       if (field?.kind === 'bytes') message[field.name] = slice;
-      else if (field?.kind === 'string') message[field.name] = slice.toString('utf8');
+      else if (field?.kind === 'repeated-bytes') (message[field.name] as Buffer[]).push(slice);
+      else if (field?.kind === 'packed-varint') {
+        const values = message[field.name] as number[];
+        for (let at = 0; at < slice.length; ) {
+          const [value, next] = readVarint(slice, at);
+          values.push(value);
+          at = next;
+        }
+      } else if (field?.kind === 'string') message[field.name] = slice.toString('utf8');
       offset = end;
     } else if (wireType === 1 || wireType === 5) {
       offset = afterTag + (wireType === 1 ? 8 : 4);
@@ -125,8 +163,10 @@ function asBuffer(value: Uint8Array | undefined): Buffer {
   return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
 }
 
-function defaultOf(kind: FieldKind): Buffer | string | number {
+function defaultOf(kind: FieldKind): Message[string] {
+  if (kind === 'repeated-bytes' || kind === 'packed-varint') return [];
   if (kind === 'bytes') return Buffer.alloc(0);
+  if (kind === 'bool') return false;
   return kind === 'string' ? '' : 0;
 }
 

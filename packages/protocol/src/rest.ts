@@ -20,6 +20,12 @@ export const Headers = {
   placement: 'x-splice-placement',
   /** On an answer that waited for its module to start: how long, ms. */
   coldStart: 'x-splice-cold-start-ms',
+  /**
+   * The client does not know yet where the module's calls run (its first call): run this one only if
+   * they run remotely, else answer 409 `PLACED_LOCAL` (nothing ran) with the placement header, so
+   * that the placement rides on the first call instead of costing a round trip of its own.
+   */
+  ifRemote: 'x-splice-if-remote',
 } as const;
 
 /** Content types an invocation is sent in. */

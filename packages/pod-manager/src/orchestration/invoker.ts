@@ -1,9 +1,10 @@
 /**
  * Forwards invocation payloads to module-servers, as opaque bytes, with a deadline. Per server
- * endpoint: a lean HTTP/2 gRPC channel for Invoke (the hot path) and a grpc-js client for Stats,
+ * endpoint: a lean HTTP/2 gRPC channel for Invoke and InvokeBatch (the hot path) and a grpc-js client for Stats,
  * both dropped when the endpoint goes away.
  */
 import {
+  type BatchAnswer,
   createInvokeChannel,
   createModuleClient,
   type InvokeAnswer,
@@ -45,6 +46,16 @@ export class Invoker {
     options: { timeoutMs: number; signal?: AbortSignal | undefined },
   ): Promise<InvokeAnswer> {
     return this.#connection(target).channel.invoke(payload, options);
+  }
+
+  /** Sends an encoded InvokeBatchRequest to a server; answers reach `onAnswer` as they arrive. */
+  invokeBatch(
+    target: Target,
+    request: Uint8Array,
+    options: { timeoutMs: number; signal?: AbortSignal | undefined },
+    onAnswer: (answer: BatchAnswer) => void,
+  ): Promise<void> {
+    return this.#connection(target).channel.invokeBatch(request, options, onAnswer);
   }
 
   /** Asks a server what it holds. */

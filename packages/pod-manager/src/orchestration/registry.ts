@@ -3,7 +3,7 @@
  * ready (calls that arrive during a cold start wait in a bounded queue), routes each call to a
  * replica (the one holding the call's references, else the least busy), forwards it and counts it.
  */
-import { Code, type InvokeAnswer, type Rest, type ServerStats, SpliceError } from '@splice-orc/protocol';
+import { type BatchAnswer, Code, type Rest, type ServerStats, SpliceError } from '@splice-orc/protocol';
 import type { Backend, ModuleStatus, ReadyReplica, ReplicaUsage } from '../backends/backend.js';
 import {
   type Config,
@@ -39,6 +39,9 @@ export interface ForwardOptions {
   /** Id of the replica that holds the call's references (the client's routing header). */
   route?: string | undefined;
 }
+
+/** Sends a call to a replica (Invoke or InvokeBatch). */
+type Sender<T> = (replica: ReadyReplica, options: ForwardOptions) => Promise<T>;
 
 /** Result of a forwarded call. */
 export interface ForwardResult {
@@ -248,35 +251,80 @@ export class ModuleRegistry {
 
   /** Forwards an encoded program; starts the module first if no server runs. */
   async forward(name: string, payload: Uint8Array, options: ForwardOptions): Promise<ForwardResult> {
-    const spec = this.spec(name);
-    const activity = this.#activityOf(name);
-    activity.lastCallAt = Date.now();
-    this.#unloaded.delete(name);
+    let outcome: CallEvent['outcome'] = 'error';
+    const started = performance.now();
+    try {
+      const { result, coldStartMs } = await this.#forward(name, 1, options, (replica, o) =>
+        this.invoker.invoke(replica, payload, o),
+      );
+      outcome = result.threw ? 'remote_error' : 'ok';
+      return { payload: result.payload, coldStartMs };
+    } finally {
+      this.#called(name, performance.now() - started, outcome);
+    }
+  }
 
+  /**
+   * Forwards an `InvokeBatchRequest` of `count` programs as it is and hands each answer to
+   * `onAnswer` as it arrives (each one counted as a call). Resolves with the cold start's wait when
+   * the server has answered every program; rejects when the batch failed, after the answers that
+   * did arrive (a program never answered counts as a failed call).
+   */
+  async forwardBatch(
+    name: string,
+    request: Uint8Array,
+    count: number,
+    options: ForwardOptions,
+    onAnswer: (answer: BatchAnswer) => void,
+  ): Promise<{ coldStartMs: number | undefined }> {
+    const started = performance.now();
+    const answered = new Set<number>();
+    try {
+      const { coldStartMs } = await this.#forward(name, count, options, (replica, o) =>
+        this.invoker.invokeBatch(replica, request, o, (answer) => {
+          answered.add(answer.index);
+          this.#called(name, performance.now() - started, answer.threw ? 'remote_error' : 'ok');
+          onAnswer(answer);
+        }),
+      );
+      return { coldStartMs };
+    } finally {
+      for (let i = answered.size; i < count; i++) this.#called(name, performance.now() - started, 'error');
+    }
+  }
+
+  #called(name: string, ms: number, outcome: CallEvent['outcome']): void {
+    const activity = this.#activityOf(name);
+    activity.calls++;
+    activity.lastCallAt = Date.now();
+    const event: CallEvent = { module: name, ms, outcome };
+    for (const listener of this.#callListeners) listener(event);
+  }
+
+  /** Waits for a ready server (a cold start), then sends; `calls` is how many programs go. */
+  async #forward<T>(
+    name: string,
+    calls: number,
+    options: ForwardOptions,
+    send: Sender<T>,
+  ): Promise<{ result: T; coldStartMs: number | undefined }> {
+    const spec = this.spec(name);
+    this.#activityOf(name).lastCallAt = Date.now();
+    this.#unloaded.delete(name);
     const started = performance.now();
     let coldStartMs: number | undefined;
     if (this.#backend.ready(name).length === 0) {
       await this.#waitReady(spec, options.signal);
       coldStartMs = Math.round(performance.now() - started);
     }
-    let outcome: CallEvent['outcome'] = 'error';
-    try {
-      const answer = await this.#send(spec, payload, options);
-      outcome = answer.threw ? 'remote_error' : 'ok';
-      return { payload: answer.payload, coldStartMs };
-    } finally {
-      activity.calls++;
-      activity.lastCallAt = Date.now();
-      const event: CallEvent = { module: name, ms: performance.now() - started, outcome };
-      for (const listener of this.#callListeners) listener(event);
-    }
+    return { result: await this.#send(spec, calls, options, send), coldStartMs };
   }
 
-  async #send(spec: ModuleSpec, payload: Uint8Array, options: ForwardOptions): Promise<InvokeAnswer> {
+  async #send<T>(spec: ModuleSpec, calls: number, options: ForwardOptions, send: Sender<T>): Promise<T> {
     const deadline = Date.now() + options.timeoutMs;
     let replica = await this.#choose(spec, options);
     try {
-      return await this.#invoke(spec.name, replica, payload, options);
+      return await this.#invoke(spec.name, replica, calls, () => send(replica, options));
     } catch (error) {
       // A server that died between calls refuses the connection: the call never ran, so it is
       // safe to send it once more to the restarted server.
@@ -292,7 +340,7 @@ export class ModuleRegistry {
       }
       replica = await this.#choose(spec, { ...options, route: undefined });
       const timeoutMs = Math.max(1, deadline - Date.now());
-      return this.#invoke(spec.name, replica, payload, { ...options, timeoutMs });
+      return this.#invoke(spec.name, replica, calls, () => send(replica, { ...options, timeoutMs }));
     }
   }
 
@@ -306,20 +354,16 @@ export class ModuleRegistry {
     return next;
   }
 
-  async #invoke(
-    name: string,
-    replica: ReadyReplica,
-    payload: Uint8Array,
-    options: ForwardOptions,
-  ): Promise<InvokeAnswer> {
+  /** Runs `send` against a replica, counting its `calls` programs in flight there meanwhile. */
+  async #invoke<T>(name: string, replica: ReadyReplica, calls: number, send: () => Promise<T>): Promise<T> {
     const activity = this.#activityOf(name);
     const inFlight = activity.inFlight;
-    inFlight.set(replica.id, (inFlight.get(replica.id) ?? 0) + 1);
+    inFlight.set(replica.id, (inFlight.get(replica.id) ?? 0) + calls);
     activity.lastCallByReplica.set(replica.id, Date.now());
     try {
-      return await this.invoker.invoke(replica, payload, options);
+      return await send();
     } finally {
-      const left = (inFlight.get(replica.id) ?? 1) - 1;
+      const left = (inFlight.get(replica.id) ?? calls) - calls;
       if (left > 0) inFlight.set(replica.id, left);
       else inFlight.delete(replica.id);
     }

@@ -3,19 +3,25 @@
  * JSON body (one operation, for curl) is turned into a program here and its answer into JSON.
  */
 import { randomUUID } from 'node:crypto';
+import { PassThrough } from 'node:stream';
 import { Type as T } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import {
+  BATCH_TYPE,
+  countBatchPrograms,
   decode,
   encode,
+  frameMessage,
   type InvokeResponse,
   PROGRAM_VERSION,
   type RemoteRef,
   Rest,
+  SpliceError,
+  trailerFrame,
 } from '@splice-orc/protocol';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { ServiceError } from '../../errors.js';
-import type { ModuleRegistry } from '../../orchestration/registry.js';
+import type { ForwardOptions, ModuleRegistry } from '../../orchestration/registry.js';
 import type { PlacementEngine } from '../../placement/engine.js';
 import { errorJson, jsonFromValue, programFromJson } from '../json-invoke.js';
 import { ALWAYS, NAMED, responses, WITH_BODY } from '../responses.js';
@@ -28,6 +34,14 @@ const InvokeAnswer = {
   content: {
     'application/json': { schema: Rest.JsonInvokeAnswer },
     [MSGPACK_TYPE]: { schema: { type: 'string', format: 'binary' } },
+    [BATCH_TYPE]: {
+      schema: {
+        type: 'string',
+        format: 'binary',
+        description:
+          'a batch: frames (flag byte, 4-byte length, body), each InvokeBatchAnswer as it is ready, then a trailer frame (flag 0x80) holding {"ok": true} or {"ok": false, "error": {...}}',
+      },
+    },
   },
 };
 
@@ -47,7 +61,9 @@ export function invokeRoutes(
   app: FastifyInstance,
   { registry, placement, maxTimeoutMs }: InvokeRouteOptions,
 ): void {
-  app.addContentTypeParser(MSGPACK_TYPES, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser([...MSGPACK_TYPES, BATCH_TYPE], { parseAs: 'buffer' }, (_req, body, done) =>
+    done(null, body),
+  );
   // Only msgpack and JSON are invocations: anything else is a 415, not a string to misread.
   app.removeContentTypeParser('text/plain');
 
@@ -65,6 +81,11 @@ export function invokeRoutes(
           [Headers.route]: T.Optional(
             T.String({ description: 'the replica holding the references the call uses' }),
           ),
+          [Headers.ifRemote]: T.Optional(
+            T.Literal('1', {
+              description: "run the call only if the module's calls run remotely, else 409 PLACED_LOCAL",
+            }),
+          ),
         }),
         body: {
           content: {
@@ -72,6 +93,9 @@ export function invokeRoutes(
             // A Buffer: no type here (Ajv has none for bytes); the document says binary (app.ts).
             [MSGPACK_TYPE]: {
               schema: { description: 'a msgpack-encoded invocation program (the client sends it)' },
+            },
+            [BATCH_TYPE]: {
+              schema: { description: 'an InvokeBatchRequest message: several programs (auto-batching)' },
             },
           },
         },
@@ -86,15 +110,19 @@ export function invokeRoutes(
       const { name } = request.params;
       registry.spec(name);
       const timeoutMs = timeoutFrom(request.headers[Headers.timeout], maxTimeoutMs);
+      const where = placement.decision(name).placement;
+      reply.header(Headers.placement, where);
+      if (where === 'local' && request.headers[Headers.ifRemote] !== undefined) {
+        throw new ServiceError('PLACED_LOCAL', `${name} runs in the client's process: nothing ran here`);
+      }
       const signal = abortOnDisconnect(reply);
-      reply.header(Headers.placement, placement.decision(name).placement);
       if (Buffer.isBuffer(request.body)) {
         const route = request.headers[Headers.route];
-        const result = await registry.forward(name, request.body, {
-          timeoutMs,
-          signal,
-          route: typeof route === 'string' && route ? route : undefined,
-        });
+        const options = { timeoutMs, signal, route: typeof route === 'string' && route ? route : undefined };
+        if (request.headers['content-type'] === BATCH_TYPE) {
+          return forwardBatch(registry, name, request.body, options, reply);
+        }
+        const result = await registry.forward(name, request.body, options);
 
         if (result.coldStartMs !== undefined) reply.header(Headers.coldStart, result.coldStartMs);
         return reply.type(MSGPACK_TYPE).send(result.payload);
@@ -118,6 +146,59 @@ export function invokeRoutes(
       return { value };
     },
   );
+}
+
+/**
+ * Forwards a batch and streams its answers back as they come (batch.ts in the protocol package).
+ * A failure before the first answer is a normal error answer; after it, the trailer frame says it.
+ */
+async function forwardBatch(
+  registry: ModuleRegistry,
+  name: string,
+  body: Buffer,
+  options: ForwardOptions,
+  reply: FastifyReply,
+): Promise<FastifyReply> {
+  let count: number;
+  try {
+    count = countBatchPrograms(body);
+  } catch (error) {
+    throw new ServiceError('BAD_REQUEST', (error as Error).message);
+  }
+  const out = new PassThrough();
+  let started = false;
+  const begun = new Promise<number | undefined>((resolve, reject) => {
+    registry
+      .forwardBatch(name, body, count, options, (answer) => {
+        started = true;
+        resolve(undefined);
+        out.write(frameMessage(answer.message));
+      })
+      .then(
+        ({ coldStartMs }) => {
+          resolve(coldStartMs);
+          out.end(trailerFrame({ ok: true }));
+        },
+        (error: unknown) => {
+          if (!started) return reject(error);
+          const failure =
+            error instanceof SpliceError ? ServiceError.fromSplice(error) : asServiceError(error);
+          const { error: body } = failure.toJSON() as {
+            error: { code: string; status: string; message: string };
+          };
+          out.end(trailerFrame({ ok: false, error: body }));
+        },
+      );
+  });
+  const coldStartMs = await begun;
+  if (coldStartMs !== undefined) reply.header(Headers.coldStart, coldStartMs);
+  return reply.type(BATCH_TYPE).send(out);
+}
+
+function asServiceError(error: unknown): ServiceError {
+  return error instanceof ServiceError
+    ? error
+    : new ServiceError('INTERNAL', error instanceof Error ? error.message : String(error));
 }
 
 function checkJsonBody(body: unknown): Rest.JsonInvokeBody {
