@@ -82,7 +82,7 @@ export async function startPodManager(
 /** GET/POST/DELETE a JSON endpoint; resolves with status and parsed body. */
 export async function http(
   url: string,
-  init: { method?: string; body?: unknown; headers?: Record<string, string> } = {},
+  init: { method?: string; body?: unknown; headers?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<{ status: number; body: any; headers: Headers }> {
   const response = await fetch(url, {
     method: init.method ?? 'GET',
@@ -93,7 +93,7 @@ export async function http(
         : typeof init.body === 'string'
           ? init.body
           : JSON.stringify(init.body),
-    signal: AbortSignal.timeout(30_000),
+    signal: AbortSignal.timeout(init.timeoutMs ?? 30_000),
   });
   const text = await response.text();
   let body: unknown = text;

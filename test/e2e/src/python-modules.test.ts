@@ -3,9 +3,10 @@
  * a fixture module into their own virtual environments (from a loopback index of real wheels), the
  * Python module-server serves each over gRPC, and the client calls them as it calls Node modules.
  */
+import * as diagnostics from 'node:diagnostics_channel';
 import { inspect } from 'node:util';
 import { kw, NDArray, RemoteError, type SpliceError } from '@splice-orc/client';
-import { decode, encode, RemoteRef } from '@splice-orc/protocol';
+import { BATCH_TYPE, decode, encode, RemoteRef } from '@splice-orc/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, fixture, http, isAlive, startPodManager, type TestPodManager } from './harness.js';
 import { type PackageIndex, servePackageIndex, wheelhouse } from './python-index.mjs';
@@ -44,7 +45,8 @@ beforeAll(async () => {
   // Installs (pip, from the loopback index) and starts all three before the first test's clock runs.
   await Promise.all(
     ['numpy', 'pandas', 'pyfixture'].map(async (name) => {
-      const loaded = await http(`${pm.url}/modules/${name}/load`, { method: 'POST' });
+      // pip on a busy machine may take more than the helper's default 30 s.
+      const loaded = await http(`${pm.url}/modules/${name}/load`, { method: 'POST', timeoutMs: 240_000 });
       if (loaded.status !== 200) throw new Error(`${name}: ${JSON.stringify(loaded.body)}`);
     }),
   );
@@ -174,6 +176,33 @@ describe('Python modules from Node', () => {
     expect(await objects()).toBe(held - 1);
     await expect(counter.get()).rejects.toMatchObject({ code: 'NOT_FOUND' });
     await pm.client.release(df);
+  });
+
+  it('answers calls batched together (auto-batching) each on its own, as the Node server does', async () => {
+    const requests: string[] = [];
+    const onRequest = (message: unknown) => {
+      const { request } = message as { request: { headers: unknown } };
+      requests.push(Array.isArray(request.headers) ? request.headers.join('\n') : String(request.headers));
+    };
+    diagnostics.subscribe('undici:request:create', onRequest);
+    try {
+      const outcomes = await Promise.allSettled([
+        fx.sleep(0.2),
+        ...[1, 2, 3, 4, 5].map((i) => fx.add(i, i)),
+        fx.fail('in a batch'),
+        np.sum(np.array([1, 2, 3])),
+      ]);
+      expect(outcomes.slice(1, 6).map((o) => (o as PromiseFulfilledResult<number>).value)).toEqual([
+        2, 4, 6, 8, 10,
+      ]);
+      expect((outcomes[6] as PromiseRejectedResult).reason.message).toBe(
+        'ValueError in remote module pyfixture: in a batch',
+      );
+      expect((outcomes[7] as PromiseFulfilledResult<number>).value).toBe(6);
+      expect(requests.filter((h) => h.includes(BATCH_TYPE)).length).toBeGreaterThanOrEqual(1);
+    } finally {
+      diagnostics.unsubscribe('undici:request:create', onRequest);
+    }
   });
 
   it('raises Python exceptions as RemoteErrors, with the traceback and the cause', async () => {

@@ -4,6 +4,8 @@ strings, varints), and the server needs neither protoc nor the protobuf runtime.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from .errors import Code, SpliceError
 
 _WIRE_VARINT = 0
@@ -34,22 +36,22 @@ def _read_varint(data: memoryview, pos: int) -> tuple[int, int]:
     raise _malformed("varint longer than 10 bytes")
 
 
-def read_fields(data: bytes | memoryview) -> dict[int, int | memoryview]:
-    """Field number -> value (a varint, or the bytes of a length-delimited field, not copied); the
-    last occurrence wins and unknown wire types of fixed size are skipped, as protobuf requires."""
+def iter_fields(data: bytes | memoryview) -> Iterator[tuple[int, int, int | memoryview]]:
+    """Each field in order: (number, wire type, value), a value being a varint or the bytes of a
+    length-delimited field (not copied); fields of fixed size are skipped (none of ours has them)."""
     view = memoryview(data)
-    fields: dict[int, int | memoryview] = {}
     pos = 0
     while pos < len(view):
         tag, pos = _read_varint(view, pos)
         number, wire = tag >> 3, tag & 7
         if wire == _WIRE_VARINT:
-            fields[number], pos = _read_varint(view, pos)
+            value, pos = _read_varint(view, pos)
+            yield number, wire, value
         elif wire == _WIRE_LEN:
             length, pos = _read_varint(view, pos)
             if pos + length > len(view):
                 raise _malformed("a length-delimited field runs past the message")
-            fields[number] = view[pos : pos + length]
+            yield number, wire, view[pos : pos + length]
             pos += length
         elif wire in (_WIRE_I64, _WIRE_I32):
             pos += 8 if wire == _WIRE_I64 else 4
@@ -57,7 +59,42 @@ def read_fields(data: bytes | memoryview) -> dict[int, int | memoryview]:
             raise _malformed(f"unsupported protobuf wire type {wire}")
     if pos > len(view):
         raise _malformed("the message is truncated")
-    return fields
+
+
+def read_fields(data: bytes | memoryview) -> dict[int, int | memoryview]:
+    """Field number -> value; the last occurrence wins, as protobuf requires of singular fields."""
+    return {number: value for number, _wire, value in iter_fields(data)}
+
+
+def decode_batch_request(data: bytes) -> tuple[list[memoryview], list[int]]:
+    """``InvokeBatchRequest``: the programs (views into the message) and their deadlines in ms
+    (``timeouts_ms``, packed or not)."""
+    payloads: list[memoryview] = []
+    timeouts: list[int] = []
+    for number, wire, value in iter_fields(data):
+        if number == 1 and isinstance(value, memoryview):
+            payloads.append(value)
+        elif number == 2 and isinstance(value, memoryview):
+            pos = 0
+            while pos < len(value):
+                timeout, pos = _read_varint(value, pos)
+                timeouts.append(timeout)
+        elif number == 2 and wire == _WIRE_VARINT and isinstance(value, int):
+            timeouts.append(value)
+    return payloads, timeouts
+
+
+def encode_batch_answer(index: int, payload: bytes, threw: bool, status: int, message: str) -> bytes:
+    """An ``InvokeBatchAnswer``."""
+    return b"".join(
+        (
+            _varint_field(1, index),
+            _bytes_field(2, payload),
+            _varint_field(3, 1 if threw else 0),
+            _varint_field(4, status),
+            _bytes_field(5, message.encode("utf-8")),
+        )
+    )
 
 
 def _bytes_field(number: int, value: bytes | memoryview) -> bytes:

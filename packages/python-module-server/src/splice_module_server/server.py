@@ -1,5 +1,5 @@
 """The module-server: one Python module served over gRPC as ``splice.v1.ModuleService`` (Invoke,
-Stats) plus the standard health service, on grpc.aio. Failures of the module are answered as values;
+InvokeBatch, Stats) plus the standard health service, on grpc.aio. Failures of the module are answered as values;
 failures of the invocation itself (malformed, refused, too large, too slow) as gRPC statuses.
 
 Programs run off the event loop, in a bounded pool of worker threads: a call that blocks holds one
@@ -15,6 +15,7 @@ import hmac
 import math
 import secrets
 import threading
+from collections.abc import AsyncIterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -26,7 +27,13 @@ from .health import Health, ServingStatus
 from .invocation import InvocationHandler, InvocationResult
 from .module_loader import load_module
 from .object_table import ObjectTable, ObjectTableOptions
-from .protobuf import decode_payload, encode_payload, encode_stats
+from .protobuf import (
+    decode_batch_request,
+    decode_payload,
+    encode_batch_answer,
+    encode_payload,
+    encode_stats,
+)
 
 MODULE_SERVICE_NAME = "splice.v1.ModuleService"
 #: Trailer of an Invoke answer whose module raised, so the pod-manager can count outcomes unread.
@@ -37,6 +44,8 @@ UNAUTHENTICATED_MESSAGE = (
     "missing or wrong credential: only the pod-manager that started this module-server may call it"
 )
 MIN_SECRET_LENGTH = 16
+#: Most programs one InvokeBatch may carry (proto/INVOKE.md, section 10).
+MAX_BATCH_PROGRAMS = 1024
 
 
 @dataclass(frozen=True)
@@ -137,6 +146,9 @@ class ModuleServer:
                 "Invoke": grpc.unary_unary_rpc_method_handler(
                     self._invoke, request_deserializer=decode_payload, response_serializer=encode_payload
                 ),
+                "InvokeBatch": grpc.unary_stream_rpc_method_handler(
+                    self._invoke_batch, request_deserializer=decode_batch_request, response_serializer=bytes
+                ),
                 "Stats": grpc.unary_unary_rpc_method_handler(
                     self._stats, request_deserializer=bytes, response_serializer=bytes
                 ),
@@ -151,18 +163,27 @@ class ModuleServer:
                 break
         return hmac.compare_digest(given.encode(), self._expected)
 
-    async def _invoke(self, payload: memoryview, context: grpc.aio.ServicerContext) -> bytes:
-        if not self._authorized(context):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
+    def _budget(self, context: grpc.aio.ServicerContext) -> int:
+        """The longest a program of this call may run, ms: the caller's deadline or max_call_ms."""
         remaining = context.time_remaining()
         budget = self.options.max_call_ms
         if remaining is not None:
             budget = max(0, min(budget, math.floor(remaining * 1000)))
+        return budget
+
+    async def _run(self, payload: memoryview, budget: int) -> InvocationResult:
+        """Runs a program on a worker thread; raises TimeoutError past ``budget`` ms."""
         self.counters.started()
         work: Future[InvocationResult] = self._pool.submit(self.handle, payload)
         work.add_done_callback(self.counters.finished)
+        return await asyncio.wait_for(asyncio.wrap_future(work), budget / 1000)
+
+    async def _invoke(self, payload: memoryview, context: grpc.aio.ServicerContext) -> bytes:
+        if not self._authorized(context):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
+        budget = self._budget(context)
         try:
-            result = await asyncio.wait_for(asyncio.wrap_future(work), budget / 1000)
+            result = await self._run(payload, budget)
         except asyncio.TimeoutError:
             await context.abort(
                 grpc.StatusCode.DEADLINE_EXCEEDED, f"invocation did not finish within {budget} ms"
@@ -174,6 +195,43 @@ class ModuleServer:
         if result.threw:
             context.set_trailing_metadata(((OUTCOME_TRAILER, "remote-error"),))
         return result.payload
+
+    async def _invoke_batch(
+        self, request: tuple[list[memoryview], list[int]], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        """Every program runs on its own (one failing fails only its answer), under its own deadline;
+        each answer is written as soon as it is ready, and the stream ends after the last."""
+        if not self._authorized(context):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
+        payloads, timeouts = request
+        if len(payloads) > MAX_BATCH_PROGRAMS:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"a batch holds at most {MAX_BATCH_PROGRAMS} programs, this one {len(payloads)}",
+            )
+        budget = self._budget(context)
+
+        async def answer(index: int, payload: memoryview) -> bytes:
+            own = timeouts[index] if index < len(timeouts) and timeouts[index] > 0 else budget
+            own = min(own, budget)
+            try:
+                result = await self._run(payload, own)
+            except asyncio.TimeoutError:
+                failure = SpliceError(Code.DEADLINE_EXCEEDED, f"invocation did not finish within {own} ms")
+            except Exception as error:  # noqa: BLE001 - a failed program fails its own answer only
+                failure = SpliceError.wrap(error)
+            else:
+                return encode_batch_answer(index, result.payload, result.threw, 0, "")
+            status = grpc.StatusCode[failure.code.name].value[0]
+            return encode_batch_answer(index, b"", False, status, failure.message)
+
+        tasks = [asyncio.ensure_future(answer(i, p)) for i, p in enumerate(payloads)]
+        try:
+            for done in asyncio.as_completed(tasks):
+                yield await done
+        finally:
+            for task in tasks:
+                task.cancel()
 
     async def _stats(self, _request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         if not self._authorized(context):
