@@ -48,7 +48,10 @@ describe('batch vectors', () => {
     const answer = readBatchAnswer(Buffer.from(v.hex, 'hex'));
     expect({ ...answer, payload: hex(answer.payload) }).toEqual(v.fields);
     const fields = v.fields as { payload: string };
-    const encoded = encodeMessage(BatchAnswerSpec, { ...fields, payload: Buffer.from(fields.payload, 'hex') });
+    const encoded = encodeMessage(BatchAnswerSpec, {
+      ...fields,
+      payload: Buffer.from(fields.payload, 'hex'),
+    });
     expect(hex(encoded)).toBe(v.hex);
   });
 
@@ -58,12 +61,14 @@ describe('batch vectors', () => {
     for (const size of [1, 3, bytes.length]) {
       const reader = new FrameReader(1 << 20);
       const frames = [];
-      for (let at = 0; at < bytes.length; at += size) frames.push(...reader.push(bytes.subarray(at, at + size)));
+      for (let at = 0; at < bytes.length; at += size)
+        frames.push(...reader.push(bytes.subarray(at, at + size)));
       expect(reader.pendingBytes).toBe(0);
       const last = frames.at(-1);
       expect(last?.flag).toBe(TRAILER_FLAG);
       expect(JSON.parse(String(last?.body))).toHaveProperty('ok');
-      for (const frame of frames.slice(0, -1)) expect(readBatchAnswer(frame.body).index).toBeGreaterThanOrEqual(0);
+      for (const frame of frames.slice(0, -1))
+        expect(readBatchAnswer(frame.body).index).toBeGreaterThanOrEqual(0);
     }
   });
 

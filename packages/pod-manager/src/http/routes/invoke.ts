@@ -167,16 +167,24 @@ async function forwardBatch(
   }
   const out = new PassThrough();
   let started = false;
+  // Answers that arrive together (one read from the module-server) leave together: one write.
+  let ready: Buffer[] = [];
+  const flush = () => {
+    if (ready.length > 0) out.write(ready.length === 1 ? ready[0] : Buffer.concat(ready));
+    ready = [];
+  };
   const begun = new Promise<number | undefined>((resolve, reject) => {
     registry
       .forwardBatch(name, body, count, options, (answer) => {
         started = true;
         resolve(undefined);
-        out.write(frameMessage(answer.message));
+        if (ready.length === 0) process.nextTick(flush);
+        ready.push(frameMessage(answer.message));
       })
       .then(
         ({ coldStartMs }) => {
           resolve(coldStartMs);
+          flush();
           out.end(trailerFrame({ ok: true }));
         },
         (error: unknown) => {
@@ -186,6 +194,7 @@ async function forwardBatch(
           const { error: body } = failure.toJSON() as {
             error: { code: string; status: string; message: string };
           };
+          flush();
           out.end(trailerFrame({ ok: false, error: body }));
         },
       );
