@@ -5,7 +5,14 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { countBatchPrograms, FrameReader, readBatchAnswer, TRAILER_FLAG } from './batch.js';
+import {
+  countBatchPrograms,
+  FrameReader,
+  readBatchAnswer,
+  splitBatch,
+  TRAILER_FLAG,
+  withBatchIndex,
+} from './batch.js';
 import { encodeBatchRequest } from './proto.js';
 import { BatchAnswerSpec, BatchRequestSpec, decodeMessage, encodeMessage } from './protobuf.js';
 
@@ -70,6 +77,20 @@ describe('batch vectors', () => {
       for (const frame of frames.slice(0, -1))
         expect(readBatchAnswer(frame.body).index).toBeGreaterThanOrEqual(0);
     }
+  });
+
+  it('splits a batch over replicas, each part keeping its programs and deadlines', () => {
+    const payloads = [1, 2, 3, 4, 5].map((n) => Buffer.from([n]));
+    const parts = splitBatch(encodeBatchRequest({ payloads, timeouts_ms: [10, 20, 30] }), 2);
+    expect(parts.map((p) => p.indices)).toEqual([
+      [0, 1, 2],
+      [3, 4],
+    ]);
+    const second = decodeMessage(BatchRequestSpec, parts[1]?.request as Buffer);
+    expect(second).toEqual({ payloads: [Buffer.from([4]), Buffer.from([5])], timeouts_ms: [0, 0] });
+    const answer = encodeMessage(BatchAnswerSpec, { index: 1, payload: Buffer.from([7]), threw: true });
+    expect(readBatchAnswer(withBatchIndex(answer, 4))).toMatchObject({ index: 4, threw: true });
+    expect(readBatchAnswer(withBatchIndex(answer, 0)).index).toBe(0);
   });
 
   it('refuses a frame larger than the reader allows', () => {

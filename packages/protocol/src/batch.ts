@@ -9,7 +9,7 @@
  */
 import { SpliceError } from './errors.js';
 import type { BatchAnswerMessage } from './proto.js';
-import { BatchAnswerSpec, BatchRequestSpec, decodeMessage } from './protobuf.js';
+import { BatchAnswerSpec, BatchRequestSpec, decodeMessage, encodeMessage, varint } from './protobuf.js';
 import { Code } from './status.js';
 
 /** Content type of a batch request and of its streamed answer. */
@@ -101,4 +101,34 @@ export class FrameReader {
 /** Reads one `InvokeBatchAnswer`. */
 export function readBatchAnswer(body: Buffer): BatchAnswerMessage {
   return decodeMessage(BatchAnswerSpec, body) as unknown as BatchAnswerMessage;
+}
+
+/**
+ * Cuts an encoded `InvokeBatchRequest` into `parts` requests of consecutive programs (each with
+ * its programs' deadlines); `indices` maps a part's program positions to the original ones.
+ */
+export function splitBatch(
+  request: Uint8Array,
+  parts: number,
+): Array<{ request: Buffer; indices: number[] }> {
+  const { payloads, timeouts_ms: timeouts } = decodeMessage(BatchRequestSpec, Buffer.from(request)) as {
+    payloads: Buffer[];
+    timeouts_ms: number[];
+  };
+  const size = Math.ceil(payloads.length / Math.max(1, parts));
+  const out: Array<{ request: Buffer; indices: number[] }> = [];
+  for (let first = 0; first < payloads.length; first += size) {
+    const indices = payloads.slice(first, first + size).map((_p, i) => first + i);
+    const sub = encodeMessage(BatchRequestSpec, {
+      payloads: indices.map((i) => payloads[i]),
+      timeouts_ms: indices.map((i) => timeouts[i] ?? 0),
+    });
+    out.push({ request: sub, indices });
+  }
+  return out;
+}
+
+/** An `InvokeBatchAnswer` message with another index: a later occurrence of a singular field wins. */
+export function withBatchIndex(message: Buffer, index: number): Buffer {
+  return Buffer.concat([message, Buffer.from([0x08]), varint(index)]);
 }

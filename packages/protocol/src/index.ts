@@ -6,8 +6,10 @@ export {
   frameMessage,
   MAX_BATCH_PROGRAMS,
   readBatchAnswer,
+  splitBatch,
   TRAILER_FLAG,
   trailerFrame,
+  withBatchIndex,
 } from './batch.js';
 export {
   checkDepth,

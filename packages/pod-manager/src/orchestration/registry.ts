@@ -3,7 +3,15 @@
  * ready (calls that arrive during a cold start wait in a bounded queue), routes each call to a
  * replica (the one holding the call's references, else the least busy), forwards it and counts it.
  */
-import { type BatchAnswer, Code, type Rest, type ServerStats, SpliceError } from '@splice-orc/protocol';
+import {
+  type BatchAnswer,
+  Code,
+  type Rest,
+  type ServerStats,
+  SpliceError,
+  splitBatch,
+  withBatchIndex,
+} from '@splice-orc/protocol';
 import type { Backend, ModuleStatus, ReadyReplica, ReplicaUsage } from '../backends/backend.js';
 import {
   type Config,
@@ -38,6 +46,8 @@ export interface ForwardOptions {
   signal?: AbortSignal | undefined;
   /** Id of the replica that holds the call's references (the client's routing header). */
   route?: string | undefined;
+  /** A replica to use if it is still ready (a part of a batch spread over replicas); else any. */
+  prefer?: string | undefined;
 }
 
 /** Sends a call to a replica (Invoke or InvokeBatch). */
@@ -277,6 +287,35 @@ export class ModuleRegistry {
     options: ForwardOptions,
     onAnswer: (answer: BatchAnswer) => void,
   ): Promise<{ coldStartMs: number | undefined }> {
+    const ready = options.route ? [] : this.#backend.ready(name);
+    if (ready.length < 2 || count < 2) return this.#forwardBatchTo(name, request, count, options, onAnswer);
+    // Several replicas and calls that need none in particular: each replica takes a share, as the
+    // calls would have spread had they come one by one.
+    const parts = splitBatch(request, Math.min(ready.length, count));
+    const outcomes = await Promise.allSettled(
+      parts.map(({ request: sub, indices }, part) =>
+        this.#forwardBatchTo(name, sub, indices.length, { ...options, prefer: ready[part]?.id }, (answer) => {
+          const index = indices[answer.index] ?? answer.index;
+          onAnswer({ ...answer, index, message: withBatchIndex(answer.message, index) });
+        }),
+      ),
+    );
+    const failures = outcomes.flatMap((o) => (o.status === 'rejected' ? [o.reason as unknown] : []));
+    if (failures.length > 0) {
+      // Never claim that nothing ran when one part may have.
+      throw failures.find((f) => !(f instanceof SpliceError && f.safeToResend)) ?? failures[0];
+    }
+    const waits = outcomes.map((o) => (o.status === 'fulfilled' ? o.value.coldStartMs : undefined));
+    return { coldStartMs: waits.find((w) => w !== undefined) };
+  }
+
+  async #forwardBatchTo(
+    name: string,
+    request: Uint8Array,
+    count: number,
+    options: ForwardOptions,
+    onAnswer: (answer: BatchAnswer) => void,
+  ): Promise<{ coldStartMs: number | undefined }> {
     const started = performance.now();
     const answered = new Set<number>();
     try {
@@ -346,7 +385,7 @@ export class ModuleRegistry {
 
   /** A replica for the call, waiting for one when the last ready one has just gone. */
   async #choose(spec: ModuleSpec, options: ForwardOptions): Promise<ReadyReplica> {
-    const replica = this.#pick(spec.name, options.route);
+    const replica = this.#pick(spec.name, options.route, options.prefer);
     if (replica) return replica;
     await this.#waitReady(spec, options.signal);
     const next = this.#pick(spec.name, undefined);
@@ -370,8 +409,10 @@ export class ModuleRegistry {
   }
 
   /** The replica a call goes to: the one its references live on, else the least busy ready one. */
-  #pick(name: string, route: string | undefined): ReadyReplica | undefined {
+  #pick(name: string, route: string | undefined, prefer?: string): ReadyReplica | undefined {
     const ready = this.#backend.ready(name);
+    const preferred = prefer === undefined ? undefined : ready.find((r) => r.id === prefer);
+    if (preferred) return preferred;
     if (route) {
       const holder = ready.find((r) => r.id === route);
       if (!holder) {
