@@ -7,3 +7,5 @@ export {
   POD_MANAGER_RULES,
   podManagerManifests,
 } from './deploy/kube-manifests.js';
+/** A module's Deployment exactly as the Kubernetes backend creates it (for tools and tests that run its pods elsewhere). */
+export { deploymentFor, type KubeObjectOptions } from './backends/kube-objects.js';
