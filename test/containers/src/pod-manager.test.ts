@@ -59,6 +59,14 @@ describe('the pod-manager from the image', () => {
     try {
       const calc = orc.module<{ add(a: number, b: number): number }>('calc');
       expect(await calc.add(1, 2)).toBe(3);
+      const view = await fetch(`${url}/modules/calc`, { headers: { authorization: `Bearer ${token}` } });
+      // Served by a module-server process of the container, not in the pod-manager.
+      expect(await view.json()).toMatchObject({
+        state: 'ready',
+        placement: 'remote',
+        calls_served: 1,
+        replicas: [{ state: 'ready', pid: expect.any(Number) }],
+      });
     } finally {
       await orc.close();
     }
