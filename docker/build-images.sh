@@ -64,7 +64,7 @@ need_root() { [ "$(id -u)" -eq 0 ] || die "needs root to $1"; }
 install_tools() {
   local missing=()
   [ -x "$DOCKER" ] || missing+=(docker.io)
-  command -v debootstrap >/dev/null || missing+=(debootstrap)
+  command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
   [ "${#missing[@]}" -eq 0 ] && return 0
   need_root "install ${missing[*]}"
   log "installing ${missing[*]} from Debian's packages"
@@ -94,7 +94,9 @@ ensure_engine() {
   mkdir -p "$(dirname "$DOCKERD_LOG")"
   # Its own session: it outlives this script, and a Ctrl-C here does not reach it. Not holding the
   # build lock (fd 9), which it would keep for as long as it runs.
-  setsid nohup dockerd --iptables=false --ip-forward=false --bridge=none </dev/null >>"$DOCKERD_LOG" 2>&1 9>&- &
+  local dockerd
+  dockerd=$(command -v dockerd || echo /usr/sbin/dockerd)
+  setsid nohup "$dockerd" --iptables=false --ip-forward=false --bridge=none </dev/null >>"$DOCKERD_LOG" 2>&1 9>&- &
   local pid=$! deadline=$((SECONDS + 60))
   until engine_answers; do
     if ! kill -0 "$pid" 2>/dev/null && ! engine_answers; then
@@ -128,7 +130,7 @@ minbase() {
     local root=$CACHE/rootfs.tmp start=$SECONDS
     rm -rf "$root"
     log "debootstrap --variant=minbase bookworm from $DEBIAN_MIRROR (log: $CACHE/debootstrap.log)"
-    timeout 1200 debootstrap --variant=minbase bookworm "$root" "$DEBIAN_MIRROR" >"$CACHE/debootstrap.log" 2>&1 ||
+    timeout 1200 "$(command -v debootstrap || echo /usr/sbin/debootstrap)" --variant=minbase bookworm "$root" "$DEBIAN_MIRROR" >"$CACHE/debootstrap.log" 2>&1 ||
       {
         tail -n 20 "$CACHE/debootstrap.log" | sed 's/^/  /' >&2
         die "debootstrap failed"
@@ -303,5 +305,9 @@ begin=$SECONDS
 install_tools
 ensure_engine
 bases
-[ "${1:-all}" = base ] || product
-log "done in $((SECONDS - begin)) s: $IMAGE, $PYTHON_IMAGE"
+if [ "${1:-all}" = base ]; then
+  log "done in $((SECONDS - begin)) s: the base images"
+else
+  product
+  log "done in $((SECONDS - begin)) s: $IMAGE, $PYTHON_IMAGE"
+fi
