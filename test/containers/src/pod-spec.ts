@@ -3,7 +3,10 @@
  * its image, command, environment, user, read-only root, capabilities, privilege escalation,
  * memory and CPU limits and volumes. What Docker cannot say the same way is mapped to the nearest
  * thing (below); the network is the host's, as this machine's engine has no bridge, so servers
- * are told a loopback address and a free port instead of the pod's.
+ * are told a loopback address and a free port instead of the pod's. Not mapped: fsGroup (Docker
+ * has none: a new named volume takes the owner of the image's folder it is mounted on, which is
+ * why the image's /modules belongs to uid 1000), probes (the tests probe with grpc-health-probe
+ * themselves), preStop and the termination grace period.
  */
 import type { deploymentFor } from '@splice-orc/pod-manager/kubernetes';
 import { bytesFromQuantity } from '@splice-orc/protocol';
