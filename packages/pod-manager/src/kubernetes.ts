@@ -7,3 +7,4 @@ export {
   POD_MANAGER_RULES,
   podManagerManifests,
 } from './deploy/kube-manifests.js';
+export { DEFAULT_IMAGE, DEFAULT_PYTHON_IMAGE } from './deploy/images.js';
