@@ -1,4 +1,7 @@
 /** The Kubernetes deployment API (`@splice-orc/pod-manager/kubernetes`): kept apart so the main entry does not load the Kubernetes client. */
+
+// A module's Deployment exactly as the Kubernetes backend creates it, for tools and tests that run its pods elsewhere.
+export { deploymentFor, type KubeObjectOptions } from './backends/kube-objects.js';
 export { type InitOptions, type InitResult, initCluster } from './deploy/kube-init.js';
 export {
   AUTH_SECRET,

@@ -123,6 +123,7 @@ describe('container entry point (SERVICE_TYPE)', () => {
     const dockerfile = readFileSync(join(repoRoot, 'docker/Dockerfile'), 'utf8');
     expect(dockerfile).toMatch(/^ENTRYPOINT \["node", "\/app\/dist\/entrypoint\.js"\]$/m);
     expect(dockerfile).toMatch(/^USER 1000:1000$/m);
-    expect(dockerfile).toMatch(/deploy --prod --legacy \/out/);
+    // The deployed folder follows the workspace's lockfile (see the Dockerfile).
+    expect(dockerfile).toMatch(/--config\.inject-workspace-packages=true .*deploy --prod \/out/);
   });
 });
