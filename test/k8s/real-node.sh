@@ -13,7 +13,8 @@
 # with kubernetes.node_selector). Pods get addresses on the bridge $BRIDGE, $POD_SUBNET.1 being the
 # host's (the node's InternalIP); their traffic out is masqueraded (ipMasq), so that the init
 # container's npm install reaches the registry through the host. The control plane must have been
-# started with API_EXTRA_SAN=IP:$POD_SUBNET.1 for pods to reach the API server (see `apiserver_proxy`).
+# started with API_EXTRA_SAN=IP:$POD_SUBNET.1,IP:10.96.0.1 for pods to reach the API server (see
+# `apiserver_proxy`).
 #
 # What it takes on this kind of machine (cgroup v1, no CAP_SYS_RESOURCE, shared host network):
 # containerd's `restrict_oom_score_adj`, kubelet's failCgroupV1: false, cgroupfs,
@@ -43,6 +44,9 @@ CTRD_SOCK=$CTRD_STATE/containerd.sock
 NODE_RUN=$RUN/real-node
 KUBELET_ROOT=/var/lib/kubelet
 CNI_NET=splice-orc-real-node
+SERVICE_IP=10.96.0.1
+API_DNAT=(-s "$POD_SUBNET.0/24" -d "$SERVICE_IP/32" -p tcp --dport 443 -m comment --comment "$CNI_NET apiserver"
+  -j DNAT --to-destination "$NODE_IP:$API_PORT")
 
 log() { echo "real-node.sh: $*" >&2; }
 die() {
@@ -237,10 +241,12 @@ node_ready() {
   [ "$(kubectl_ get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]
 }
 
-# Pods reach the API server at $NODE_IP:$API_PORT (a forwarder to its loopback address), and an
-# in-cluster client finds it there through KUBERNETES_SERVICE_HOST/PORT; there is no kube-proxy.
+# Pods reach the API server at $NODE_IP:$API_PORT (a forwarder to its loopback address). There is
+# no kube-proxy: the one Service pods need, the API server's ($SERVICE_IP:443, what in-cluster
+# clients dial), is a DNAT rule for pods' packets only, named by its comment.
 apiserver_proxy() {
   start apiserver-proxy socat "TCP-LISTEN:$API_PORT,bind=$NODE_IP,reuseaddr,fork" "TCP:127.0.0.1:$API_PORT"
+  iptables -t nat -A PREROUTING "${API_DNAT[@]}"
 }
 
 up() {
@@ -330,6 +336,8 @@ remove_cgroups() {
 remove_cni_chains() {
   command -v iptables >/dev/null || return 0
   local rule chain
+  { iptables -t nat -S PREROUTING 2>/dev/null || true; } | { grep -- "--comment \"$CNI_NET apiserver\"" || true; } |
+    while read -r rule; do eval "iptables -t nat ${rule/-A/-D}" 2>/dev/null || true; done
   { iptables -t nat -S POSTROUTING 2>/dev/null || true; } | { grep -- "-j CNI-" || true; } | while read -r rule; do
     eval "iptables -t nat ${rule/-A/-D}" 2>/dev/null || true
   done

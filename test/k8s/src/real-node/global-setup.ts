@@ -60,8 +60,19 @@ export default async function setup(project: TestProject) {
   const cache =
     process.env.CACHE ??
     join(process.env.XDG_CACHE_HOME || join(process.env.HOME ?? '', '.cache'), 'splice-orc-k8s');
+  const kubectl = join(cache, 'bin-1.35.4', 'kubectl');
+  // Pods that select no node (the pod-manager's own, from k8s/) must land on the real node: the
+  // kwok node, which runs nothing, takes none.
+  await run(kubectl, [
+    '--kubeconfig',
+    join(env.RUN, 'kubeconfig'),
+    'taint',
+    'node',
+    'kwok-node-0',
+    'kwok.x-k8s.io/node=fake:NoSchedule',
+  ]);
   project.provide('kubeconfig', join(env.RUN, 'kubeconfig'));
-  project.provide('kubectl', join(cache, 'bin-1.35.4', 'kubectl'));
+  project.provide('kubectl', kubectl);
   project.provide('apiPort', Number(env.API_PORT));
   return down;
 }
