@@ -84,7 +84,7 @@ describe('module pods on a real node', () => {
     }
   });
 
-  it('fails a call fast when the server is OOM-killed past its memory limit, and restarts it', async () => {
+  it('fails a call fast when the server is OOM-killed past its memory limit, says so, and restarts it', async () => {
     const { namespace, kubeconfig } = await namespaceWithRole('real-oom');
     await using pm = await startClusterPodManager(
       realNodeConfig({ namespace, kubeconfig, modules: { 'pod-probe': probe() } }),
@@ -112,6 +112,7 @@ describe('module pods on a real node', () => {
         'the kubelet to report OOMKilled',
       );
       expect((error as { code?: string }).code).toBe('UNAVAILABLE');
+      expect((error as Error).message).toMatch(/ended during the call: OOMKilled.*\(exit 137\)/);
       const view = await http(`${pm.url}/modules/pod-probe`);
       expect(view.body.restarts).toBeGreaterThanOrEqual(1);
       // The restarted server serves again.
