@@ -22,6 +22,8 @@
 # host), and a locally built pause image. containerd runs with a root, state and socket of its own,
 # beside any containerd Docker runs.
 #
+# One real node per machine: containerd's and the kubelet's places are fixed (see below).
+#
 # Environment: as control-plane.sh (CACHE, RUN, API_PORT), NODE_NAME (default splice-real-node),
 # POD_SUBNET (first three octets, default 10.244.77), BRIDGE (default splice0).
 set -euo pipefail
@@ -56,12 +58,14 @@ die() {
 ctr_() { ctr --address "$CTRD_SOCK" -n k8s.io "$@"; }
 kubectl_() { "$BIN/kubectl" --kubeconfig "$RUN/kubeconfig" --request-timeout=10s "$@"; }
 
-# Debian's containerd and CNI plugins, if missing (their service is not started: no systemd here,
+# Debian's containerd, CNI plugins, socat and iptables, if missing (their service is not started: no systemd here,
 # and a policy-rc.d keeps the postinst from starting one).
 install_packages() {
   local missing=()
   command -v containerd >/dev/null || missing+=(containerd)
   [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+  command -v socat >/dev/null || missing+=(socat)
+  command -v iptables >/dev/null || missing+=(iptables)
   [ "${#missing[@]}" -eq 0 ] && return 0
   log "installing ${missing[*]} from Debian's packages"
   local policy=/usr/sbin/policy-rc.d ours=
@@ -80,10 +84,7 @@ install_packages() {
 
 # The pause image: a static binary that sleeps until it is told to stop, made once.
 pause_image() {
-  if ctr_ images ls -q "name==docker.io/$PAUSE_IMAGE" 2>/dev/null | grep -q . ||
-    ctr_ images ls -q 2>/dev/null | grep -qx "docker.io/$PAUSE_IMAGE"; then
-    return 0
-  fi
+  ctr_ images ls -q 2>/dev/null | grep -qx "docker.io/$PAUSE_IMAGE" && return 0
   local src=$CACHE/src/pause
   if [ ! -x "$src/pause" ]; then
     mkdir -p "$src"
@@ -254,7 +255,7 @@ up() {
   [ -f "$RUN/kubeconfig" ] || die "no control plane in $RUN (run control-plane.sh up with the same RUN)"
   down 2>/dev/null || true
   install_packages
-  command -v socat >/dev/null || die "socat is required"
+  timeout 10 "$DOCKER" info >/dev/null 2>&1 || die "no Docker engine answers at $DOCKER (docker/build-images.sh starts one)"
   "$HERE/control-plane.sh" build-kubelet
   mkdir -p "$NODE_RUN/cni" "$CTRD_ROOT" "$CTRD_STATE"
   # The bridge exists before the kubelet starts: its address is the node's InternalIP.

@@ -36,6 +36,7 @@ export default async function setup(project: TestProject) {
     API_PORT: process.env.API_PORT ?? String(api),
     ETCD_PORT: process.env.ETCD_PORT ?? String(etcd),
     ETCD_PEER_PORT: process.env.ETCD_PEER_PORT ?? String(etcdPeer),
+    POD_SUBNET: NODE_IP.replace(/\.1$/, ''),
     // Pods reach the API server at the bridge address, and in-cluster clients at the Service IP.
     API_EXTRA_SAN: `IP:${NODE_IP},IP:10.96.0.1`,
   };
