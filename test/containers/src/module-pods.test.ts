@@ -47,6 +47,21 @@ describe('a Node module pod from the image', () => {
     expect(await callModule(port, 'add', [1, 2])).toMatchObject({ ok: true, value: 3 });
     expect(await server.logs()).toContain(`"serverId":"${podName}"`);
 
+    // From inside: uid 1000, no capabilities, no privilege gain, nothing writable but /tmp.
+    const inside = await docker([
+      'exec',
+      server.name,
+      'sh',
+      '-c',
+      'id -u; grep -E "^(CapEff|NoNewPrivs)" /proc/self/status; touch /app/x /modules/x 2>&1; touch /tmp/x && echo tmp ok',
+    ]);
+    expect(inside).toMatch(/^1000\n/);
+    expect(inside).toMatch(/CapEff:\s+0000000000000000/);
+    expect(inside).toMatch(/NoNewPrivs:\s+1/);
+    expect(inside).toMatch(/touch: cannot touch '\/app\/x': Read-only file system/);
+    expect(inside).toMatch(/touch: cannot touch '\/modules\/x': Read-only file system/);
+    expect(inside).toContain('tmp ok');
+
     const host = JSON.parse(await docker(['inspect', '-f', '{{json .HostConfig}}', server.name])) as {
       ReadonlyRootfs: boolean;
       CapDrop: string[];
