@@ -5,12 +5,15 @@
 # IPs). Nothing is downloaded but Go modules; binaries are cached outside the tree.
 #
 #   control-plane.sh build        build the binaries once into $CACHE (about 16 min cold, 2 cores)
+#   control-plane.sh build-kubelet  also build the kubelet of the same release (for real-node.sh)
 #   control-plane.sh up           start on loopback; prints KUBECONFIG=...
 #   control-plane.sh down         stop what `up` started
 #
 # Environment: CACHE (default ~/.cache/splice-orc-k8s), RUN (state and logs, default
 # /tmp/splice-orc-k8s-$USER), API_PORT (default 6443), ETCD_PORT (default 2379), ETCD_PEER_PORT
-# (default 2380). `up` fails as soon as a component it started exits, with the end of its log.
+# (default 2380), API_EXTRA_SAN (more subjectAltNames of the apiserver's certificate, e.g.
+# IP:10.244.77.1 for pods of a real node). `up` fails as soon as a component it started exits,
+# with the end of its log.
 set -euo pipefail
 K8S_VER=1.35.4
 ETCD_VER=3.6.16
@@ -23,6 +26,9 @@ ETCD_PORT=${ETCD_PORT:-2379}
 ETCD_PEER_PORT=${ETCD_PEER_PORT:-2380}
 # One package at a time at low priority: the apiserver's link step alone peaks near 2 GB.
 GO_BUILD="env GOMAXPROCS=1 nice -n 19 go build -p 1 -trimpath"
+# The commands of k8s.io/kubernetes in the wrapper module's tools file (`build` makes all but the
+# kubelet, `build-kubelet` the kubelet).
+K8S_TOOLS="kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet"
 
 built() {
   for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwok-stages.yaml; do
@@ -30,15 +36,13 @@ built() {
   done
 }
 
-build() {
-  if built; then
-    echo "control plane binaries in $BIN (cached)" >&2
-    return 0
-  fi
-  command -v go >/dev/null || { echo "control-plane.sh: Go is required to build the control plane" >&2; exit 1; }
-  mkdir -p "$BIN" "$CACHE/src/k8s" "$CACHE/src/etcd"
+# The wrapper module in $CACHE/src/k8s that builds k8s.io/kubernetes's commands, made once (and
+# its tools file brought up to K8S_TOOLS if an older run made it without the kubelet).
+k8s_module() {
+  mkdir -p "$CACHE/src/k8s"
   cd "$CACHE/src/k8s"
-  if [ ! -f go.sum ]; then
+  if [ -f go.sum ] && grep -q '/cmd/kubelet"' tools.go; then return 0; fi
+  if [ ! -f go.mod ]; then
     # k8s.io/kubernetes replaces its staging modules with ./staging paths, which `go install`
     # refuses; a wrapper module pins each of them to the matching published v0.x release instead.
     curl -fsS --max-time 60 "https://proxy.golang.org/k8s.io/kubernetes/@v/v$K8S_VER.mod" -o upstream.mod
@@ -47,17 +51,41 @@ build() {
       awk -v v="v0.${K8S_VER#1.}" '/=> \.\/staging/ {print "\t" $1 " => " $1 " " v}' upstream.mod
       printf ')\n'
     } >go.mod
-    printf '//go:build tools\n\npackage tools\n\nimport (\n' >tools.go
-    for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-      printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$c" >>tools.go
-    done
-    printf ')\n' >>tools.go
-    GOMAXPROCS=1 go mod tidy
   fi
-  local ld="-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VER"
-  for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-    [ -x "$BIN/$c" ] || { echo "building $c" >&2; $GO_BUILD -ldflags="$ld" -o "$BIN/$c.tmp" "k8s.io/kubernetes/cmd/$c" && mv "$BIN/$c.tmp" "$BIN/$c"; }
+  printf '//go:build tools\n\npackage tools\n\nimport (\n' >tools.go
+  for c in $K8S_TOOLS; do
+    printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$c" >>tools.go
   done
+  printf ')\n' >>tools.go
+  GOMAXPROCS=1 go mod tidy
+}
+
+# build_k8s COMMAND: builds k8s.io/kubernetes/cmd/COMMAND into $BIN unless it is there.
+build_k8s() {
+  [ -x "$BIN/$1" ] && return 0
+  echo "building $1" >&2
+  (cd "$CACHE/src/k8s" && $GO_BUILD -ldflags="-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VER" \
+    -o "$BIN/$1.tmp" "k8s.io/kubernetes/cmd/$1") && mv "$BIN/$1.tmp" "$BIN/$1"
+}
+
+# The kubelet of the control plane's release, for a real node (real-node.sh).
+build_kubelet() {
+  command -v go >/dev/null || { echo "control-plane.sh: Go is required to build the kubelet" >&2; exit 1; }
+  mkdir -p "$BIN"
+  k8s_module
+  build_k8s kubelet
+  echo "kubelet in $BIN" >&2
+}
+
+build() {
+  if built; then
+    echo "control plane binaries in $BIN (cached)" >&2
+    return 0
+  fi
+  command -v go >/dev/null || { echo "control-plane.sh: Go is required to build the control plane" >&2; exit 1; }
+  mkdir -p "$BIN" "$CACHE/src/etcd"
+  k8s_module
+  for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do build_k8s "$c"; done
   cd "$CACHE/src/etcd"
   [ -f go.sum ] || { printf 'module local/etcdbuild\n\ngo 1.25.0\n' >go.mod; go get "go.etcd.io/etcd/server/v3@v$ETCD_VER"; }
   [ -x "$BIN/etcd" ] || { echo "building etcd" >&2; $GO_BUILD -mod=mod -ldflags='-s -w' -o "$BIN/etcd.tmp" go.etcd.io/etcd/server/v3 && mv "$BIN/etcd.tmp" "$BIN/etcd"; }
@@ -142,10 +170,15 @@ up() {
   local p=$RUN/pki kc=$RUN/kubeconfig token
   openssl req -x509 -newkey rsa:2048 -nodes -keyout "$p/ca.key" -out "$p/ca.crt" -days 7 -subj /CN=splice-orc-test-ca 2>/dev/null
   openssl req -newkey rsa:2048 -nodes -keyout "$p/apiserver.key" -out "$p/apiserver.csr" -subj /CN=kube-apiserver 2>/dev/null
-  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$p/ext.cnf"
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost%s\n' "${API_EXTRA_SAN:+,$API_EXTRA_SAN}" >"$p/ext.cnf"
   openssl x509 -req -in "$p/apiserver.csr" -CA "$p/ca.crt" -CAkey "$p/ca.key" -CAcreateserial -out "$p/apiserver.crt" -days 7 -extfile "$p/ext.cnf" 2>/dev/null
   openssl genrsa -out "$p/sa.key" 2048 2>/dev/null
   openssl rsa -in "$p/sa.key" -pubout -out "$p/sa.pub" 2>/dev/null
+  # The apiserver's client certificate towards kubelets (logs, exec) of real nodes (real-node.sh).
+  openssl req -newkey rsa:2048 -nodes -keyout "$p/kubelet-client.key" -out "$p/kubelet-client.csr" \
+    -subj /O=system:masters/CN=kube-apiserver-kubelet-client 2>/dev/null
+  openssl x509 -req -in "$p/kubelet-client.csr" -CA "$p/ca.crt" -CAkey "$p/ca.key" -CAcreateserial \
+    -out "$p/kubelet-client.crt" -days 7 2>/dev/null
   token=$(openssl rand -hex 24)
   echo "$token,admin,admin,system:masters" >"$p/token.csv"
   cat >"$kc" <<KC
@@ -171,7 +204,9 @@ KC
     --token-auth-file="$p/token.csv" --authorization-mode=Node,RBAC \
     --service-account-key-file="$p/sa.pub" --service-account-signing-key-file="$p/sa.key" \
     --service-account-issuer=https://kubernetes.default.svc --service-cluster-ip-range=10.96.0.0/16 \
-    --endpoint-reconciler-type=none --allow-privileged=true
+    --endpoint-reconciler-type=none --allow-privileged=true \
+    --kubelet-client-certificate="$p/kubelet-client.crt" --kubelet-client-key="$p/kubelet-client.key" \
+    --kubelet-preferred-address-types=InternalIP
   # A bounded request: something else on the port may take the connection and never answer.
   wait_for apiserver kube-apiserver "$BIN/kubectl" --kubeconfig "$kc" --request-timeout=2s get --raw /readyz
   start kcm "$BIN/kube-controller-manager" --kubeconfig="$kc" --authentication-kubeconfig="$kc" \
@@ -192,7 +227,10 @@ KC
       next
     }
     { print }' "$BIN/kwok-stages.yaml" >"$RUN/kwok-stages.yaml"
-  start kwok "$BIN/kwok" --kubeconfig="$kc" --config="$RUN/kwok-stages.yaml" --manage-all-nodes=true \
+  # kwok manages only its own node (annotated kwok.x-k8s.io/node: fake): a real kubelet that joins
+  # (real-node.sh) keeps its node and its pods to itself.
+  start kwok "$BIN/kwok" --kubeconfig="$kc" --config="$RUN/kwok-stages.yaml" \
+    --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --cidr=127.77.0.0/16 --node-ip=127.0.0.1 --node-lease-duration-seconds=40
   "$BIN/kubectl" --kubeconfig "$kc" apply -f - >/dev/null <<'NODE'
 apiVersion: v1
@@ -227,5 +265,6 @@ down() {
 
 case "${1:-}" in
 build | up | down) "$1" ;;
-*) echo "usage: $0 build|up|down" >&2; exit 2 ;;
+build-kubelet) build_kubelet ;;
+*) echo "usage: $0 build|build-kubelet|up|down" >&2; exit 2 ;;
 esac

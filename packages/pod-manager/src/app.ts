@@ -279,6 +279,7 @@ async function backendFor(config: Config, app: FastifyInstance, invoker: Invoker
       pythonIndexUrl: server.python_index_url,
       imagePullPolicy: k.image_pull_policy,
       podLabels: k.pod_labels,
+      nodeSelector: k.node_selector,
     });
   }
   return createLocalBackend({

@@ -240,6 +240,13 @@ export const ConfigSchema = T.Object(
         image_pull_policy: oneOf(['IfNotPresent', 'Always', 'Never'], 'IfNotPresent'),
         /** Labels added to every module pod (for example, for a NetworkPolicy of your own). */
         pod_labels: T.Record(T.String(), T.String(), { default: {} }),
+        /**
+         * nodeSelector of module pods: node labels a module pod must find on its node (for example,
+         * a pool of nodes for module code, or a test's real node). Default: any node.
+         */
+        node_selector: T.Record(T.String({ minLength: 1, maxLength: 317 }), T.String({ maxLength: 63 }), {
+          default: {},
+        }),
         pod_manager: T.Optional(PodManagerSection),
       },
       { additionalProperties: false, default: {} },

@@ -2,6 +2,7 @@
 
 // A module's Deployment exactly as the Kubernetes backend creates it, for tools and tests that run its pods elsewhere.
 export { deploymentFor, type KubeObjectOptions } from './backends/kube-objects.js';
+export { DEFAULT_IMAGE, DEFAULT_PYTHON_IMAGE } from './deploy/images.js';
 export { type InitOptions, type InitResult, initCluster } from './deploy/kube-init.js';
 export {
   AUTH_SECRET,

@@ -105,6 +105,13 @@ export interface Backend {
    * (a restart is under way, which `start` waits for), false when it still seems to run.
    */
   reportUnreachable(name: string, endpoint: string): Promise<boolean>;
+  /**
+   * Why server `id` of the module ended while a call that began at `since` (epoch ms) was in
+   * flight, as the platform reports it (Kubernetes: the container's termination, such as
+   * `OOMKilled`), waiting at most `waitMs` for the report; undefined when none came. Optional: a
+   * backend without it leaves the call's own error as it is.
+   */
+  whyEnded?(name: string, id: string, o: { since: number; waitMs: number }): Promise<string | undefined>;
   /** CPU and memory of each server of the module, as far as the platform tells. */
   usage(name: string): Promise<ReplicaUsage[]>;
   /**

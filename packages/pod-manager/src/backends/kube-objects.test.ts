@@ -129,6 +129,17 @@ describe('deploymentFor', () => {
     expect(d.spec?.template.spec?.containers[0]?.livenessProbe).toBeUndefined();
   });
 
+  it('places pods with the configured nodeSelector, and leaves the template as it was without one', () => {
+    const secret = 'a-secret-for-the-tests-000';
+    const plain = deploymentFor(specOf('m'), 1, options, secret);
+    const empty = deploymentFor(specOf('m'), 1, { ...options, nodeSelector: {} }, secret);
+    const placed = deploymentFor(specOf('m'), 1, { ...options, nodeSelector: { pool: 'modules' } }, secret);
+    expect(plain.spec?.template.spec?.nodeSelector).toBeUndefined();
+    expect(empty.spec?.template).toEqual(plain.spec?.template);
+    expect(placed.spec?.template.spec?.nodeSelector).toEqual({ pool: 'modules' });
+    expect(placed.metadata?.annotations).not.toEqual(plain.metadata?.annotations);
+  });
+
   it('selects the same pods with the Service as with the Deployment', () => {
     const spec = specOf('@scope/pkg');
     expect(serviceFor(spec, options).spec?.selector).toEqual(

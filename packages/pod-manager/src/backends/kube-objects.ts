@@ -64,6 +64,8 @@ export interface KubeObjectOptions {
   imagePullPolicy: 'IfNotPresent' | 'Always' | 'Never';
   /** Extra labels of module pods. */
   podLabels?: Readonly<Record<string, string>>;
+  /** nodeSelector of module pods (kubernetes.node_selector); none when empty. */
+  nodeSelector?: Readonly<Record<string, string>>;
   leaseMs: number;
   graceMs: number;
   maxPayloadBytes: number;
@@ -296,6 +298,10 @@ function podTemplateFor(spec: ModuleSpec, o: KubeObjectOptions): V1PodTemplateSp
       // Module code never talks to the API server.
       automountServiceAccountToken: false,
       enableServiceLinks: false,
+      // Only when set: templates (and their config hashes) without one stay as they were.
+      ...(o.nodeSelector && Object.keys(o.nodeSelector).length > 0
+        ? { nodeSelector: { ...o.nodeSelector } }
+        : {}),
       securityContext: {
         runAsNonRoot: true,
         runAsUser: 1000,

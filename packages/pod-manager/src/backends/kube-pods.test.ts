@@ -1,6 +1,6 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { failureOf, isReady, replicaFromPod } from './kube-pods.js';
+import { failureOf, isReady, replicaFromPod, terminationOf } from './kube-pods.js';
 
 const pod = (status: V1Pod['status'], metadata: V1Pod['metadata'] = {}): V1Pod => ({
   metadata: { name: 'p-1', ...metadata },
@@ -58,5 +58,38 @@ describe('failureOf', () => {
     expect(failureOf(pod({ phase: 'Failed', reason: 'Evicted', message: 'low on memory' }))).toBe(
       'pod failed: Evicted: low on memory',
     );
+  });
+});
+
+describe('terminationOf', () => {
+  const since = Date.parse('2026-01-01T00:00:10Z');
+  const withServer = (status: object): V1Pod => ({
+    status: {
+      containerStatuses: [
+        { name: 'module-server', image: 'i', imageID: '', ready: false, restartCount: 1, ...status },
+      ],
+    },
+  });
+  it('names an OOM kill since the call began, from the last state of a restarted container', () => {
+    const pod = withServer({
+      lastState: {
+        terminated: { exitCode: 137, reason: 'OOMKilled', finishedAt: new Date('2026-01-01T00:00:11Z') },
+      },
+    });
+    expect(terminationOf(pod, since)).toBe(
+      'OOMKilled: it used more memory than its limit (lib_mem_limit) (exit 137)',
+    );
+  });
+
+  it('reads a container that has not restarted yet, and ignores ends before the call', () => {
+    const now = withServer({
+      state: { terminated: { exitCode: 1, reason: 'Error', finishedAt: new Date(since) } },
+    });
+    expect(terminationOf(now, since)).toBe('Error (exit 1)');
+    const earlier = withServer({
+      lastState: { terminated: { exitCode: 137, reason: 'OOMKilled', finishedAt: new Date(since - 60_000) } },
+    });
+    expect(terminationOf(earlier, since)).toBeUndefined();
+    expect(terminationOf({}, since)).toBeUndefined();
   });
 });

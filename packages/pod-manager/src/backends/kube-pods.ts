@@ -113,3 +113,21 @@ function containerFailure(c: V1ContainerStatus, init: boolean): string | undefin
   }
   return undefined;
 }
+
+/**
+ * How the pod's module-server container ended at or after `since` (epoch ms), in words: its
+ * termination reason and exit code, from its current state (not restarted yet) or its last one
+ * (restarted). Undefined when it has not ended since then.
+ */
+export function terminationOf(pod: V1Pod, since: number): string | undefined {
+  const c = pod.status?.containerStatuses?.find((s) => s.name === 'module-server');
+  for (const ended of [c?.state?.terminated, c?.lastState?.terminated]) {
+    if (!ended?.finishedAt || new Date(ended.finishedAt).getTime() < since) continue;
+    const why =
+      ended.reason === 'OOMKilled'
+        ? 'OOMKilled: it used more memory than its limit (lib_mem_limit)'
+        : ended.reason;
+    return `${why ?? 'ended'} (exit ${ended.exitCode})`;
+  }
+  return undefined;
+}

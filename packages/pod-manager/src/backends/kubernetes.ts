@@ -34,7 +34,7 @@ import {
   secretOfDeployment,
   serviceFor,
 } from './kube-objects.js';
-import { failureOf, replicaFromPod, restartsOf } from './kube-pods.js';
+import { failureOf, replicaFromPod, restartsOf, terminationOf } from './kube-pods.js';
 import { usageFromPodMetrics } from './kube-usage.js';
 import { PodWatch } from './kube-watch.js';
 
@@ -272,6 +272,23 @@ class KubernetesBackend implements Backend {
 
   async reportUnreachable(name: string, endpoint: string): Promise<boolean> {
     return !this.ready(name).some((r) => r.endpoint === endpoint);
+  }
+
+  async whyEnded(
+    name: string,
+    id: string,
+    o: { since: number; waitMs: number },
+  ): Promise<string | undefined> {
+    // The kubelet reports a dead container within a second or two; the watch brings it here.
+    // Kubernetes' timestamps have whole seconds: a termination in the call's first second counts.
+    const since = Math.floor(o.since / 1000) * 1000;
+    const deadline = Date.now() + o.waitMs;
+    for (;;) {
+      const pod = this.#watch.pods(name).find((p) => p.metadata?.name === id);
+      const why = pod && terminationOf(pod, since);
+      if (why || !pod || Date.now() >= deadline) return why;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
   }
 
   async usage(name: string): Promise<ReplicaUsage[]> {

@@ -25,6 +25,12 @@ import { ServiceError } from '../errors.js';
 import { ColdStartQueue, type WaitingRoom } from './cold-start.js';
 import type { Invoker } from './invoker.js';
 
+/**
+ * How long a call whose server died under it waits for the platform to say why, ms: the kubelet
+ * reports a killed container within a second or two; past this the call fails with its own error.
+ */
+const LOST_CALL_REPORT_WAIT_MS = 5_000;
+
 /** A module as the registry sees it: `GET /modules` adds its mode and placement. */
 export type ModuleView = Omit<Rest.ModuleView, 'mode' | 'placement' | 'placement_reason' | 'usage'>;
 
@@ -362,12 +368,22 @@ export class ModuleRegistry {
   async #send<T>(spec: ModuleSpec, calls: number, options: ForwardOptions, send: Sender<T>): Promise<T> {
     const deadline = Date.now() + options.timeoutMs;
     let replica = await this.#choose(spec, options);
+    const sent = Date.now();
     try {
       return await this.#invoke(spec.name, replica, calls, () => send(replica, options));
     } catch (error) {
       // A server that died between calls refuses the connection: the call never ran, so it is
       // safe to send it once more to the restarted server.
       if (!(error instanceof SpliceError) || error.code !== Code.UNAVAILABLE) throw error;
+      // One that died during the call: the platform may say why (killed past its memory limit).
+      const why = error.safeToResend ? undefined : await this.#whyEnded(spec.name, replica.id, sent);
+      if (why) {
+        throw new SpliceError(
+          Code.UNAVAILABLE,
+          `the module-server of ${spec.name} ended during the call: ${why}; the next call goes to a restarted server`,
+          { cause: error },
+        );
+      }
       const gone = await this.#backend.reportUnreachable(spec.name, replica.endpoint);
       if (!gone) throw error;
       if (!error.safeToResend || options.route) {
@@ -381,6 +397,14 @@ export class ModuleRegistry {
       const timeoutMs = Math.max(1, deadline - Date.now());
       return this.#invoke(spec.name, replica, calls, () => send(replica, { ...options, timeoutMs }));
     }
+  }
+
+  /** What the backend says ended the replica since `since`; never fails the call on its own. */
+  #whyEnded(name: string, id: string, since: number): Promise<string | undefined> {
+    return (
+      this.#backend.whyEnded?.(name, id, { since, waitMs: LOST_CALL_REPORT_WAIT_MS }) ??
+      Promise.resolve(undefined)
+    ).catch(() => undefined);
   }
 
   /** A replica for the call, waiting for one when the last ready one has just gone. */
