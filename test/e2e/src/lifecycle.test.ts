@@ -1,4 +1,5 @@
 import { inspect } from 'node:util';
+import { connect } from '@splice-orc/client';
 import { describe, expect, it } from 'vitest';
 import { eventually, fixture, http, isAlive, startPodManager } from './harness.js';
 
@@ -88,6 +89,15 @@ describe('lifecycle', () => {
     );
     const holders = new Set(matrices.map((m) => inspect(m).split('@')[1]));
     expect(holders.size).toBeGreaterThan(1);
+    // Calls one at a time, every replica equally idle, go round the replicas (not all to the first).
+    const single = connect(pm.url, { batch: false, reportIntervalMs: 0 });
+    try {
+      const pids = new Set<number>();
+      for (let i = 0; i < 6; i++) pids.add(await single.module<any>('calc').pid());
+      expect(pids.size).toBe(3);
+    } finally {
+      await single.close();
+    }
     // Each call on a reference, and each call passing one, reaches the replica that holds it.
     for (const [i, m] of matrices.entries()) {
       expect(await m.get(0, 0)).toBe(i);

@@ -78,6 +78,8 @@ export interface CallEvent {
 interface Activity extends WaitingRoom {
   calls: number;
   inFlight: Map<string, number>;
+  /** Where the next search for the least busy replica starts: ties go round. */
+  turn: number;
   /** When each replica last received a call. */
   lastCallByReplica: Map<string, number>;
   lastCallAt: number;
@@ -447,10 +449,17 @@ export class ModuleRegistry {
       }
       return holder;
     }
-    const inFlight = this.#activityOf(name).inFlight;
-    let best = ready[0];
-    if (!best) return undefined;
-    for (const r of ready) if ((inFlight.get(r.id) ?? 0) < (inFlight.get(best.id) ?? 0)) best = r;
+    if (ready.length === 0) return undefined;
+    const activity = this.#activityOf(name);
+    const { inFlight } = activity;
+    // Calls that arrive together are all picked before any is counted in flight: starting the
+    // search one further each time spreads them instead of sending every one to the first replica.
+    const start = activity.turn++ % ready.length;
+    let best = ready[start] as ReadyReplica;
+    for (let i = 1; i < ready.length; i++) {
+      const r = ready[(start + i) % ready.length] as ReadyReplica;
+      if ((inFlight.get(r.id) ?? 0) < (inFlight.get(best.id) ?? 0)) best = r;
+    }
     return best;
   }
 
@@ -533,6 +542,7 @@ export class ModuleRegistry {
       activity = {
         calls: 0,
         inFlight: new Map(),
+        turn: 0,
         lastCallByReplica: new Map(),
         queued: 0,
         lastCallAt: 0,
