@@ -118,7 +118,11 @@ export function createHttpLink({ transport, record, follow, batch = true }: Http
 
   function wait(lane: Lane, body: Uint8Array, options: HttpCallOptions): Promise<Uint8Array> {
     return new Promise<Uint8Array>((resolve, reject) => {
-      const { signal, cleanup } = linkedSignal([options.signal], options.timeoutMs);
+      const { signal } = options;
+      if (signal?.aborted) return reject(stopped(options));
+      // A timer and a listener, not an AbortController per call: this runs for every batched call.
+      const onStop = () => call.reject(stopped(options));
+      const timer = setTimeout(onStop, options.timeoutMs);
       const call: Waiting = {
         body,
         deadline: Date.now() + options.timeoutMs,
@@ -129,14 +133,12 @@ export function createHttpLink({ transport, record, follow, batch = true }: Http
       const settle = (how: () => void) => {
         if (call.settled) return;
         call.settled = true;
-        cleanup();
-        signal.removeEventListener('abort', onAbort);
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onStop);
         how();
         call.onSettle?.();
       };
-      const onAbort = () => call.reject(stopped(options));
-      if (signal.aborted) return onAbort();
-      signal.addEventListener('abort', onAbort, { once: true });
+      signal?.addEventListener('abort', onStop, { once: true });
       lane.waiting.push(call);
       if (!lane.scheduled) {
         lane.scheduled = true;
@@ -167,9 +169,12 @@ export function createHttpLink({ transport, record, follow, batch = true }: Http
 
   async function sendAlone(lane: Lane, call: Waiting): Promise<void> {
     const timeoutMs = Math.max(1, call.deadline - Date.now());
-    const { signal, cleanup } = settledSignal([call]);
+    let done = false;
+    const { signal, cleanup } = settledSignal([call], () => done);
     try {
-      call.resolve(await single(lane.module, call.body, { ...lane.options, timeoutMs, signal }));
+      const payload = await single(lane.module, call.body, { ...lane.options, timeoutMs, signal });
+      done = true;
+      call.resolve(payload);
     } catch (error) {
       call.reject(error);
     } finally {
@@ -181,10 +186,13 @@ export function createHttpLink({ transport, record, follow, batch = true }: Http
     const now = Date.now();
     const timeouts = calls.map((c) => Math.max(1, c.deadline - now));
     const request = encodeBatchRequest({ payloads: calls.map((c) => c.body), timeouts_ms: timeouts });
-    const { signal, cleanup } = settledSignal(calls);
-    const started = performance.now();
     let trailer: BatchTrailer | undefined;
     let answered = 0;
+    const seen: boolean[] = [];
+    // Once every call has its answer, the rest of the response (the trailer) is read, not dropped:
+    // dropping it would close the connection.
+    const { signal, cleanup } = settledSignal(calls, () => answered === calls.length);
+    const started = performance.now();
     try {
       const result = await transport.batch(
         Rest.Paths.invoke(lane.module),
@@ -197,7 +205,8 @@ export function createHttpLink({ transport, record, follow, batch = true }: Http
           }
           const answer = readBatchAnswer(body);
           const call = calls[answer.index];
-          if (!call) return;
+          if (!call || seen[answer.index]) return;
+          seen[answer.index] = true;
           answered++;
           if (answer.status === 0) {
             record(lane.module, 'remote', performance.now() - started);
@@ -209,13 +218,15 @@ export function createHttpLink({ transport, record, follow, batch = true }: Http
         },
       );
       follow(lane.module, result.placement);
-      const failure =
-        trailer === undefined
-          ? new SpliceError(Code.UNAVAILABLE, 'the batch answer ended without its trailer')
-          : trailer.ok
-            ? new SpliceError(Code.INTERNAL, 'the batch ended without answering this call')
-            : batchError(trailer.error);
-      for (const call of calls) call.reject(failure);
+      if (answered < calls.length) {
+        const failure =
+          trailer === undefined
+            ? new SpliceError(Code.UNAVAILABLE, 'the batch answer ended without its trailer')
+            : trailer.ok
+              ? new SpliceError(Code.INTERNAL, 'the batch ended without answering this call')
+              : batchError(trailer.error);
+        for (const call of calls) call.reject(failure);
+      }
     } catch (error) {
       const reason = (error as SpliceError).details?.reason;
       if (answered === 0 && (reason === 'PAYLOAD_TOO_LARGE' || reason === 'UNSUPPORTED_MEDIA_TYPE')) {
@@ -243,13 +254,21 @@ export function createHttpLink({ transport, record, follow, batch = true }: Http
   };
 }
 
-/** A signal that aborts once every call is settled: a request nobody waits for is dropped. */
-function settledSignal(calls: Waiting[]): { signal: AbortSignal; cleanup: () => void } {
+/**
+ * A signal that aborts once every call is settled while `complete()` is false (each ended by its
+ * deadline or its caller's abort): a request nobody waits for any more is dropped.
+ */
+function settledSignal(
+  calls: Waiting[],
+  complete: () => boolean,
+): { signal: AbortSignal; cleanup: () => void } {
   const controller = new AbortController();
   let open = calls.filter((c) => !c.settled).length;
   for (const call of calls) {
     call.onSettle = () => {
-      if (--open === 0) controller.abort(new SpliceError(Code.CANCELLED, 'every call of the request ended'));
+      if (--open === 0 && !complete()) {
+        controller.abort(new SpliceError(Code.CANCELLED, 'every call of the request ended'));
+      }
     };
   }
   return {

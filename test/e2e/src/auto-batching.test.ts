@@ -202,6 +202,27 @@ describe('auto-batching', () => {
     expect(singles().length).toBeGreaterThanOrEqual(5);
   });
 
+  it('reads every batch answer to its end: connections are kept, not closed after each batch', async () => {
+    const fresh = connect(pm.url, { timeoutMs: 20_000, reportIntervalMs: 0 });
+    let connects = 0;
+    const onConnect = () => connects++;
+    diagnostics.subscribe('undici:client:connected', onConnect);
+    try {
+      const m = fresh.module('calc');
+      for (let round = 0; round < 20; round++) {
+        expect(await Promise.all([1, 2, 3, 4].map((i) => m.add(i, round)))).toEqual(
+          [1, 2, 3, 4].map((i) => i + round),
+        );
+      }
+      expect(batches().length).toBeGreaterThanOrEqual(20);
+      // One connection for each request that can be in flight at once (a lone call and a batch).
+      expect(connects).toBeLessThanOrEqual(3);
+    } finally {
+      diagnostics.unsubscribe('undici:client:connected', onConnect);
+      await fresh.close();
+    }
+  });
+
   it('is off with connect({ batch: false }): every call is a request of its own', async () => {
     const plain = connect(pm.url, { timeoutMs: 20_000, reportIntervalMs: 0, batch: false });
     try {
