@@ -17,7 +17,6 @@ import {
   codeFromGrpcStatus,
   encodeBatchRequest,
   isCode,
-  linkedSignal,
   Rest,
   readBatchAnswer,
   SpliceError,
