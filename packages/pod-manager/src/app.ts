@@ -150,25 +150,27 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   app.setNotFoundHandler(notFound);
   const token = config.server.auth_token;
   const expected = token ? Buffer.from(`Bearer ${token}`) : undefined;
-  app.addHook('onRequest', async (request) => {
+  // Callback hooks, not async ones: they run on every request, and an async hook costs a promise.
+  app.addHook('onRequest', (request, _reply, done) => {
     // Routes marked public (health, the API document) by their route config, whatever the query;
     // a path no route takes is answered 404 or 405, which runs nothing, with or without a token.
-    if ((request.routeOptions.config as { public?: boolean }).public === true || request.is404) return;
+    if ((request.routeOptions.config as { public?: boolean }).public === true || request.is404) return done();
     if (expected && !sameSecret(request.headers.authorization, expected)) {
-      throw new ServiceError(
-        'UNAUTHENTICATED',
-        'missing or wrong bearer token (Authorization: Bearer <token>)',
+      return done(
+        new ServiceError('UNAUTHENTICATED', 'missing or wrong bearer token (Authorization: Bearer <token>)'),
       );
     }
-    if (state.closing) throw new ServiceError('SHUTTING_DOWN', 'the pod-manager is shutting down');
+    if (state.closing) return done(new ServiceError('SHUTTING_DOWN', 'the pod-manager is shutting down'));
+    done();
   });
   app.addHook('preClose', async () => {
     state.closing = true;
   });
   // While closing, every answer closes its connection: a keep-alive connection that was busy when
   // the close began must not hold the old process (and its module-servers) alive once it is idle.
-  app.addHook('onSend', async (request, reply) => {
+  app.addHook('onSend', (request, reply, payload, done) => {
     if (state.closing && request.raw.httpVersionMajor === 1) reply.header('connection', 'close');
+    done(null, payload);
   });
   const benchmark = new Benchmark();
   const tracking = new Tracking();
