@@ -6,7 +6,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { resolve } from 'node:path';
 import fastifySwagger from '@fastify/swagger';
-import { Code, checkDepth, Rest, SpliceError } from '@splice-orc/protocol';
+import { checkDepth, Rest } from '@splice-orc/protocol';
 import Fastify, {
   type FastifyInstance,
   type FastifyReply,
@@ -18,7 +18,7 @@ import Fastify, {
 import type { Backend } from './backends/backend.js';
 import { createLocalBackend } from './backends/local.js';
 import { type Config, parseModuleConfig } from './config.js';
-import { ServiceError } from './errors.js';
+import { ServiceError, serviceErrorFrom } from './errors.js';
 import { clientErrorHandler, frameworkErrors, trackRouteMethods } from './http/framework-errors.js';
 import { ALWAYS, responses } from './http/responses.js';
 import { healthRoutes } from './http/routes/health.js';
@@ -348,24 +348,4 @@ function finishDocument<T>(document: T): T {
 function sameSecret(header: string | undefined, expected: Buffer): boolean {
   const given = Buffer.from(header ?? '');
   return given.length === expected.length && timingSafeEqual(given, expected);
-}
-
-/** Maps anything thrown in a route to the error the client receives. */
-
-function serviceErrorFrom(error: unknown): ServiceError {
-  if (error instanceof ServiceError) return error;
-  if (error instanceof SpliceError) return ServiceError.fromSplice(error);
-  const { statusCode, message } = error as { statusCode?: number; message?: string };
-  if (statusCode === 413)
-    return new ServiceError('PAYLOAD_TOO_LARGE', message ?? 'request body is too large');
-  if (statusCode === 415) {
-    return new ServiceError(
-      'UNSUPPORTED_MEDIA_TYPE',
-      `${message ?? 'unsupported media type'}: send application/msgpack or application/json`,
-    );
-  }
-  if (statusCode === 400) return new ServiceError('BAD_REQUEST', message ?? 'bad request');
-  if (error instanceof Error && error.name === 'AbortError')
-    return new ServiceError(Code.CANCELLED, 'the client went away');
-  return new ServiceError('INTERNAL', 'internal error', { cause: error });
 }

@@ -3,7 +3,7 @@
  * status name it corresponds to (what the client's SpliceError carries), and how to fix it. The
  * README's error table is this table.
  */
-import { Code, httpStatusFromCode, isCode, type SpliceError } from '@splice-orc/protocol';
+import { Code, httpStatusFromCode, isCode, SpliceError } from '@splice-orc/protocol';
 
 interface ErrorSpec {
   status: number;
@@ -216,4 +216,23 @@ export class ServiceError extends Error {
     const resend = this.safeToResend ? { safe_to_resend: true } : {};
     return { error: { code: this.code, status: this.grpc, message: this.message, ...resend, ...this.extra } };
   }
+}
+
+/** Maps anything thrown in a route to the error the client receives. */
+export function serviceErrorFrom(error: unknown): ServiceError {
+  if (error instanceof ServiceError) return error;
+  if (error instanceof SpliceError) return ServiceError.fromSplice(error);
+  const { statusCode, message } = error as { statusCode?: number; message?: string };
+  if (statusCode === 413)
+    return new ServiceError('PAYLOAD_TOO_LARGE', message ?? 'request body is too large');
+  if (statusCode === 415) {
+    return new ServiceError(
+      'UNSUPPORTED_MEDIA_TYPE',
+      `${message ?? 'unsupported media type'}: send application/msgpack or application/json`,
+    );
+  }
+  if (statusCode === 400) return new ServiceError('BAD_REQUEST', message ?? 'bad request');
+  if (error instanceof Error && error.name === 'AbortError')
+    return new ServiceError(Code.CANCELLED, 'the client went away');
+  return new ServiceError('INTERNAL', 'internal error', { cause: error });
 }

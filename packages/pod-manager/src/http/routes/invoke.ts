@@ -16,11 +16,10 @@ import {
   PROGRAM_VERSION,
   type RemoteRef,
   Rest,
-  SpliceError,
   trailerFrame,
 } from '@splice-orc/protocol';
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { ServiceError } from '../../errors.js';
+import { ServiceError, serviceErrorFrom } from '../../errors.js';
 import type { ForwardOptions, ModuleRegistry } from '../../orchestration/registry.js';
 import type { PlacementEngine } from '../../placement/engine.js';
 import { errorJson, jsonFromValue, programFromJson } from '../json-invoke.js';
@@ -189,9 +188,7 @@ async function forwardBatch(
         },
         (error: unknown) => {
           if (!started) return reject(error);
-          const failure =
-            error instanceof SpliceError ? ServiceError.fromSplice(error) : asServiceError(error);
-          const { error: body } = failure.toJSON() as {
+          const { error: body } = serviceErrorFrom(error).toJSON() as {
             error: { code: string; status: string; message: string };
           };
           flush();
@@ -202,12 +199,6 @@ async function forwardBatch(
   const coldStartMs = await begun;
   if (coldStartMs !== undefined) reply.header(Headers.coldStart, coldStartMs);
   return reply.type(BATCH_TYPE).send(out);
-}
-
-function asServiceError(error: unknown): ServiceError {
-  return error instanceof ServiceError
-    ? error
-    : new ServiceError('INTERNAL', error instanceof Error ? error.message : String(error));
 }
 
 function checkJsonBody(body: unknown): Rest.JsonInvokeBody {
