@@ -12,10 +12,10 @@
  * already encoded (the client made it; the pod-manager forwards it as it is).
  */
 import * as http2 from 'node:http2';
-import { frameMessage } from './batch.js';
+import { FrameReader, frameMessage, readBatchAnswer } from './batch.js';
 import { SpliceError } from './errors.js';
 import { CREDENTIAL_METADATA, INVOKE_BATCH_PATH, INVOKE_PATH, OUTCOME_TRAILER } from './proto.js';
-import { BatchAnswerSpec, decodeMessage, encodeMessage, PayloadSpec } from './protobuf.js';
+import { decodeMessage, encodeMessage, PayloadSpec } from './protobuf.js';
 import { Code, codeFromGrpcStatus } from './status.js';
 
 /** Options of {@link createInvokeChannel}. */
@@ -150,27 +150,22 @@ function unarySink(): Sink<InvokeAnswer> {
 }
 
 function streamSink(onAnswer: (answer: BatchAnswer) => void): Sink<void> {
-  let pending: Buffer = Buffer.alloc(0);
+  let reader: FrameReader | undefined;
   const sink: Sink<void> = {
     answered: false,
     data(chunk, max) {
-      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
-      while (pending.length >= 5) {
-        const length = pending.readUInt32BE(1);
-        if (pending[0] !== 0) return new SpliceError(Code.INTERNAL, 'malformed gRPC message frame');
-        if (length > max + 64)
-          return new SpliceError(Code.RESOURCE_EXHAUSTED, `answer larger than ${max} bytes`);
-        if (pending.length < 5 + length) break;
-        const message = pending.subarray(5, 5 + length);
-        pending = pending.subarray(5 + length);
-        const { index, threw } = decodeMessage(BatchAnswerSpec, message) as { index: number; threw: boolean };
+      reader ??= new FrameReader(max + 64);
+      for (const { flag, body } of reader.push(chunk)) {
+        if (flag !== 0) return new SpliceError(Code.INTERNAL, 'malformed gRPC message frame');
+        const { index, threw } = readBatchAnswer(body);
         sink.answered = true;
-        onAnswer({ message, index, threw });
+        onAnswer({ message: body, index, threw });
       }
       return undefined;
     },
     done() {
-      if (pending.length > 0) throw new SpliceError(Code.INTERNAL, 'truncated gRPC message frame');
+      if ((reader?.pendingBytes ?? 0) > 0)
+        throw new SpliceError(Code.INTERNAL, 'truncated gRPC message frame');
     },
   };
   return sink;
