@@ -15,41 +15,14 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { connect } from '@splice-orc/client';
 import { createInvokeChannel, createModuleClient, decode, encode } from '@splice-orc/protocol';
+import { concurrent, sequential } from './measure.mjs';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 3000);
 const CONCURRENT_MS = Number(process.env.BENCH_CONCURRENT_MS ?? 3000);
 const IN_FLIGHT = 64;
-
-function percentile(sorted, p) {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
-
-async function sequential(call) {
-  for (let i = 0; i < 200; i++) await call(); // warm up
-  const times = [];
-  for (let i = 0; i < SEQUENTIAL; i++) {
-    const t0 = process.hrtime.bigint();
-    await call();
-    times.push(Number(process.hrtime.bigint() - t0) / 1e6);
-  }
-  times.sort((x, y) => x - y);
-  return { p50: percentile(times, 50), p99: percentile(times, 99) };
-}
-
-async function throughput(call) {
-  let done = 0;
-  const until = Date.now() + CONCURRENT_MS;
-  const worker = async () => {
-    while (Date.now() < until) {
-      await call();
-      done++;
-    }
-  };
-  const t0 = Date.now();
-  await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
-  return done / ((Date.now() - t0) / 1000);
-}
+const seq = (call) => sequential(call, SEQUENTIAL);
+const rate = async (call) => (await concurrent(call, IN_FLIGHT, CONCURRENT_MS)).rps;
 
 const dir = mkdtempSync(join(tmpdir(), 'splice-bench-'));
 const configPath = join(dir, 'config.json');
@@ -130,9 +103,9 @@ try {
     if ((await calc.add(1, 2)) !== 3) throw new Error('wrong answer');
   };
 
-  const a = { ...(await sequential(rawCall)), rps: await throughput(rawCall) };
-  const h = { ...(await sequential(channelCall)), rps: await throughput(channelCall) };
-  const b = { ...(await sequential(clientCall)), rps: await throughput(clientCall) };
+  const a = { ...(await seq(rawCall)), rps: await rate(rawCall) };
+  const h = { ...(await seq(channelCall)), rps: await rate(channelCall) };
+  const b = { ...(await seq(clientCall)), rps: await rate(clientCall) };
   const f = (x) => x.toFixed(3).padStart(8);
   const r = (x) => x.toFixed(0).padStart(8);
   console.log(
@@ -165,9 +138,9 @@ try {
   const localCall = async () => {
     if ((await calcLocal.add(1, 2)) !== 3) throw new Error('wrong answer');
   };
-  const t = await sequential(threeTrips);
-  const p = await sequential(pipelined);
-  const l = { ...(await sequential(localCall)), rps: await throughput(localCall) };
+  const t = await seq(threeTrips);
+  const p = await seq(pipelined);
+  const l = { ...(await seq(localCall)), rps: await rate(localCall) };
   console.log(`\ndet(matrix(x).scale(2)): separate round trips vs one pipelined program, sequential`);
   console.log(`(t) 4 round trips (3 calls + release)   ${f(t.p50)} ${f(t.p99)}`);
   console.log(`(p) one pipelined program               ${f(p.p50)} ${f(p.p99)}`);

@@ -15,40 +15,14 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { connect, NDArray } from '@splice-orc/client';
 import { servePackageIndex, wheelhouse } from '../src/python-index.mjs';
+import { concurrent, sequential } from './measure.mjs';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 3000);
 const CONCURRENT_MS = Number(process.env.BENCH_CONCURRENT_MS ?? 3000);
 const IN_FLIGHT = 64;
+const rate = async (call) => (await concurrent(call, IN_FLIGHT, CONCURRENT_MS)).rps;
 const ARRAY_ROUNDS = Number(process.env.BENCH_ARRAY_ROUNDS ?? 20);
-
-const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-
-async function sequential(call, count = SEQUENTIAL) {
-  for (let i = 0; i < Math.min(200, count); i++) await call(); // warm up
-  const times = [];
-  for (let i = 0; i < count; i++) {
-    const t0 = process.hrtime.bigint();
-    await call();
-    times.push(Number(process.hrtime.bigint() - t0) / 1e6);
-  }
-  times.sort((x, y) => x - y);
-  return { p50: percentile(times, 50), p99: percentile(times, 99) };
-}
-
-async function throughput(call) {
-  let done = 0;
-  const until = Date.now() + CONCURRENT_MS;
-  const worker = async () => {
-    while (Date.now() < until) {
-      await call();
-      done++;
-    }
-  };
-  const t0 = Date.now();
-  await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
-  return done / ((Date.now() - t0) / 1000);
-}
 
 const index = await servePackageIndex(await wheelhouse());
 const dir = mkdtempSync(join(tmpdir(), 'splice-bench-py-'));
@@ -98,8 +72,8 @@ try {
   const pythonAdd = async () => {
     if ((await fx.add(1, 2)) !== 3) throw new Error('wrong answer');
   };
-  const n = { ...(await sequential(nodeAdd)), rps: await throughput(nodeAdd) };
-  const y = { ...(await sequential(pythonAdd)), rps: await throughput(pythonAdd) };
+  const n = { ...(await sequential(nodeAdd, SEQUENTIAL)), rps: await rate(nodeAdd) };
+  const y = { ...(await sequential(pythonAdd, SEQUENTIAL)), rps: await rate(pythonAdd) };
 
   const elements = 1_000_000;
   const data = Float64Array.from({ length: elements }, (_, i) => i * 0.5);

@@ -16,56 +16,16 @@ import { fileURLToPath } from 'node:url';
 import { connect } from '@splice-orc/client';
 import { pack, unpack } from 'msgpackr';
 import { Pool } from 'undici';
+import { concurrent, sequential } from './measure.mjs';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const here = dirname(fileURLToPath(import.meta.url));
 const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 3000);
 const CONCURRENT_MS = Number(process.env.BENCH_CONCURRENT_MS ?? 2000);
 const LEVELS = [1, 4, 16, 64, 256];
+const seq = (call) => sequential(call, SEQUENTIAL, 300);
+const atLevel = (call, inFlight) => concurrent(call, inFlight, CONCURRENT_MS, { warmUp: true });
 const CHART = process.env.BENCH_CHART ?? join(root, 'docs/throughput.svg');
-
-const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-
-async function sequential(call) {
-  for (let i = 0; i < 300; i++) await call(); // warm up
-  const times = [];
-  for (let i = 0; i < SEQUENTIAL; i++) {
-    const t0 = process.hrtime.bigint();
-    await call();
-    times.push(Number(process.hrtime.bigint() - t0) / 1e6);
-  }
-  times.sort((x, y) => x - y);
-  return { p50: percentile(times, 50), p99: percentile(times, 99) };
-}
-
-/** Calls/s with `inFlight` callers, each calling again when its call returns; and their p50/p99. */
-async function concurrent(call, inFlight) {
-  const times = [];
-  const until = Date.now() + CONCURRENT_MS;
-  const worker = async () => {
-    while (Date.now() < until) {
-      const t0 = process.hrtime.bigint();
-      await call();
-      times.push(Number(process.hrtime.bigint() - t0) / 1e6);
-    }
-  };
-  await Promise.all(Array.from({ length: inFlight }, worker)); // warm up at this level
-  times.length = 0;
-  const t0 = Date.now();
-  const end = Date.now() + CONCURRENT_MS;
-  await Promise.all(
-    Array.from({ length: inFlight }, async () => {
-      while (Date.now() < end) {
-        const s = process.hrtime.bigint();
-        await call();
-        times.push(Number(process.hrtime.bigint() - s) / 1e6);
-      }
-    }),
-  );
-  const rps = times.length / ((Date.now() - t0) / 1000);
-  times.sort((x, y) => x - y);
-  return { rps, p50: percentile(times, 50), p99: percentile(times, 99) };
-}
 
 /** Starts a node script as its own process; resolves with the port it prints. */
 async function start(args, env = {}) {
@@ -140,10 +100,10 @@ try {
     if ((await plain.det(plain.matrix(m).scale(2))) !== 24) throw new Error('wrong answer');
   };
 
-  const ref = { ...(await sequential(reference)), at64: await concurrent(reference, 64) };
-  const a = { ...(await sequential(unbatched)), at64: await concurrent(unbatched, 64) };
-  const b = { at64: await concurrent(batched, 64) };
-  const c = await sequential(chain);
+  const ref = { ...(await seq(reference)), at64: await atLevel(reference, 64) };
+  const a = { ...(await seq(unbatched)), at64: await atLevel(unbatched, 64) };
+  const b = { at64: await atLevel(batched, 64) };
+  const c = await seq(chain);
 
   const f = (ms) => ms.toFixed(3).padStart(8);
   const n = (v) => Math.round(v).toString().padStart(8);
@@ -177,9 +137,9 @@ try {
   if (CHART !== '0') {
     const series = { reference: [], unbatched: [], batched: [] };
     for (const level of LEVELS) {
-      series.reference.push((await concurrent(reference, level)).rps);
-      series.unbatched.push((await concurrent(unbatched, level)).rps);
-      series.batched.push((await concurrent(batched, level)).rps);
+      series.reference.push((await atLevel(reference, level)).rps);
+      series.unbatched.push((await atLevel(unbatched, level)).rps);
+      series.batched.push((await atLevel(batched, level)).rps);
     }
     console.log(`\ncalls/s by calls in flight: ${LEVELS.join(', ')}`);
     for (const [name, values] of Object.entries(series))

@@ -3,22 +3,9 @@
 // Prints {"port":N} when it listens. Usage: node forwarder.mjs <server host:port>
 import * as grpc from '@grpc/grpc-js';
 import Fastify from 'fastify';
+import { service } from './service.mjs';
 
-const identity = (b) => b;
-const Client = grpc.makeGenericClientConstructor(
-  {
-    invoke: {
-      path: '/reference.Module/Invoke',
-      requestStream: false,
-      responseStream: false,
-      requestSerialize: identity,
-      requestDeserialize: identity,
-      responseSerialize: identity,
-      responseDeserialize: identity,
-    },
-  },
-  'Module',
-);
+const Client = grpc.makeGenericClientConstructor(service, 'Module');
 const client = new Client(process.argv[2], grpc.credentials.createInsecure());
 const app = Fastify({ logger: false });
 app.addContentTypeParser('application/msgpack', { parseAs: 'buffer' }, (_req, body, done) =>

@@ -3,19 +3,8 @@
 // {"port":N} when it listens.
 import * as grpc from '@grpc/grpc-js';
 import { pack, unpack } from 'msgpackr';
+import { service } from './service.mjs';
 
-const identity = (b) => b;
-const service = {
-  invoke: {
-    path: '/reference.Module/Invoke',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: identity,
-    requestDeserialize: identity,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-  },
-};
 const functions = { add: (a, b) => a + b };
 const server = new grpc.Server();
 server.addService(service, {
