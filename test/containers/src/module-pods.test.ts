@@ -6,8 +6,8 @@
  * their memory limits.
  */
 import { describe, expect, it } from 'vitest';
-import { createVolume, docker, runToExit, startContainer, uniqueName, waitFor } from './docker.js';
-import { callModule, healthProbe } from './grpc.js';
+import { createVolume, docker, runToExit, uniqueName } from './docker.js';
+import { callModule, serveModulePod } from './grpc.js';
 import { modulePod } from './manifests.js';
 import { fixturesDir } from './paths.js';
 import { dockerRunArgs } from './pod-spec.js';
@@ -29,20 +29,9 @@ describe('a Node module pod from the image', () => {
     expect(install.stdout).toContain('installed file:/fixtures/calc into /modules/install');
 
     const port = await freePort();
-    await using server = await startContainer(
-      podName,
-      dockerRunArgs(pod.spec, pod.container('module-server'), {
-        ...run,
-        env: { HOST: '127.0.0.1', PORT: String(port) },
-      }),
-    );
-    const health = await waitFor('grpc-health-probe to answer SERVING', async () => {
-      const probe = await healthProbe(port);
-      if (probe.code === 0) return probe;
-      if ((await server.status()) !== 'running')
-        throw new Error(`the server stopped: ${await server.logs()}`);
-      return undefined;
-    });
+    const served = await serveModulePod(pod, run, port);
+    await using server = served.server;
+    const { health } = served;
     expect(health.output).toMatch(/status: SERVING/);
     expect(await callModule(port, 'add', [1, 2])).toMatchObject({ ok: true, value: 3 });
     expect(await server.logs()).toContain(`"serverId":"${podName}"`);

@@ -10,8 +10,8 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { createVolume, runToExit, startContainer, uniqueName, waitFor } from './docker.js';
-import { callModule, healthProbe } from './grpc.js';
+import { createVolume, runToExit, uniqueName } from './docker.js';
+import { callModule, serveModulePod } from './grpc.js';
 import { modulePod, PYTHON_IMAGE } from './manifests.js';
 import { fixturesDir } from './paths.js';
 import { dockerRunArgs } from './pod-spec.js';
@@ -104,20 +104,9 @@ describe('a Python module pod from the Python image', () => {
     expect(install.stdout).toContain('"msg": "installed", "target": "/modules/install"');
 
     const port = await freePort();
-    await using server = await startContainer(
-      podName,
-      dockerRunArgs(pod.spec, pod.container('module-server'), {
-        ...run,
-        env: { HOST: '127.0.0.1', PORT: String(port) },
-      }),
-    );
-    const health = await waitFor('grpc-health-probe to answer SERVING', async () => {
-      const probe = await healthProbe(port);
-      if (probe.code === 0) return probe;
-      if ((await server.status()) !== 'running')
-        throw new Error(`the server stopped: ${await server.logs()}`);
-      return undefined;
-    });
+    const served = await serveModulePod(pod, run, port);
+    await using _server = served.server;
+    const { health } = served;
     expect(health.output).toMatch(/status: SERVING/);
     expect(await callModule(port, 'add', [1, 2])).toMatchObject({ ok: true, value: 3 });
     expect(await callModule(port, 'greet', ['pod'])).toMatchObject({ ok: true, value: 'hello, pod!' });
