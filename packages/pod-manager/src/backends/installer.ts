@@ -26,7 +26,7 @@ const inFlight = new Map<string, Promise<string>>();
 /** Resolves with the directory whose node_modules holds the module, installing it if needed. */
 export function installModule(spec: ModuleSpec, options: InstallOptions): Promise<string> {
   const dir = join(options.cacheDir, 'modules', installKey(spec));
-  if (existsSync(join(dir, MARKER))) return Promise.resolve(dir);
+  if (isInstalled(dir)) return Promise.resolve(dir);
   let pending = inFlight.get(dir);
   if (!pending) {
     pending = installModuleInto(spec, dir, options.timeoutMs).finally(() => inFlight.delete(dir));
@@ -62,9 +62,7 @@ export async function installModuleInto(
   dir: string,
   timeoutMs: number,
 ): Promise<string> {
-  const staging = `${dir}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  await mkdir(staging, { recursive: true });
-  try {
+  return installStaged(dir, spec, async (staging) => {
     await writeFile(join(staging, 'package.json'), '{ "name": "splice-orc-install", "private": true }\n');
     // --install-links copies `file:` packages like registry ones instead of linking them, so the
     // module resolves its `dependency` list from this folder, as it would in a container.
@@ -73,13 +71,34 @@ export async function installModuleInto(
     const specs = [spec.package, ...spec.dependencies];
     await runNpm(['install', ...flags, '--', ...specs], { cwd: staging, env: childEnv() }, timeoutMs);
     writeImporter(staging);
+  });
+}
+
+/** Whether `dir` holds a finished install. */
+export function isInstalled(dir: string): boolean {
+  return existsSync(join(dir, MARKER));
+}
+
+/**
+ * Fills a staging folder beside `dir` (`fill`), marks it as a finished install of `what` and
+ * renames it to `dir`. Another process that finished first wins: its install is as good as ours.
+ * The staging folder is gone afterwards, whatever happened.
+ */
+export async function installStaged(
+  dir: string,
+  what: Pick<ModuleSpec, 'package' | 'dependencies'>,
+  fill: (staging: string) => Promise<void>,
+): Promise<string> {
+  const staging = `${dir}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  await mkdir(staging, { recursive: true });
+  try {
+    await fill(staging);
     await writeFile(
       join(staging, MARKER),
-      `${JSON.stringify({ package: spec.package, dependencies: spec.dependencies })}\n`,
+      `${JSON.stringify({ package: what.package, dependencies: what.dependencies })}\n`,
     );
-    // Another pod-manager may have won the race: its install is as good as ours.
     await rename(staging, dir).catch(async (error: NodeJS.ErrnoException) => {
-      if (!existsSync(join(dir, MARKER))) throw error;
+      if (!isInstalled(dir)) throw error;
     });
     return dir;
   } finally {

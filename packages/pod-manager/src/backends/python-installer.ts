@@ -9,14 +9,15 @@
  * pod-manager's secrets (its environment is the allow-list of isolation.ts).
  */
 import { execFile, spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { ModuleSpec } from '../config.js';
 import { ServiceError } from '../errors.js';
+import { installStaged, isInstalled } from './installer.js';
 import { childEnv } from './isolation.js';
 
 /** Options of {@link installPythonModule}. */
@@ -29,7 +30,7 @@ export interface PythonInstallOptions {
   indexUrl?: string | undefined;
 }
 
-const MARKER = '.splice-installed';
+const _MARKER = '.splice-installed';
 const inFlight = new Map<string, Promise<string>>();
 const run = promisify(execFile);
 
@@ -47,7 +48,7 @@ export function venvPython(dir: string): string {
 export async function installPythonModule(spec: ModuleSpec, options: PythonInstallOptions): Promise<string> {
   const version = await pythonVersion(options.python);
   const dir = join(options.cacheDir, 'modules', pythonInstallKey(spec, version));
-  if (existsSync(join(dir, MARKER))) return dir;
+  if (isInstalled(dir)) return dir;
   let pending = inFlight.get(dir);
   if (!pending) {
     pending = installInto(spec, dir, options, version).finally(() => inFlight.delete(dir));
@@ -76,11 +77,10 @@ async function installInto(
   options: PythonInstallOptions,
   version: string,
 ): Promise<string> {
-  const staging = `${dir}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  await mkdir(staging, { recursive: true });
   const deadline = Date.now() + options.timeoutMs;
   const left = () => Math.max(1, deadline - Date.now());
-  try {
+  // `python -m` finds its environment from the interpreter's place: the folder may move.
+  return installStaged(dir, spec, async (staging) => {
     const venv = join(staging, 'venv');
     const uv = findOnPath('uv');
     if (uv) await tool(uv, ['venv', '--quiet', '--python', options.python, venv], left());
@@ -118,18 +118,7 @@ async function installInto(
       join(venv, 'lib', `python${major}.${minor}`, 'site-packages', 'splice_module_server.pth'),
       `${join(pythonServerDir(), 'src')}\n`,
     );
-    await writeFile(
-      join(staging, MARKER),
-      `${JSON.stringify({ package: spec.package, dependencies: spec.dependencies })}\n`,
-    );
-    // `python -m` finds its environment from the interpreter's place: the folder may move.
-    await rename(staging, dir).catch(async (error: NodeJS.ErrnoException) => {
-      if (!existsSync(join(dir, MARKER))) throw error;
-    });
-    return dir;
-  } finally {
-    await rm(staging, { recursive: true, force: true });
-  }
+  });
 }
 
 /** Runs an install tool; a failure is INSTALL_FAILED with the tool's own words. */
