@@ -94,6 +94,16 @@ ensure_engine() {
   mkdir -p "$(dirname "$DOCKERD_LOG")"
   # Its own session: it outlives this script, and a Ctrl-C here does not reach it. Not holding the
   # build lock (fd 9), which it would keep for as long as it runs.
+  # Pid files left by an engine that did not stop cleanly: if their pid now belongs to another
+  # process, dockerd takes it for its containerd and waits for a socket that never comes.
+  local file
+  for file in /var/run/docker/containerd/containerd.pid /var/run/docker.pid; do
+    [ -f "$file" ] || continue
+    case "$(cat "/proc/$(cat "$file")/comm" 2>/dev/null)" in
+      containerd | dockerd) ;;
+      *) rm -f "$file" ;;
+    esac
+  done
   local dockerd
   dockerd=$(command -v dockerd || echo /usr/sbin/dockerd)
   setsid nohup "$dockerd" --iptables=false --ip-forward=false --bridge=none </dev/null >>"$DOCKERD_LOG" 2>&1 9>&- &

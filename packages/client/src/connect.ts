@@ -4,9 +4,10 @@
 import { bytesFromQuantity, Code, Rest, SpliceError } from '@splice-orc/protocol';
 import { importFromApp } from './app-import.js';
 import type { BatchLimits } from './http-link.js';
+import { createJobs, type Jobs } from './jobs.js';
 import { PlacementTracker } from './placement.js';
 import { nodeOf } from './remote-proxy.js';
-import { type CallOptions, Session } from './session.js';
+import { type CallOptions, type IterateOptions, Session } from './session.js';
 
 import { createTransport, type Transport } from './transport.js';
 import type { Remote } from './types.js';
@@ -38,6 +39,18 @@ export interface ConnectOptions {
    * an object sets the bounds (`maxCalls`, default 128; `maxBytes`, default 1 MiB).
    */
   batch?: boolean | BatchLimits;
+  /**
+   * How `for await (const x of remote)` reads a remote iterator, generator or stream: `window`
+   * items per request (default 64), the next window asked for while the current one is consumed
+   * (`readAhead`, default true).
+   */
+  iterate?: IterateOptions;
+  /**
+   * Whether the long poll that carries callbacks a module keeps (event handlers, progress) keeps
+   * the process alive. Default false: a script that is done exits without `close()`. Set it when
+   * the app only waits for a module to call it back (`await new Promise((r) => em.on('done', r))`).
+   */
+  keepAliveForCallbacks?: boolean;
 }
 
 /** A connection to a pod-manager. */
@@ -54,11 +67,18 @@ export interface SpliceClient {
   release(...refs: unknown[]): Promise<void>;
   /** The pod-manager's view of the configured modules. */
   modules(): Promise<unknown>;
+  /** Batch jobs: map a module function over many inputs across replicas. */
+  readonly jobs: Jobs;
   /** Releases what is pending and closes the connections. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
   /** This client's session id, as module-servers see it. */
   readonly sessionId: string;
+  /**
+   * How many functions of the app modules can call now, over every module and replica: a function
+   * stays callable until released, until the client closes, or until module code no longer holds it.
+   */
+  liveCallbacks(): number;
 }
 
 /** Connects to a pod-manager (lazily: nothing is sent before the first call). */
@@ -66,13 +86,23 @@ export function connect(urlOrOptions?: string | ConnectOptions, options: Connect
   const opts = typeof urlOrOptions === 'string' ? { ...options, url: urlOrOptions } : { ...urlOrOptions };
   const url = opts.url ?? process.env.POD_MANAGER_URL ?? 'http://127.0.0.1:8000';
   const timeoutMs = opts.timeoutMs ?? 30_000;
+  const token = opts.token ?? (process.env.SPLICE_AUTH_TOKEN || undefined);
   const transport: Transport = createTransport(url, {
     connections: opts.connections,
     headers: opts.headers,
-    token: opts.token ?? (process.env.SPLICE_AUTH_TOKEN || undefined),
+    token,
+  });
+  // Long polls for callbacks wait while the app lives: their own connections, which do not keep
+  // the process alive unless asked to.
+  const callbackTransport: Transport = createTransport(url, {
+    connections: 4,
+    headers: opts.headers,
+    token,
+    unref: !opts.keepAliveForCallbacks,
   });
   const placement = new PlacementTracker({
     transport,
+    callbackTransport,
     importModule: opts.importModule ?? importFromApp,
     memoryBudget:
       typeof opts.memoryBudget === 'string' ? bytesFromQuantity(opts.memoryBudget) : opts.memoryBudget,
@@ -80,13 +110,15 @@ export function connect(urlOrOptions?: string | ConnectOptions, options: Connect
     timeoutMs,
     batch: opts.batch,
   });
-  const session = new Session({ timeoutMs, placement });
+  const session = new Session({ timeoutMs, placement, iterate: opts.iterate });
   const close = async () => {
     await session.close();
+    await callbackTransport.close();
     await transport.close();
   };
   return {
     sessionId: session.id,
+    liveCallbacks: () => session.liveCallbacks(),
     module: <T>(name: string, callOptions?: CallOptions) => session.root(name, callOptions) as Remote<T>,
     call: <T>(chain: PromiseLike<T>, callOptions: CallOptions) => {
       const node = nodeOf(chain);
@@ -98,9 +130,17 @@ export function connect(urlOrOptions?: string | ConnectOptions, options: Connect
       return session.run(node, callOptions) as Promise<T>;
     },
     release: async (...refs) => {
-      await Promise.all(refs.map((ref) => session.release(handleOf(ref))));
+      await Promise.all(
+        refs.map((ref) =>
+          // A function passed as a callback: later calls of it fail in the module.
+          typeof ref === 'function' && !nodeOf(ref)
+            ? session.releaseCallback(ref as (...args: unknown[]) => unknown)
+            : session.release(handleOf(ref)),
+        ),
+      );
     },
     modules: () => transport.json('GET', Rest.Paths.modules, { timeoutMs }),
+    jobs: createJobs(transport, timeoutMs),
     close,
     [Symbol.asyncDispose]: close,
   };

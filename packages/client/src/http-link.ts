@@ -36,6 +36,8 @@ export interface BatchLimits {
 /** Options of {@link createHttpLink}. */
 export interface HttpLinkOptions {
   transport: Transport;
+  /** Where callback exchanges go; default `transport`. */
+  callbackTransport?: Transport | undefined;
   record: CallRecorder;
   /** Follows the placement an answer carries. */
   follow: (module: string, placement: string | undefined) => void;
@@ -70,8 +72,20 @@ const DEFAULT_MAX_CALLS = 128;
 const DEFAULT_MAX_BYTES = 1024 * 1024;
 
 /** The link to the pod-manager. */
-export function createHttpLink({ transport, record, follow, batch = true }: HttpLinkOptions): Link & {
+export function createHttpLink({
+  transport,
+  callbackTransport = transport,
+  record,
+  follow,
+  batch = true,
+}: HttpLinkOptions): Link & {
   invoke(module: string, body: Uint8Array, options: HttpCallOptions): Promise<Uint8Array>;
+  /** Sends a `callbacks` exchange (INVOKE.md 3.7) and resolves with its encoded answer. */
+  exchangeCallbacks(
+    module: string,
+    body: Uint8Array,
+    options: { timeoutMs: number; route?: string | undefined; longPoll?: boolean },
+  ): Promise<Uint8Array>;
 } {
   const limits = batch === false ? undefined : batch === true ? {} : batch;
   const maxCalls = Math.max(1, limits?.maxCalls ?? DEFAULT_MAX_CALLS);
@@ -241,6 +255,12 @@ export function createHttpLink({ transport, record, follow, batch = true }: Http
   }
 
   return {
+    async exchangeCallbacks(module, body, options) {
+      // Only a long poll waits for as long as the app lives: it alone goes where nothing keeps the
+      // process alive; a short exchange (the first, answers, close) is awaited like a call.
+      const via = options.longPoll ? callbackTransport : transport;
+      return (await via.invoke(Rest.Paths.callbacks(module), body, options)).payload;
+    },
     invoke(module: string, body: Uint8Array, options: HttpCallOptions): Promise<Uint8Array> {
       if (!limits || unsupported || body.length > maxBytes) return single(module, body, options);
       const lane = laneOf(module, options);

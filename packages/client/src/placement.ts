@@ -6,7 +6,7 @@
  * Then the client follows the placement every answer carries and the one its periodic statistics
  * report returns. Calls on references go where their references live.
  */
-import { Rest } from '@splice-orc/protocol';
+import { Code, Rest, SpliceError } from '@splice-orc/protocol';
 import { type BatchLimits, createHttpLink } from './http-link.js';
 import type { Link } from './link.js';
 import { LocalLink } from './local-link.js';
@@ -18,6 +18,8 @@ export type Placement = Rest.Placement;
 /** Options of {@link PlacementTracker}. */
 export interface PlacementOptions {
   transport: Transport;
+  /** Where callback exchanges go (long polls on connections that never keep the process alive). */
+  callbackTransport?: Transport | undefined;
   /** Imports a module for local placement. */
   importModule: (name: string) => Promise<unknown>;
   /** Memory this client gives local modules, bytes (reported to the policy). */
@@ -47,6 +49,7 @@ export class PlacementTracker {
     const record = (module: string, where: Placement, ms: number) => this.record(module, where, ms);
     this.#remote = createHttpLink({
       transport: options.transport,
+      callbackTransport: options.callbackTransport,
       record,
       follow: (module, placement) => this.update(module, placement),
       batch: options.batch,
@@ -72,6 +75,25 @@ export class PlacementTracker {
       this.localUnavailable(module);
       return this.#remote;
     }
+  }
+
+  /**
+   * Sends a `callbacks` exchange (INVOKE.md 3.7) through the pod-manager. Callbacks need a
+   * module-server: a call that passes functions runs there even when the module is placed local,
+   * unless it uses references held in this process, which it cannot.
+   */
+  exchangeCallbacks(
+    module: string,
+    body: Uint8Array,
+    options: { timeoutMs: number; route?: string | undefined; longPoll?: boolean },
+  ): Promise<Uint8Array> {
+    if (options.route && this.#local.owns(options.route)) return Promise.reject(localCallbacks(module));
+    return this.#remote.exchangeCallbacks(module, body, options);
+  }
+
+  /** Refuses callbacks for a call on references held in this process. */
+  checkCallbackRoute(module: string, route: string | undefined): void {
+    if (route && this.#local.owns(route)) throw localCallbacks(module);
   }
 
   /** The module's placement, if the pod-manager has said it. */
@@ -154,4 +176,11 @@ export class PlacementTracker {
     }
     return c;
   }
+}
+
+function localCallbacks(module: string): SpliceError {
+  return new SpliceError(
+    Code.FAILED_PRECONDITION,
+    `this call uses references of ${module} held in this process (placed local): functions can be passed only to a module that runs on a module-server`,
+  );
 }

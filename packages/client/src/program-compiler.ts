@@ -4,6 +4,7 @@
  * proxies among arguments become operations of the same program (promise pipelining).
  */
 import {
+  type CallbackRef,
   Code,
   isPlainObject,
   Kwargs,
@@ -14,19 +15,25 @@ import {
   type Target,
 } from '@splice-orc/protocol';
 import { describeNode, nodeOf, type ProxyNode, type RefHandle } from './remote-proxy.js';
+import { isStreamArgument } from './stream-arguments.js';
 
 /**
  * Compiles a node into operations appended to `ops`, and returns what stands for its value: the
  * module root, its reference, or the slot of its last operation. Pending proxies among arguments
  * are compiled into the same program first (promise pipelining). The module-server instances
  * whose references the program uses are added to `servers` (the call must go to that server), and
- * the handles of those references to `handles` (the caller keeps them alive while the call runs).
+ * the handles of those references to `handles` (the caller keeps them alive while the call runs),
+ * and stream arguments (async iterables, sent through pipes) to `streams`. Functions of the app
+ * become callback references when `callbacks` is given (collected in its `fns`), else they stay
+ * and the encoder refuses them.
  */
 export function compile(
   node: ProxyNode,
   ops: Op[],
   servers: Set<string> = new Set(),
   handles: RefHandle[] = [],
+  streams: AsyncIterable<unknown>[] = [],
+  callbacks?: CollectedCallbacks,
 ): Target {
   if (node.base) {
     servers.add(usable(node.base).ref.server);
@@ -39,7 +46,7 @@ export function compile(
       path.push(step.key);
       continue;
     }
-    const args = step.args.map((a) => substitute(a, node.module, ops, servers, handles));
+    const args = step.args.map((a) => substitute(a, node.module, ops, servers, handles, streams, callbacks));
     ops.push({ op: step.kind, target: current, path, args });
     current = new Slot(ops.length - 1);
     path = [];
@@ -61,6 +68,12 @@ function usable(handle: RefHandle): RefHandle {
   return handle;
 }
 
+/** The functions a program passes, and the references they travel as. */
+export interface CollectedCallbacks {
+  refFor(fn: (...args: unknown[]) => unknown): CallbackRef;
+  fns: Array<(...args: unknown[]) => unknown>;
+}
+
 /** Replaces proxies inside an argument by references or slots; plain data is kept as it is. */
 function substitute(
   value: unknown,
@@ -68,9 +81,16 @@ function substitute(
   ops: Op[],
   servers: Set<string>,
   handles: RefHandle[],
+  streams: AsyncIterable<unknown>[],
+  callbacks: CollectedCallbacks | undefined,
 ): unknown {
   if (value === null || (typeof value !== 'object' && typeof value !== 'function')) return value;
   const node = nodeOf(value);
+  if (!node && typeof value === 'function' && callbacks) {
+    const fn = value as (...args: unknown[]) => unknown;
+    callbacks.fns.push(fn);
+    return callbacks.refFor(fn);
+  }
   if (node) {
     if (node.module !== module) {
       throw new SpliceError(
@@ -78,7 +98,7 @@ function substitute(
         `${describeNode(node)} lives in module ${node.module} and cannot be passed to module ${module}`,
       );
     }
-    const result = compile(node, ops, servers, handles);
+    const result = compile(node, ops, servers, handles, streams, callbacks);
     if (result === null)
       throw new SpliceError(
         Code.INVALID_ARGUMENT,
@@ -87,7 +107,12 @@ function substitute(
     return result;
   }
   if (ArrayBuffer.isView(value) || value instanceof Date || value instanceof NDArray) return value;
-  const walk = (v: unknown) => substitute(v, module, ops, servers, handles);
+  // A stream argument: found here, on the walk the arguments take anyway; the caller opens a pipe.
+  if (isStreamArgument(value)) {
+    streams.push(value);
+    return value;
+  }
+  const walk = (v: unknown) => substitute(v, module, ops, servers, handles, streams, callbacks);
   if (value instanceof Kwargs) {
     const values = walk({ ...value.values }) as Record<string, unknown>;
     return new Kwargs(values);

@@ -13,6 +13,9 @@ function recorder() {
       return 'result';
     },
     release: async () => {},
+    iterate: () => {
+      throw new Error('not used here');
+    },
   };
   return { sent, host };
 }
@@ -49,7 +52,13 @@ describe('remote proxy', () => {
   });
 
   it('supports catch and finally on a pending chain', async () => {
-    const host: ProxyHost = { run: () => Promise.reject(new Error('no')), release: async () => {} };
+    const host: ProxyHost = {
+      run: () => Promise.reject(new Error('no')),
+      release: async () => {},
+      iterate: () => {
+        throw new Error('not used here');
+      },
+    };
     const math = createRemoteProxy({ module: 'm', base: null, steps: [] }, host) as any;
     expect(await math.det().catch((e: Error) => e.message)).toBe('no');
   });

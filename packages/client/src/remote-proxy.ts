@@ -36,6 +36,8 @@ export interface ProxyHost {
   run(node: ProxyNode): Promise<unknown>;
   /** Releases the reference a node stands for. */
   release(handle: RefHandle): Promise<void>;
+  /** Reads what a node stands for as an async iterator (`for await`). */
+  iterate(node: ProxyNode): AsyncIterableIterator<unknown>;
 }
 
 const nodes = new WeakMap<object, ProxyNode>();
@@ -106,6 +108,8 @@ function symbolMember(key: symbol, node: ProxyNode, host: ProxyHost): unknown {
     const handle = node.base;
     return () => host.release(handle);
   }
+  // `for await (const x of remote)`: the remote iterator, iterable, generator or stream, pulled in windows.
+  if (key === Symbol.asyncIterator && (node.base || node.steps.length > 0)) return () => host.iterate(node);
   if (key === inspect.custom || key === Symbol.toStringTag) return () => `[Remote ${describeNode(node)}]`;
   if (key === Symbol.toPrimitive) {
     return () => {

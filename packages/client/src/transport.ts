@@ -6,8 +6,10 @@
  * again with backoff until its deadline, so a rolling restart of the pod-manager costs callers
  * nothing.
  */
+
+import type { Socket } from 'node:net';
 import { BATCH_TYPE, Code, FrameReader, isCode, linkedSignal, Rest, SpliceError } from '@splice-orc/protocol';
-import { type Dispatcher, Pool, errors as undiciErrors } from 'undici';
+import { buildConnector, type Dispatcher, Pool, errors as undiciErrors } from 'undici';
 
 /** Options of {@link createTransport}. */
 export interface TransportOptions {
@@ -22,6 +24,11 @@ export interface TransportOptions {
    * connection, a pod-manager shutting down). Default true; a CLI turns it off to fail at once.
    */
   resend?: boolean;
+  /**
+   * Requests of this transport never keep the process alive (its sockets and deadlines are
+   * unref'd): for the client's long polls for callbacks, which wait for as long as the app lives.
+   */
+  unref?: boolean;
 }
 
 /** Options of one request. */
@@ -62,14 +69,42 @@ export interface Transport {
     options: RequestOptions,
     body?: unknown,
   ): Promise<unknown>;
+  /** Sends a request with a body of any type (or none) and resolves with the answer's bytes. */
+  bytes(
+    method: 'GET' | 'POST' | 'PUT' | 'DELETE',
+    path: string,
+    options: RequestOptions,
+    body?: { bytes: Uint8Array | string; type: string },
+  ): Promise<Buffer>;
   close(): Promise<void>;
+}
+
+/**
+ * Opens sockets that never keep the process alive: undici refs a socket while it has requests, so
+ * its `ref` is made a no-op.
+ */
+function unrefConnector(): buildConnector.connector {
+  const connect = buildConnector({});
+  return (options, callback) =>
+    connect(options, (error, socket) => {
+      if (socket) {
+        (socket as Socket).unref();
+        (socket as Socket).ref = () => socket as Socket;
+      }
+      if (error) callback(error, null);
+      else callback(null, socket as Socket);
+    });
 }
 
 /** Connects to the pod-manager at `url` (connections open lazily). */
 export function createTransport(url: string, options: TransportOptions = {}): Transport {
   const base = new URL(url);
   const prefix = base.pathname.replace(/\/$/, '');
-  const pool = new Pool(base.origin, { connections: options.connections ?? 16, pipelining: 1 });
+  const pool = new Pool(base.origin, {
+    connections: options.connections ?? 16,
+    pipelining: 1,
+    ...(options.unref ? { connect: unrefConnector() } : {}),
+  });
   const headers: Record<string, string> = { ...options.headers };
   if (options.token) headers.authorization = `Bearer ${options.token}`;
 
@@ -81,7 +116,10 @@ export function createTransport(url: string, options: TransportOptions = {}): Tr
     read: ReadBody = readWhole,
   ) {
     const deadline = Date.now() + request.timeoutMs;
-    const { signal, cleanup } = linkedSignal([request.signal], request.timeoutMs);
+    // AbortSignal.timeout's timer does not keep the process alive; linkedSignal's own one does.
+    const { signal, cleanup } = options.unref
+      ? linkedSignal([request.signal, AbortSignal.timeout(request.timeoutMs)])
+      : linkedSignal([request.signal], request.timeoutMs);
     try {
       for (let attempt = 0; ; attempt++) {
         try {
@@ -154,6 +192,7 @@ export function createTransport(url: string, options: TransportOptions = {}): Tr
       const json = body === undefined ? undefined : { bytes: JSON.stringify(body), type: 'application/json' };
       return JSON.parse((await send(method, path, request, json)).payload.toString('utf8'));
     },
+    bytes: async (method, path, request, body) => (await send(method, path, request, body)).payload,
     close: () => pool.close(),
   };
 }

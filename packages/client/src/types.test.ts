@@ -46,3 +46,21 @@ describe('Remote<T>', () => {
     expectTypeOf<Remote<any>>().toBeAny();
   });
 });
+
+describe('the typing of imports that go remote (README)', () => {
+  // What an app declares for `import math, { det } from 'mathjs'` under the import hook.
+  const math = {} as Remote<MathModule>;
+  const det = {} as Remote<MathModule['det']>;
+
+  it('makes every call a promise of its value, never the value', () => {
+    expectTypeOf(det).returns.toMatchTypeOf<PromiseLike<number>>();
+    expectTypeOf(math.mean).returns.toMatchTypeOf<PromiseLike<number>>();
+    // Only compiled (never run): the compiler must refuse a remote call's result as a number.
+    const misuse = () => {
+      // @ts-expect-error: a remote call gives a promise of its value
+      const value: number = det(math.matrix([[1]]));
+      return value;
+    };
+    expectTypeOf(misuse).returns.toBeNumber();
+  });
+});

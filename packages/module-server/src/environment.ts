@@ -8,6 +8,8 @@
  * | MODULE_RESOLVE_FROM | directory whose node_modules holds it | this package's location |
  * | HOST | address to bind | 127.0.0.1 |
  * | PORT | port to bind, 0 = any free port | 50051 |
+ * | CALLBACK_PORT | port of the callback endpoint (served by a thread of its own), 0 = any free port | PORT + 1, or 0 when PORT is 0 |
+ * | SPLICE_CALLBACK_TIMEOUT_MS | longest one callback invocation waits for the app's answer | 30000 |
  * | SPLICE_SERVER_SECRET | credential every Invoke and Stats must carry (16+ characters) | required, unless given over IPC |
  * | SPLICE_SECRET_FROM_PARENT | `1`: the secret arrives as the first IPC message, never in the environment | unset |
  * | SPLICE_MAX_MESSAGE_BYTES | largest payload either way | 16777216 |
@@ -26,6 +28,8 @@ export interface ServerEnvironment {
   resolveFrom?: string | undefined;
   host: string;
   port: number;
+  callbackPort: number;
+  callbackTimeoutMs: number;
   /** Undefined when it comes over IPC (`secretFromParent`). */
   secret?: string | undefined;
   secretFromParent: boolean;
@@ -52,6 +56,8 @@ export function environmentFor(settings: ServerSettings): Record<string, string>
     MODULE_RESOLVE_FROM: settings.resolveFrom,
     HOST: settings.host,
     PORT: settings.port,
+    CALLBACK_PORT: settings.callbackPort,
+    SPLICE_CALLBACK_TIMEOUT_MS: settings.callbackTimeoutMs,
     SPLICE_SERVER_SECRET: settings.secret,
     SPLICE_SECRET_FROM_PARENT: settings.secretFromParent ? '1' : undefined,
     SPLICE_MAX_MESSAGE_BYTES: settings.maxMessageBytes,
@@ -83,11 +89,14 @@ export function parseEnvironment(env: NodeJS.ProcessEnv): ServerEnvironment {
   if (codeGeneration !== '' && codeGeneration !== 'allow') {
     throw new Error(`SPLICE_CODE_GENERATION must be 'allow' or unset, got '${codeGeneration}'`);
   }
+  const port = int(env, 'PORT', 50051);
   return {
     moduleName,
     resolveFrom: env.MODULE_RESOLVE_FROM || undefined,
     host: env.HOST || '127.0.0.1',
-    port: int(env, 'PORT', 50051),
+    port,
+    callbackPort: int(env, 'CALLBACK_PORT', port === 0 ? 0 : port + 1),
+    callbackTimeoutMs: int(env, 'SPLICE_CALLBACK_TIMEOUT_MS', 30_000),
     secret,
     secretFromParent,
     maxMessageBytes: int(env, 'SPLICE_MAX_MESSAGE_BYTES', 16 * 1024 * 1024),

@@ -2,16 +2,29 @@
  * The standard gRPC health service (`grpc.health.v1.Health`: Check and Watch) for a module-server.
  * It needs no credential, so that Kubernetes probes and grpc-health-probe work as they are.
  */
-import * as grpc from '@grpc/grpc-js';
-import { healthServiceDefinition, SERVING_STATUSES, type ServingStatus } from '@splice-orc/protocol';
+import {
+  decodeMessage,
+  encodeMessage,
+  type GrpcHandler,
+  type GrpcServerCall,
+  HEALTH_SERVICE_NAME,
+  HealthRequestSpec,
+  HealthResponseSpec,
+  SERVING_STATUSES,
+  type ServingStatus,
+} from '@splice-orc/protocol';
 
-type Request = { service: string };
-type Response = { status: number };
+/** gRPC's NOT_FOUND. */
+const NOT_FOUND = 5;
+/** Most Watch streams open at once: each holds a stream until its caller goes. */
+const MAX_WATCHERS = 64;
+/** gRPC's RESOURCE_EXHAUSTED. */
+const RESOURCE_EXHAUSTED = 8;
 
 /** Serving statuses by service name ('' is the server as a whole). */
 export class Health {
   readonly #statuses = new Map<string, ServingStatus>();
-  readonly #watchers = new Set<{ service: string; call: grpc.ServerWritableStream<Request, Response> }>();
+  readonly #watchers = new Set<{ service: string; call: GrpcServerCall }>();
 
   constructor(initial: Record<string, ServingStatus>) {
     for (const [service, status] of Object.entries(initial)) this.#statuses.set(service, status);
@@ -29,24 +42,33 @@ export class Health {
     this.#watchers.clear();
   }
 
-  addToServer(server: grpc.Server): void {
-    server.addService(healthServiceDefinition(), {
-      Check: (call: grpc.ServerUnaryCall<Request, Response>, callback: grpc.sendUnaryData<Response>) => {
-        const status = this.#statuses.get(call.request.service);
-        if (status === undefined) {
-          callback({ code: grpc.status.NOT_FOUND, details: `unknown service '${call.request.service}'` });
-        } else callback(null, response(status));
+  /** The service's methods, by path, for the server. */
+  methods(): Record<string, GrpcHandler> {
+    return {
+      [`/${HEALTH_SERVICE_NAME}/Check`]: (call) => {
+        const service = serviceOf(call);
+        const status = this.#statuses.get(service);
+        if (status === undefined) return call.fail(NOT_FOUND, `unknown service '${service}'`);
+        call.write(response(status));
+        call.end();
       },
-      Watch: (call: grpc.ServerWritableStream<Request, Response>) => {
-        const watcher = { service: call.request.service, call };
+      [`/${HEALTH_SERVICE_NAME}/Watch`]: (call) => {
+        if (this.#watchers.size >= MAX_WATCHERS) {
+          return call.fail(RESOURCE_EXHAUSTED, `at most ${MAX_WATCHERS} health watches at once`);
+        }
+        const watcher = { service: serviceOf(call), call };
         this.#watchers.add(watcher);
         call.write(response(this.#statuses.get(watcher.service) ?? 'SERVICE_UNKNOWN'));
-        call.on('cancelled', () => this.#watchers.delete(watcher));
+        call.onCancel(() => this.#watchers.delete(watcher));
       },
-    });
+    };
   }
 }
 
-function response(status: ServingStatus): Response {
-  return { status: SERVING_STATUSES.indexOf(status) };
+function serviceOf(call: GrpcServerCall): string {
+  return decodeMessage(HealthRequestSpec, call.request).service as string;
+}
+
+function response(status: ServingStatus): Buffer {
+  return encodeMessage(HealthResponseSpec, { status: SERVING_STATUSES.indexOf(status) });
 }

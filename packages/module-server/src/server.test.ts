@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import {
+  CallbackRef,
   createInvokeChannel,
   createModuleClient,
   decode,
@@ -203,7 +204,15 @@ describe('module-server with a CommonJS module', () => {
       call(['greet'], ['bo'], new Slot(0)),
     ];
     expect(await send(ops)).toMatchObject({ value: 'hi, bo' });
+    expect((await c.stats({ timeoutMs: 2_000 })).exports).toEqual(['Greeter', 'shout']);
     c.close();
+  });
+
+  it("lists the module's exports in Stats, sorted, for import { name } at link time", async () => {
+    const { exports } = await client.stats({ timeoutMs: 2_000 });
+    expect(exports).toContain('add');
+    expect(exports).toContain('Matrix');
+    expect(exports).toEqual([...exports].sort());
   });
 });
 
@@ -252,5 +261,91 @@ describe('module-server and values for Python modules', () => {
       'float64',
     );
     expect(await value([call(['echo'], [a])])).toStrictEqual(a);
+  });
+});
+
+describe('callback endpoint', () => {
+  const exchangeOp = (op: Record<string, unknown>) =>
+    encode({ v: 1, session: 'cb', ops: [{ op: 'callbacks', answers: [], released: [], wait: 0, ...op }] });
+
+  it('serves the callbacks exchange on its own port, with the credential', async () => {
+    const relay = createModuleClient(`127.0.0.1:${server.callbackPort}`, { secret });
+    const stranger = createModuleClient(`127.0.0.1:${server.callbackPort}`, {
+      secret: 'not-the-secret-at-all',
+    });
+    try {
+      const answer = decode(await relay.invoke(exchangeOp({}), { timeoutMs: 2_000 })) as InvokeResponse;
+      expect(answer).toMatchObject({ ok: true, value: { server: server.serverId, requests: [] } });
+      await expect(stranger.invoke(exchangeOp({}), { timeoutMs: 2_000 })).rejects.toMatchObject({
+        code: 'UNAUTHENTICATED',
+      });
+      // only the callbacks operation: no module call reaches the module through this port
+      await expect(
+        relay.invoke(encode({ v: 1, session: 'cb', ops: [call(['add'], [1, 2])] }), { timeoutMs: 2_000 }),
+      ).rejects.toMatchObject({
+        code: 'INVALID_ARGUMENT',
+        message: expect.stringMatching(/takes only the callbacks operation/),
+      });
+      await expect(relay.invoke(exchangeOp({ wait: 60_000 }), { timeoutMs: 2_000 })).rejects.toMatchObject({
+        code: 'INVALID_ARGUMENT',
+        message: expect.stringMatching(/wait must be an integer from 0 to 25000 ms/),
+      });
+    } finally {
+      relay.close();
+      stranger.close();
+    }
+  });
+
+  it('fails a callback no app answers within the callback timeout, and serves the next call', async () => {
+    await using quick = await createModuleServer({
+      moduleName: fixture('calc'),
+      secret,
+      callbackTimeoutMs: 300,
+    });
+    const c = createModuleClient(`127.0.0.1:${quick.port}`, { secret });
+    try {
+      const program = {
+        v: 1,
+        session: 'late',
+        ops: [call(['tryCall'], [new CallbackRef('nobody', 'lonely')])],
+      };
+      const res = decode(await c.invoke(encode(program), { timeoutMs: 5_000 })) as InvokeResponse;
+      expect(res).toMatchObject({ ok: true, value: { ok: false } });
+      expect((res as { value: { message: string } }).value.message).toMatch(
+        /^callback lonely was not answered by the app within 3\d\d ms$/,
+      );
+      const add = { v: 1, session: 'late', ops: [call(['add'], [2, 3])] };
+      expect((decode(await c.invoke(encode(add), { timeoutMs: 5_000 })) as { value: number }).value).toBe(5);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('fails a collected request whose app is never heard from again', async () => {
+    await using quiet = await createModuleServer({
+      moduleName: fixture('calc'),
+      secret,
+      callbackAbsentMs: 1_000,
+    });
+    const c = createModuleClient(`127.0.0.1:${quiet.port}`, { secret });
+    const relay = createModuleClient(`127.0.0.1:${quiet.callbackPort}`, { secret });
+    try {
+      // The app waits for requests (its exchange is there first), collects the one the call makes,
+      // then dies before it answers: no exchange of it comes again.
+      const exchange = (wait: number) => encode({ v: 1, session: 'gone', ops: [{ op: 'callbacks', wait }] });
+      await relay.invoke(exchange(0), { timeoutMs: 5_000 }); // the connection is up
+      const collecting = relay.invoke(exchange(4_000), { timeoutMs: 5_000 });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const program = { v: 1, session: 'gone', ops: [call(['tryCall'], [new CallbackRef('f', 'f')])] };
+      const result = c.invoke(encode(program), { timeoutMs: 5_000 });
+      const collected = decode(await collecting) as { value: { requests: unknown[] } };
+      expect(collected.value.requests).toHaveLength(1);
+      const res = decode(await result) as { value: { ok: boolean; message: string } };
+      expect(res.value.ok).toBe(false);
+      expect(res.value.message).toMatch(/the app has not been heard from for 1000 ms/);
+    } finally {
+      c.close();
+      relay.close();
+    }
   });
 });

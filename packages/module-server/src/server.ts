@@ -3,30 +3,39 @@
  * `InvokeBatch`: several programs, each answer streamed when ready) plus the standard health service. Failures of the module (a throw, a rejection) are answered as values;
  * failures of the invocation itself (malformed, refused, too large, too slow) as gRPC statuses.
  */
-import { randomBytes, timingSafeEqual } from 'node:crypto';
-import * as grpc from '@grpc/grpc-js';
+import { randomBytes } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http2';
 import {
-  type BatchAnswerMessage,
-  type BatchRequestMessage,
+  BatchAnswerSpec,
+  BatchRequestSpec,
   Code,
-  CREDENTIAL_METADATA,
+  createGrpcServer,
+  decodeMessage,
+  encodeMessage,
+  type GrpcHandler,
+  type GrpcServerCall,
   grpcStatusFromCode,
+  INVOKE_BATCH_PATH,
+  INVOKE_PATH,
   MAX_BATCH_PROGRAMS,
   MODULE_SERVICE_NAME,
-  moduleServiceDefinition,
   OUTCOME_TRAILER,
-  type PayloadMessage,
-  type ServerStats,
+  PayloadSpec,
   SpliceError,
+  StatsSpec,
   withDeadline,
 } from '@splice-orc/protocol';
 import {
+  bindValue,
+  CallbackHub,
   createInvocationHandler,
   type InvocationResult,
   loadModule,
   ObjectTable,
   type ObjectTableOptions,
 } from '@splice-orc/runtime';
+import { type CallbackRelay, startCallbackRelay } from './callback-relay.js';
+import { credentialCheck, UNAUTHENTICATED_MESSAGE } from './credential.js';
 import { Health } from './health.js';
 
 /** Shortest secret a module-server accepts. */
@@ -42,6 +51,15 @@ export interface ModuleServerOptions {
   host?: string;
   /** Port to bind; 0 picks a free one. Default 0. */
   port?: number;
+  /** Port of the callback endpoint (INVOKE.md 3.7); 0 picks a free one. Default 0. */
+  callbackPort?: number;
+  /** Longest one callback invocation waits for the app's answer, ms. Default 30 000. */
+  callbackTimeoutMs?: number;
+  /**
+   * How long requests may wait for an app that has no exchange waiting and sends none, ms, before
+   * they fail (it died between two exchanges, or blocks its thread). Default 10 000.
+   */
+  callbackAbsentMs?: number;
   /** Largest request or response payload, in bytes. Default 16 MiB. */
   maxMessageBytes?: number;
   /** Session lease, in ms: references of a client silent for this long are freed. Default 60 000. */
@@ -60,12 +78,16 @@ export interface ModuleServerOptions {
   secret: string;
   /** Limits of the reference table (objects per session and per server, live sessions). */
   limits?: Pick<ObjectTableOptions, 'maxObjectsPerSession' | 'maxObjects' | 'maxSessions'>;
+  /** A relay started earlier (main.ts starts it first, so that it boots beside the imports). */
+  relay?: CallbackRelay | undefined;
 }
 
 /** A running module-server. */
 export interface ModuleServer {
   /** The port actually bound. */
   readonly port: number;
+  /** The port of the callback endpoint. */
+  readonly callbackPort: number;
   /** Id of this server instance (random unless given), carried by every reference it makes. */
   readonly serverId: string;
   /** The reference table, for inspection. */
@@ -80,38 +102,75 @@ export async function createModuleServer(options: ModuleServerOptions): Promise<
   if (typeof options.secret !== 'string' || options.secret.length < MIN_SECRET_LENGTH) {
     throw new Error(`a module-server needs a secret of at least ${MIN_SECRET_LENGTH} characters`);
   }
-  const { root } = await loadModule({ name: options.moduleName, resolveFrom: options.resolveFrom });
   const maxMessageBytes = options.maxMessageBytes ?? 16 * 1024 * 1024;
   const serverId = options.serverId || randomBytes(6).toString('hex');
+  const host = options.host ?? '127.0.0.1';
+  // The relay thread boots while the module loads (main.ts starts it even earlier).
+  const relay =
+    options.relay ??
+    startCallbackRelay({
+      secret: options.secret,
+      host,
+      port: options.callbackPort ?? 0,
+      serverId,
+      maxMessageBytes,
+      absentMs: options.callbackAbsentMs,
+    });
+  relay.setSecret(options.secret);
+  let loaded: Awaited<ReturnType<typeof loadModule>>;
+  let callbackPort: number;
+  try {
+    [loaded, callbackPort] = await Promise.all([
+      loadModule({ name: options.moduleName, resolveFrom: options.resolveFrom }),
+      relay.listening,
+    ]);
+  } catch (error) {
+    await relay.close().catch(() => {});
+    throw error;
+  }
+  const { root, exports } = loaded;
   const table = new ObjectTable({ ...options.limits, leaseMs: options.leaseMs ?? 60_000 });
-  const server = new grpc.Server({
-    'grpc.max_receive_message_length': maxMessageBytes,
-    'grpc.max_send_message_length': maxMessageBytes,
-  });
   const health = new Health({ '': 'NOT_SERVING', [MODULE_SERVICE_NAME]: 'NOT_SERVING' });
-  health.addToServer(server);
   const counters = { inFlight: 0, calls: 0 };
   const authorized = credentialCheck(options.secret);
-  const handle = createInvocationHandler({ root, table, serverId });
-  const invoke = createInvokeHandler({
-    handle,
+  const callbacks: CallbackHub = new CallbackHub({
+    channel: relay.channel,
+    table,
+    serverId,
+    timeoutMs: options.callbackTimeoutMs,
+    bind: (value, session) => bindValue(value, { root, table, serverId, session, callbacks }),
+  });
+  const context: HandlerContext = {
+    handle: createInvocationHandler({ root, table, serverId, callbacks }),
     counters,
     authorized,
     maxCallMs: options.maxCallMs ?? 300_000,
-  });
-  const stats: grpc.handleUnaryCall<unknown, ServerStats> = (call, callback) => {
-    if (!authorized(call.metadata)) return callback(unauthenticated());
-    const held = table.stats();
-    callback(null, { server_id: serverId, ...held, in_flight: counters.inFlight, calls: counters.calls });
+    maxMessageBytes,
   };
-  const invokeBatch = createBatchHandler({
-    handle,
-    counters,
-    authorized,
-    maxCallMs: options.maxCallMs ?? 300_000,
+  const stats: GrpcHandler = (call) => {
+    if (!authorized(call.headers)) return unauthenticated(call);
+    const held = table.stats();
+    call.write(
+      encodeMessage(StatsSpec, {
+        server_id: serverId,
+        ...held,
+        in_flight: counters.inFlight,
+        calls: counters.calls,
+        exports,
+      }),
+    );
+    call.end();
+  };
+  const server = createGrpcServer({
+    maxMessageBytes,
+    methods: {
+      ...health.methods(),
+      [INVOKE_PATH]: createInvokeHandler(context),
+      [INVOKE_BATCH_PATH]: createBatchHandler(context),
+      [`/${MODULE_SERVICE_NAME}/Stats`]: stats,
+    },
   });
-  server.addService(moduleServiceDefinition(), { Invoke: invoke, InvokeBatch: invokeBatch, Stats: stats });
-  const port = await bind(server, `${options.host ?? '127.0.0.1'}:${options.port ?? 0}`);
+  const port = await server.listen(host, options.port ?? 0);
   table.startSweeping();
   health.setStatus('', 'SERVING');
   health.setStatus(MODULE_SERVICE_NAME, 'SERVING');
@@ -120,152 +179,97 @@ export async function createModuleServer(options: ModuleServerOptions): Promise<
     health.setStatus(MODULE_SERVICE_NAME, 'NOT_SERVING');
     health.endWatches();
     table.stopSweeping();
-    await shutdown(server, graceMs);
+    await server.close(graceMs);
+    await relay.close();
   };
-  return { port, serverId, table, close, [Symbol.asyncDispose]: () => close() };
+  return { port, callbackPort, serverId, table, close, [Symbol.asyncDispose]: () => close() };
 }
 
-function bind(server: grpc.Server, address: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, port) =>
-      error ? reject(error) : resolve(port),
-    );
-  });
-}
-
-/** Takes no new calls, lets those in flight finish within `graceMs`, then closes every connection. */
-function shutdown(server: grpc.Server, graceMs: number): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      server.forceShutdown();
-      resolve();
-    }, graceMs);
-    server.tryShutdown(() => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-}
-
-/** Checks a call's credential against the secret, in constant time. */
-function credentialCheck(secret: string): (metadata: grpc.Metadata) => boolean {
-  const expected = Buffer.from(`Bearer ${secret}`);
-  return (metadata) => {
-    const [given] = metadata.get(CREDENTIAL_METADATA);
-    const bytes = Buffer.from(typeof given === 'string' ? given : '');
-    return bytes.length === expected.length && timingSafeEqual(bytes, expected);
-  };
-}
-
-function unauthenticated(): grpc.ServiceError {
-  return Object.assign(new Error('missing or wrong credential'), {
-    code: grpc.status.UNAUTHENTICATED,
-    details: 'missing or wrong credential: only the pod-manager that started this module-server may call it',
-    metadata: new grpc.Metadata(),
-  });
+function unauthenticated(call: GrpcServerCall): void {
+  call.fail(grpcStatusFromCode(Code.UNAUTHENTICATED), UNAUTHENTICATED_MESSAGE);
 }
 
 interface HandlerContext {
-  handle: (payload: Uint8Array) => Promise<InvocationResult>;
-  authorized: (metadata: grpc.Metadata) => boolean;
+  handle: (payload: Uint8Array, deadline?: number) => Promise<InvocationResult>;
+  authorized: (headers: IncomingHttpHeaders) => boolean;
   maxCallMs: number;
+  maxMessageBytes: number;
   counters: { inFlight: number; calls: number };
 }
 
-type UnaryHandler = grpc.handleUnaryCall<PayloadMessage, PayloadMessage>;
+/** Runs one program under its deadline; settles with its answer, or the error it failed with. */
+function run(h: HandlerContext, payload: Uint8Array, timeoutMs: number): Promise<InvocationResult> {
+  h.counters.inFlight++;
+  const work = h.handle(payload, Date.now() + timeoutMs).finally(() => {
+    h.counters.inFlight--;
+    h.counters.calls++;
+  });
+  return withDeadline(work, {
+    timeoutMs,
+    onTimeout: () =>
+      new SpliceError(Code.DEADLINE_EXCEEDED, `invocation did not finish within ${timeoutMs} ms`),
+  }).then((answer) => {
+    if (answer.payload.byteLength > h.maxMessageBytes) {
+      throw new SpliceError(
+        Code.RESOURCE_EXHAUSTED,
+        `the answer (${answer.payload.byteLength} bytes) is larger than the largest message, ${h.maxMessageBytes} bytes`,
+      );
+    }
+    return answer;
+  });
+}
 
-function createInvokeHandler(h: HandlerContext): UnaryHandler {
-  return (call, callback) => {
-    if (!h.authorized(call.metadata)) return callback(unauthenticated());
-    const budget = Math.min(h.maxCallMs, msUntil(call.getDeadline()));
-    h.counters.inFlight++;
-    const work = h.handle(call.request.payload).finally(() => {
-      h.counters.inFlight--;
-      h.counters.calls++;
-    });
-    withDeadline(work, {
-      timeoutMs: budget,
-      onTimeout: () =>
-        new SpliceError(Code.DEADLINE_EXCEEDED, `invocation did not finish within ${budget} ms`),
-    }).then(
-      ({ payload, threw }) => {
+function createInvokeHandler(h: HandlerContext): GrpcHandler {
+  return (call) => {
+    if (!h.authorized(call.headers)) return unauthenticated(call);
+    const { payload } = decodeMessage(PayloadSpec, call.request);
+    const budget = Math.min(h.maxCallMs, Math.max(0, call.deadline - Date.now()));
+    run(h, payload as Buffer, budget).then(
+      (answer) => {
+        call.write(encodeMessage(PayloadSpec, { payload: answer.payload }));
         // The pod-manager counts outcomes without decoding payloads: a throw is flagged in a trailer.
-        const trailer = new grpc.Metadata();
-        if (threw) trailer.set(OUTCOME_TRAILER, 'remote-error');
-        callback(
-          null,
-          { payload: Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength) },
-          trailer,
-        );
+        call.end(answer.threw ? { [OUTCOME_TRAILER]: 'remote-error' } : undefined);
       },
       (reason: unknown) => {
         const error = SpliceError.from(reason, Code.INTERNAL);
-        callback({ code: grpcStatusFromCode(error.code), details: error.message });
+        call.fail(grpcStatusFromCode(error.code), error.message);
       },
     );
   };
 }
-
-function msUntil(deadline: grpc.Deadline): number {
-  const at = deadline instanceof Date ? deadline.getTime() : deadline;
-  return Number.isFinite(at) ? Math.max(0, at - Date.now()) : Number.POSITIVE_INFINITY;
-}
-
-type StreamHandler = grpc.handleServerStreamingCall<BatchRequestMessage, BatchAnswerMessage>;
 
 /**
  * InvokeBatch: every program runs on its own (async ones overlap; one failing fails only its own
  * answer), under its own deadline, and its answer is written as soon as it is ready; the stream
  * ends when the last one is written.
  */
-function createBatchHandler(h: HandlerContext): StreamHandler {
+function createBatchHandler(h: HandlerContext): GrpcHandler {
   return (call) => {
-    if (!h.authorized(call.metadata)) return void call.emit('error', unauthenticated());
-    const { payloads, timeouts_ms: timeouts } = call.request;
+    if (!h.authorized(call.headers)) return unauthenticated(call);
+    const request = decodeMessage(BatchRequestSpec, call.request);
+    const payloads = request.payloads as Buffer[];
+    const timeouts = request.timeouts_ms as number[];
     if (payloads.length > MAX_BATCH_PROGRAMS) {
-      return void call.emit('error', {
-        code: grpc.status.INVALID_ARGUMENT,
-        details: `a batch holds at most ${MAX_BATCH_PROGRAMS} programs, this one ${payloads.length}`,
-      });
+      return call.fail(
+        grpcStatusFromCode(Code.INVALID_ARGUMENT),
+        `a batch holds at most ${MAX_BATCH_PROGRAMS} programs, this one ${payloads.length}`,
+      );
     }
-    const budget = Math.min(h.maxCallMs, msUntil(call.getDeadline()));
+    const budget = Math.min(h.maxCallMs, Math.max(0, call.deadline - Date.now()));
     let left = payloads.length;
-    if (left === 0) return void call.end();
+    if (left === 0) return call.end();
     payloads.forEach((payload, index) => {
-      const timeoutMs = Math.min(budget, timeouts[index] || budget);
-      h.counters.inFlight++;
-      const work = h.handle(payload).finally(() => {
-        h.counters.inFlight--;
-        h.counters.calls++;
-      });
-      const empty = Buffer.alloc(0);
-      withDeadline(work, {
-        timeoutMs,
-        onTimeout: () =>
-          new SpliceError(Code.DEADLINE_EXCEEDED, `invocation did not finish within ${timeoutMs} ms`),
-      })
+      run(h, payload, Math.min(budget, timeouts[index] || budget))
         .then(
-          ({ payload: answer, threw }): BatchAnswerMessage => ({
-            index,
-            payload: Buffer.from(answer.buffer, answer.byteOffset, answer.byteLength),
-            threw,
-            status: 0,
-            message: '',
-          }),
-          (reason: unknown): BatchAnswerMessage => {
+          ({ payload: answer, threw }) => ({ index, payload: answer, threw }),
+          (reason: unknown) => {
             const error = SpliceError.from(reason, Code.INTERNAL);
-            return {
-              index,
-              payload: empty,
-              threw: false,
-              status: grpcStatusFromCode(error.code),
-              message: error.message,
-            };
+            return { index, status: grpcStatusFromCode(error.code), message: error.message };
           },
         )
         .then((answer) => {
-          if (!call.cancelled) call.write(answer);
-          if (--left === 0 && !call.cancelled) call.end();
+          call.write(encodeMessage(BatchAnswerSpec, answer));
+          if (--left === 0) call.end();
         });
     });
   };

@@ -23,11 +23,14 @@ import { clientErrorHandler, frameworkErrors, trackRouteMethods } from './http/f
 import { ALWAYS, responses } from './http/responses.js';
 import { healthRoutes } from './http/routes/health.js';
 import { invokeRoutes } from './http/routes/invoke.js';
+import { jobRoutes } from './http/routes/jobs.js';
 import { moduleRoutes } from './http/routes/modules.js';
 import { observeRoutes } from './http/routes/observe.js';
 import { policyRoutes } from './http/routes/policy.js';
+import { openSqliteJobStore } from './jobs/job-store.js';
+import { JobScheduler } from './jobs/scheduler.js';
 import { Benchmark } from './observe/benchmark.js';
-import { createMetrics } from './observe/metrics.js';
+import { createJobMetrics, createMetrics } from './observe/metrics.js';
 import { Tracking } from './observe/tracking.js';
 import { Invoker } from './orchestration/invoker.js';
 import { startLifecycle } from './orchestration/lifecycle.js';
@@ -78,7 +81,10 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     clientErrorHandler: clientErrorHandler((url) => methodsOf(url)),
   });
   const methodsOf = trackRouteMethods(app);
-  const invoker = new Invoker({ maxPayloadBytes: config.server.max_payload_bytes });
+  const invoker = new Invoker({
+    maxPayloadBytes: config.server.max_payload_bytes,
+    coalesce: config.server.coalesce_calls,
+  });
   const backend = options.backend ?? (await backendFor(config, app, invoker));
   app.decorate('events', new EventEmitter());
   parseJsonWithDepthLimit(app);
@@ -187,7 +193,25 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     log: app.log,
     onEvent: (event) => app.events.emit('lifecycle', event),
   });
+  const jobStore = openSqliteJobStore(config.jobs.database);
+  const jobEvents = createJobMetrics();
+  const scheduler = new JobScheduler({
+    store: jobStore,
+    registry,
+    limits: {
+      maxRunning: config.jobs.max_running,
+      maxWorkers: config.jobs.max_workers,
+      maxQueued: config.jobs.max_queued,
+      keepFinished: config.jobs.keep_finished,
+    },
+    defaultTimeoutMs: config.server.invoke_timeout_ms,
+    log: app.log,
+    events: jobEvents,
+  });
   app.addHook('onClose', async () => {
+    // Jobs stay running in the store: the next pod-manager on this state directory resumes them.
+    await scheduler.close();
+    jobStore.close();
     stopLifecycle();
     placement.stop();
     await registry.close();
@@ -207,7 +231,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       finishDocument('openapiObject' in documents ? documents.openapiObject : documents.swaggerObject),
   });
   app.get('/openapi.json', { schema: { hide: true }, config: { public: true } }, async () => app.swagger());
-  const metrics = createMetrics(registry);
+  const metrics = createMetrics(registry, app.events, { jobs: jobStore, events: jobEvents });
   app.get(
     '/metrics',
     {
@@ -245,6 +269,8 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   });
   observeRoutes(app, { registry, benchmark, tracking });
   invokeRoutes(app, { registry, placement, maxTimeoutMs: config.server.invoke_timeout_ms });
+  jobRoutes(app, { scheduler, store: jobStore, maxBodyBytes: config.jobs.max_body_bytes });
+  app.addHook('onReady', async () => scheduler.resume());
   return app;
 }
 

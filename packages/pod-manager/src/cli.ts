@@ -88,6 +88,22 @@ program
   );
 
 program
+  .command('chart')
+  .description('write the Helm chart (k8s/chart): the same objects as `manifests`, with values')
+  .requiredOption('-o, --out-dir <dir>', 'the chart folder (replaced)')
+  .option('--rules <file>', 'alert rules the chart carries (its PrometheusRule)', 'k8s/monitoring/rules.yml')
+  .action(async (opts: { outDir: string; rules: string }) => {
+    const { writeChart } = await import('./deploy/kube-chart.js');
+    let rules: string;
+    try {
+      rules = readFileSync(opts.rules, 'utf8');
+    } catch (error) {
+      throw new CliError(`cannot read ${opts.rules}: ${(error as Error).message}`);
+    }
+    for (const file of writeChart(opts.outDir, rules)) process.stderr.write(`wrote ${opts.outDir}/${file}\n`);
+  });
+
+program
   .command('init [namespace]')
   .description(
     'deploy the pod-manager into a cluster (server-side apply; run again to update) and wait until it is ready',

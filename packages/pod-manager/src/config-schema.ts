@@ -144,6 +144,12 @@ const ServerSection = T.Object(
     invoke_timeout_ms: T.Integer({ minimum: 1, default: 30_000 }),
     /** Longest a module may take to install and become ready, ms. */
     start_timeout_ms: T.Integer({ minimum: 1, default: 300_000 }),
+    /**
+     * Calls to one module-server that reach the pod-manager in the same turn of its event loop (many
+     * clients, or one client's calls in flight without auto-batching) go to it as one InvokeBatch,
+     * each with its own answer, deadline and cancel; a lone call goes at once as a plain Invoke.
+     */
+    coalesce_calls: T.Boolean({ default: true }),
     /** Largest invocation payload either way, bytes. */
     max_payload_bytes: T.Integer({ minimum: 1024, default: 16 * 1024 * 1024 }),
     /** How long a module-server keeps a silent client's references, ms. */
@@ -220,6 +226,25 @@ const ServerSection = T.Object(
   { additionalProperties: false, default: {} },
 );
 
+/** Batch jobs (`POST /jobs`): limits over all jobs, and where they are kept. */
+const JobsSection = T.Object(
+  {
+    /** Jobs running at once; more wait in the queue (submit) or are refused (run). */
+    max_running: T.Integer({ minimum: 1, maximum: 1_000, default: 4 }),
+    /** Workers (replicas) all running jobs use together, speculative extra workers included. */
+    max_workers: T.Integer({ minimum: 1, maximum: 10_000, default: 16 }),
+    /** Jobs waiting for workers; past it a submit is refused with JOB_QUEUE_FULL. */
+    max_queued: T.Integer({ minimum: 0, maximum: 100_000, default: 100 }),
+    /** Finished jobs kept with their results; older ones are deleted. */
+    keep_finished: T.Integer({ minimum: 1, maximum: 1_000_000, default: 1_000 }),
+    /** Largest body of POST /jobs (inline inputs or NDJSON), bytes. */
+    max_body_bytes: T.Integer({ minimum: 1024, maximum: 1024 * 1024 * 1024, default: 64 * 1024 * 1024 }),
+    /** The SQLite file. Default: jobs.sqlite beside server.state_file (the pod-manager's state directory). */
+    database: T.Optional(T.String({ minLength: 1 })),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 export const ConfigSchema = T.Object(
   {
     kubernetes: T.Object(
@@ -272,6 +297,7 @@ export const ConfigSchema = T.Object(
       { additionalProperties: false, default: {} },
     ),
     server: ServerSection,
+    jobs: JobsSection,
   },
   { additionalProperties: false },
 );

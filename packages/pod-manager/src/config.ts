@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Static } from '@sinclair/typebox';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import npa from 'npm-package-arg';
@@ -101,6 +101,8 @@ export interface Config {
   };
 
   readonly modules: ReadonlyMap<string, ModuleSpec>;
+  /** Batch jobs' limits and their database file (absolute). */
+  readonly jobs: RawConfig['jobs'] & { database: string };
   /** The environment read when the config was. */
   readonly env: Environment;
 }
@@ -168,11 +170,16 @@ export function parseConfig(input: unknown, options: { source?: string; baseDir?
       `SPLICE_AUTH_TOKEN: the token has ${authToken.length} characters; at least ${MIN_TOKEN_LENGTH} are needed`,
     ]);
   }
+  // The jobs database lives in the state directory, beside the state file it belongs with.
+  const database = raw.jobs.database
+    ? resolve(baseDir, raw.jobs.database)
+    : join(dirname(stateFile), `${basename(stateFile).replace(/\.json$/, '')}.jobs.sqlite`);
   return deepFreeze({
     raw,
     baseDir,
     server: { ...raw.server, cache_dir: cacheDir, state_file: stateFile, auth_token: authToken },
     modules,
+    jobs: { ...raw.jobs, database },
     env,
   });
 }

@@ -105,6 +105,32 @@ export const errorTable = {
     fix: 'None: the client runs the call in its own process, as the x-splice-placement header says.',
     safeToResend: true,
   },
+  JOB_SPEC_INVALID: {
+    status: 400,
+    grpc: Code.INVALID_ARGUMENT,
+    meaning:
+      'A job spec (POST /jobs) is malformed or cannot be planned: the message and `problems` name each field (an unknown module, no fn, split_size 0, more workers than jobs.max_workers, inputs not a list). Nothing was stored.',
+    fix: "Fix the named field (see the README's Batch jobs section for every field and its limits).",
+  },
+  JOB_NOT_FOUND: {
+    status: 404,
+    grpc: Code.NOT_FOUND,
+    meaning: 'No job has this id (finished jobs past jobs.keep_finished are deleted).',
+    fix: 'Check the id with GET /jobs.',
+  },
+  JOB_WORKERS_UNAVAILABLE: {
+    status: 409,
+    grpc: Code.RESOURCE_EXHAUSTED,
+    meaning:
+      "A job sent to run now (when_busy=refuse, the client's jobs.run) cannot get its workers now: jobs.max_running jobs run, or jobs.max_workers would be passed, or jobs wait before it. Nothing was stored.",
+    fix: 'Submit it instead (it waits in the queue), ask for fewer workers, or raise the jobs limits.',
+  },
+  JOB_QUEUE_FULL: {
+    status: 429,
+    grpc: Code.RESOURCE_EXHAUSTED,
+    meaning: 'jobs.max_queued jobs already wait for workers. Nothing was stored.',
+    fix: 'Submit it later, cancel queued jobs, or raise jobs.max_queued.',
+  },
   UNAUTHENTICATED: {
     status: 401,
     grpc: Code.UNAUTHENTICATED,

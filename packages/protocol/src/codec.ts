@@ -39,10 +39,25 @@ export class Slot {
   constructor(readonly index: number) {}
 }
 
+/** Longest id of a callback reference. */
+export const MAX_CALLBACK_ID_LENGTH = 64;
+
+/**
+ * A function of the app passed as an argument (INVOKE.md 3.7): the module receives a function that
+ * calls it back. `id` is chosen by the client (random, unguessable); `label` is the function's name,
+ * for messages only.
+ */
+export class CallbackRef {
+  constructor(
+    readonly id: string,
+    readonly label: string,
+  ) {}
+}
+
 /** Options of {@link encode}. */
 export interface EncodeOptions {
   /** Turns a value that cannot travel by value into a RemoteRef or Slot; throws to refuse it. */
-  exportRef?: (value: object) => RemoteRef | Slot;
+  exportRef?: (value: object) => RemoteRef | Slot | CallbackRef;
 }
 
 /** Options of {@link decode}. */
@@ -65,6 +80,7 @@ const EXT_SLOT = 5;
 const EXT_REGEXP = 6;
 const EXT_NDARRAY = 7;
 const EXT_KWARGS = 8;
+const EXT_CALLBACK = 9;
 /** msgpackr's own type for Set ('s'), kept: it is how Sets have always travelled. */
 const EXT_SET = 0x73;
 /**
@@ -168,6 +184,23 @@ addExtension({
   read: (index: unknown) => {
     if (!Number.isSafeInteger(index) || (index as number) < 0) throw malformed('slot');
     return new Slot(index as number);
+  },
+});
+addExtension({
+  Class: CallbackRef,
+  type: EXT_CALLBACK,
+  write: (c: CallbackRef) => [c.id, c.label],
+  read: (fields: unknown) => {
+    const [id, label] = Array.isArray(fields) && fields.length === 2 ? fields : [];
+    if (
+      typeof id !== 'string' ||
+      id.length === 0 ||
+      id.length > MAX_CALLBACK_ID_LENGTH ||
+      typeof label !== 'string'
+    ) {
+      throw malformed('callback reference');
+    }
+    return new CallbackRef(id, label);
   },
 });
 
@@ -326,6 +359,7 @@ function isLeaf(value: object): boolean {
     value instanceof ArrayBuffer ||
     value instanceof RemoteRef ||
     value instanceof Slot ||
+    value instanceof CallbackRef ||
     value instanceof NDArray
   );
 }
@@ -366,6 +400,7 @@ function toWire(
   }
   if (value === null || ArrayBuffer.isView(value) || value instanceof Date) return value;
   if (value instanceof ArrayBuffer || value instanceof RemoteRef || value instanceof Slot) return value;
+  if (value instanceof CallbackRef) return value;
   if (value instanceof NDArray) return value;
   // As structured clone does: the pattern and its flags, not lastIndex or other properties.
   if (value instanceof RegExp) return new WireRegExp(value.source, value.flags);
@@ -407,7 +442,10 @@ function composite(
   return out;
 }
 
-function exportOrRefuse(value: object, exportRef: EncodeOptions['exportRef']): RemoteRef | Slot {
+function exportOrRefuse(
+  value: object,
+  exportRef: EncodeOptions['exportRef'],
+): RemoteRef | Slot | CallbackRef {
   if (exportRef) return exportRef(value);
   throw new SpliceError(
     Code.INVALID_ARGUMENT,

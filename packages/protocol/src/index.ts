@@ -12,6 +12,19 @@ export {
   withBatchIndex,
 } from './batch.js';
 export {
+  type CallbackAnswer,
+  type CallbackOutcome,
+  type CallbackRequest,
+  type CallbacksOp,
+  type CallbacksResult,
+  type DroppedCallback,
+  droppedOf,
+  MAX_CALLBACK_ITEMS,
+  MAX_CALLBACK_WAIT_MS,
+  parseCallbacksRequest,
+} from './callbacks.js';
+export {
+  CallbackRef,
   checkDepth,
   type DecodeOptions,
   decode,
@@ -19,11 +32,19 @@ export {
   type EncodeOptions,
   encode,
   isPlainObject,
+  MAX_CALLBACK_ID_LENGTH,
   MAX_DEPTH,
   RemoteRef,
   Slot,
 } from './codec.js';
 export { SpliceError } from './errors.js';
+export {
+  createGrpcServer,
+  type GrpcHandler,
+  type GrpcServer,
+  type GrpcServerCall,
+  type GrpcServerOptions,
+} from './grpc-server.js';
 export {
   type BatchAnswer,
   type ChannelCallOptions,
@@ -41,12 +62,16 @@ export {
 } from './module-client.js';
 export {
   type CallOp,
+  type CloseOp,
   type GetOp,
   type InvokeRequest,
   type InvokeResponse,
+  MAX_PULL_ITEMS,
   type NewOp,
   type Op,
   PROGRAM_VERSION,
+  type PullOp,
+  type PullResult,
   parseRequest,
   type ReleaseOp,
   type RemoteErrorValue,
@@ -69,6 +94,19 @@ export {
   type ServerStats,
   type ServingStatus,
 } from './proto.js';
+export {
+  BatchAnswerSpec,
+  BatchRequestSpec,
+  decodeMessage,
+  EmptySpec,
+  encodeMessage,
+  HealthRequestSpec,
+  HealthResponseSpec,
+  type Message,
+  type MessageSpec,
+  PayloadSpec,
+  StatsSpec,
+} from './protobuf.js';
 export {
   Kwargs,
   kw,

@@ -12,9 +12,15 @@
  * already encoded (the client made it; the pod-manager forwards it as it is).
  */
 import * as http2 from 'node:http2';
-import { FrameReader, frameMessage, readBatchAnswer } from './batch.js';
+import { FrameReader, frameMessage, MAX_BATCH_PROGRAMS, readBatchAnswer } from './batch.js';
 import { SpliceError } from './errors.js';
-import { CREDENTIAL_METADATA, INVOKE_BATCH_PATH, INVOKE_PATH, OUTCOME_TRAILER } from './proto.js';
+import {
+  CREDENTIAL_METADATA,
+  encodeBatchRequest,
+  INVOKE_BATCH_PATH,
+  INVOKE_PATH,
+  OUTCOME_TRAILER,
+} from './proto.js';
 import { decodeMessage, encodeMessage, PayloadSpec } from './protobuf.js';
 import { Code, codeFromGrpcStatus } from './status.js';
 
@@ -24,7 +30,18 @@ export interface InvokeChannelOptions {
   maxMessageBytes?: number;
   /** The module-server's secret, sent with every call. */
   secret?: string | undefined;
+  /**
+   * Sends Invoke calls made in the same turn of the event loop together, as one InvokeBatch (each
+   * keeps its own answer, deadline and abort); a lone call still goes as a plain Invoke, at once
+   * after the current I/O. Default false.
+   */
+  coalesce?: boolean | undefined;
 }
+
+/** Calls with a payload larger than this go on their own, never coalesced. */
+const COALESCE_MAX_PAYLOAD = 64 * 1024;
+/** A coalesced batch is sent once its payloads reach this many bytes. */
+const COALESCE_MAX_BYTES = 1024 * 1024;
 
 /** What Invoke answered. */
 export interface InvokeAnswer {
@@ -46,6 +63,11 @@ export interface BatchAnswer {
   message: Buffer;
   index: number;
   threw: boolean;
+  /** The program's answer (empty when it failed with a status). */
+  payload: Buffer;
+  /** 0, or the gRPC status the program failed with, and its message. */
+  status: number;
+  statusMessage: string;
 }
 
 /** A connection to one module-server for Invoke calls. */
@@ -99,9 +121,19 @@ export function createInvokeChannel(address: string, options: InvokeChannelOptio
     });
   };
 
+  const invokeAlone = (payload: Uint8Array, call: ChannelCallOptions) =>
+    start(INVOKE_PATH, frameMessage(encodeMessage(PayloadSpec, { payload })), call, unarySink());
+  const coalescer = options.coalesce
+    ? createCoalescer(invokeAlone, (request, call, onAnswer) =>
+        start(INVOKE_BATCH_PATH, frameMessage(request), call, streamSink(onAnswer)),
+      )
+    : undefined;
+
   return {
     invoke: (payload, call) =>
-      start(INVOKE_PATH, frameMessage(encodeMessage(PayloadSpec, { payload })), call, unarySink()),
+      coalescer && payload.byteLength <= COALESCE_MAX_PAYLOAD
+        ? coalescer(payload, call)
+        : invokeAlone(payload, call),
     invokeBatch: (request, call, onAnswer) =>
       start(INVOKE_BATCH_PATH, frameMessage(request), call, streamSink(onAnswer)),
     close() {
@@ -157,9 +189,9 @@ function streamSink(onAnswer: (answer: BatchAnswer) => void): Sink<void> {
       reader ??= new FrameReader(max + 64);
       for (const { flag, body } of reader.push(chunk)) {
         if (flag !== 0) return new SpliceError(Code.INTERNAL, 'malformed gRPC message frame');
-        const { index, threw } = readBatchAnswer(body);
+        const { index, threw, payload, status, message } = readBatchAnswer(body);
         sink.answered = true;
-        onAnswer({ message: body, index, threw });
+        onAnswer({ message: body, index, threw, payload, status, statusMessage: message });
       }
       return undefined;
     },
@@ -169,6 +201,126 @@ function streamSink(onAnswer: (answer: BatchAnswer) => void): Sink<void> {
     },
   };
   return sink;
+}
+
+interface Queued {
+  payload: Uint8Array;
+  call: ChannelCallOptions;
+  resolve: (answer: InvokeAnswer) => void;
+  reject: (error: SpliceError) => void;
+}
+
+type BatchSender = (
+  request: Buffer,
+  call: ChannelCallOptions,
+  onAnswer: (answer: BatchAnswer) => void,
+) => Promise<void>;
+
+/**
+ * Invoke calls made in one turn of the event loop, sent together when it ends (setImmediate: after
+ * the I/O callbacks that made them, no timer): one call as a plain Invoke, several as one
+ * InvokeBatch whose answers are handed out as they arrive.
+ */
+function createCoalescer(
+  alone: (payload: Uint8Array, call: ChannelCallOptions) => Promise<InvokeAnswer>,
+  batch: BatchSender,
+): (payload: Uint8Array, call: ChannelCallOptions) => Promise<InvokeAnswer> {
+  let queue: Queued[] = [];
+  let bytes = 0;
+  const flush = () => {
+    const calls = queue;
+    queue = [];
+    bytes = 0;
+    const live = calls.filter((c) => {
+      if (!c.call.signal?.aborted) return true;
+      c.reject(new SpliceError(Code.CANCELLED, 'the call was aborted', { cause: c.call.signal.reason }));
+      return false;
+    });
+    if (live.length === 1) {
+      const [only] = live as [Queued];
+      alone(only.payload, only.call).then(only.resolve, only.reject);
+    } else if (live.length > 1) sendTogether(live, batch);
+  };
+  return (payload, call) =>
+    new Promise((resolve, reject) => {
+      if (queue.length === 0) setImmediate(flush);
+      queue.push({ payload, call, resolve, reject });
+      bytes += payload.byteLength;
+      if (queue.length >= MAX_BATCH_PROGRAMS || bytes >= COALESCE_MAX_BYTES) {
+        // Full: this batch goes now; the flush already scheduled sends whatever comes next.
+        const full = queue;
+        queue = [];
+        bytes = 0;
+        sendTogether(full, batch);
+      }
+    });
+}
+
+/** Sends calls as one InvokeBatch; each settles with its own answer, deadline or abort. */
+function sendTogether(calls: Queued[], batch: BatchSender): void {
+  let open = calls.length;
+  const stream = new AbortController();
+  const settled: boolean[] = calls.map(() => false);
+  const settle = (i: number, error: SpliceError | undefined, answer?: InvokeAnswer, local = false) => {
+    if (settled[i]) return;
+    settled[i] = true;
+    const c = calls[i] as Queued;
+    clearTimeout(timers[i]);
+    c.call.signal?.removeEventListener('abort', aborts[i] as () => void);
+    if (error) c.reject(error);
+    else c.resolve(answer as InvokeAnswer);
+    // Nobody waits for the rest: stop the stream (the server drops what it still computes).
+    if (--open === 0 && local) stream.abort();
+  };
+  const timers = calls.map((c, i) =>
+    setTimeout(
+      () =>
+        settle(
+          i,
+          new SpliceError(
+            Code.DEADLINE_EXCEEDED,
+            `no answer from the module-server within ${c.call.timeoutMs} ms`,
+          ),
+          undefined,
+          true,
+        ),
+      c.call.timeoutMs,
+    ),
+  );
+  const aborts = calls.map((c, i) => {
+    const onAbort = () =>
+      settle(
+        i,
+        new SpliceError(Code.CANCELLED, 'the call was aborted', { cause: c.call.signal?.reason }),
+        undefined,
+        true,
+      );
+    c.call.signal?.addEventListener('abort', onAbort, { once: true });
+    return onAbort;
+  });
+  const timeouts = calls.map((c) => Math.max(1, Math.ceil(c.call.timeoutMs)));
+  const request = encodeBatchRequest({ payloads: calls.map((c) => c.payload), timeouts_ms: timeouts });
+  batch(request, { timeoutMs: Math.max(...timeouts), signal: stream.signal }, (answer) => {
+    if (answer.index >= calls.length) return;
+    if (answer.status !== 0) {
+      const message = answer.statusMessage || `gRPC status ${answer.status}`;
+      return settle(answer.index, new SpliceError(codeFromGrpcStatus(answer.status), message));
+    }
+    settle(answer.index, undefined, { payload: answer.payload, threw: answer.threw });
+  }).then(
+    () => {
+      for (let i = 0; i < calls.length; i++) {
+        settle(
+          i,
+          new SpliceError(Code.INTERNAL, 'the module-server ended the batch without answering this call'),
+        );
+      }
+    },
+    (error: unknown) => {
+      const failure = SpliceError.from(error, Code.UNAVAILABLE);
+      for (let i = 0; i < calls.length; i++) settle(i, failure);
+    },
+  );
 }
 
 function grpcCall<T>(

@@ -45,8 +45,51 @@ export interface ReleaseOp {
   ids: number[];
 }
 
+/**
+ * Takes the next items of an iterator (INVOKE.md 3.5): the target is an iterator or async iterator,
+ * or an iterable whose iterator is made for it. At most `max` items; after the first, only those
+ * ready at once (a slow producer is not waited for).
+ */
+export interface PullOp {
+  op: 'pull';
+  target: Target;
+  max: number;
+}
+
+/** Closes an iterator early: its `return()` runs (a generator's `finally` blocks with it). */
+export interface CloseOp {
+  op: 'close';
+  target: Target;
+}
+
+/** Opens a pipe for a stream argument (INVOKE.md 3.6); answers a reference to it. */
+export interface PipeOp {
+  op: 'pipe';
+}
+
+/** Sends chunks of a stream argument into its pipe; answered once the pipe has room (flow control). */
+export interface PushOp {
+  op: 'push';
+  target: Target;
+  items: unknown[];
+  /** The stream has ended after these items. */
+  end: boolean;
+  /** The stream failed after these items: the module's read fails with this message. */
+  error?: string;
+}
+
+/** What a pull answers: the items taken, whether the iterator is done, and (when the pull made it) the iterator. */
+export interface PullResult {
+  items: unknown[];
+  done: boolean;
+  iterator?: unknown;
+}
+
+/** Most items one pull may ask for. */
+export const MAX_PULL_ITEMS = 1024;
+
 /** One step of a program. */
-export type Op = GetOp | CallOp | NewOp | ReleaseOp;
+export type Op = GetOp | CallOp | NewOp | ReleaseOp | PullOp | CloseOp | PipeOp | PushOp;
 
 /** The request payload of `Invoke`. An empty `ops` list only renews the session's lease. */
 export interface InvokeRequest {
@@ -65,6 +108,8 @@ export type InvokeResponse =
   | { v: number; ok: false; error: RemoteErrorValue; lease: number };
 
 const MAX_OPS = 1024;
+/** Operations that start from a target. */
+const TARGETED = new Set(['get', 'call', 'new', 'pull', 'close', 'push']);
 
 /**
  * Checks the shape of a decoded request and returns it typed. Everything the server relies on is
@@ -92,12 +137,30 @@ function checkOp(op: Op, index: number): void {
     }
     return;
   }
-  if (op.op !== 'get' && op.op !== 'call' && op.op !== 'new') {
-    throw invalid(`ops[${index}].op must be get, call, new or release`);
+  if (op.op === 'pipe') return;
+  if (!TARGETED.has(op.op)) {
+    throw invalid(`ops[${index}].op must be get, call, new, release, pull, close, pipe or push`);
   }
   const t = op.target;
   if (!(t === null || t instanceof RemoteRef || (t instanceof Slot && t.index >= 0 && t.index < index))) {
     throw invalid(`ops[${index}].target must be null, a remote reference or an earlier slot`);
+  }
+  if (op.op === 'close') return;
+  if (op.op === 'push') {
+    if (!Array.isArray(op.items) || op.items.length > MAX_PULL_ITEMS) {
+      throw invalid(`ops[${index}].items must be an array of at most ${MAX_PULL_ITEMS} chunks`);
+    }
+    if (typeof op.end !== 'boolean') throw invalid(`ops[${index}].end must be a boolean`);
+    if (op.error !== undefined && (typeof op.error !== 'string' || op.error.length > 1_000)) {
+      throw invalid(`ops[${index}].error must be a string of at most 1000 characters`);
+    }
+    return;
+  }
+  if (op.op === 'pull') {
+    if (!Number.isSafeInteger(op.max) || op.max < 1 || op.max > MAX_PULL_ITEMS) {
+      throw invalid(`ops[${index}].max must be an integer from 1 to ${MAX_PULL_ITEMS}`);
+    }
+    return;
   }
   if (!Array.isArray(op.path) || !op.path.every((s) => typeof s === 'string')) {
     throw invalid(`ops[${index}].path must be an array of strings`);

@@ -49,6 +49,8 @@ export interface ServerStats {
   objects: number;
   in_flight: number;
   calls: number;
+  /** The names a caller can reach on the module's root (what `import { name }` needs), sorted. */
+  exports: string[];
 }
 
 /** `InvokeBatchRequest`: programs and each one's own deadline, ms (0 = the call's). */

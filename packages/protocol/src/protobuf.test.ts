@@ -55,7 +55,14 @@ const cases: Array<{
     ours: moduleServiceDefinition(),
     method: 'Stats',
     request: {},
-    response: { server_id: 'pod-7f9c', sessions: 3, objects: 70_000, in_flight: 9, calls: 2 ** 40 + 5 },
+    response: {
+      server_id: 'pod-7f9c',
+      sessions: 3,
+      objects: 70_000,
+      in_flight: 9,
+      calls: 2 ** 40 + 5,
+      exports: ['add', 'default', 'répété'],
+    },
   },
   {
     service: 'grpc.health.v1.Health',
@@ -105,7 +112,7 @@ describe('protobuf codec of the contract', () => {
   it('leaves fields at their default out (proto3), which protobufjs reads back as defaults', () => {
     const ours = moduleServiceDefinition().Stats!;
     const theirs = reference('splice.v1.ModuleService').Stats!;
-    const idle = { server_id: 'a', sessions: 0, objects: 0, in_flight: 0, calls: 0 };
+    const idle = { server_id: 'a', sessions: 0, objects: 0, in_flight: 0, calls: 0, exports: [] };
     const bytes = ours.responseSerialize(idle);
     expect(bytes.toString('hex')).toBe('0a0161');
     expect(theirs.responseDeserialize(bytes)).toEqual(idle);
@@ -122,6 +129,7 @@ describe('protobuf codec of the contract', () => {
       objects: 0,
       in_flight: 0,
       calls: 0,
+      exports: [],
     });
   });
 

@@ -11,7 +11,14 @@ import { SpliceError } from './errors.js';
 import { Code } from './status.js';
 
 /** The field kinds the contract uses (`repeated bytes`, and `repeated uint32`, packed as proto3 does). */
-type FieldKind = 'bytes' | 'string' | 'varint' | 'bool' | 'repeated-bytes' | 'packed-varint';
+type FieldKind =
+  | 'bytes'
+  | 'string'
+  | 'varint'
+  | 'bool'
+  | 'repeated-bytes'
+  | 'repeated-string'
+  | 'packed-varint';
 
 /** One field of a message: its number, name and kind. */
 export interface FieldSpec {
@@ -24,7 +31,7 @@ export interface FieldSpec {
 export type MessageSpec = readonly FieldSpec[];
 
 /** Decoded messages are plain objects; absent fields take their proto3 default (empty, 0, []). */
-export type Message = Record<string, Buffer | string | number | boolean | Buffer[] | number[]>;
+export type Message = Record<string, Buffer | string | number | boolean | Buffer[] | string[] | number[]>;
 
 /** `splice.v1.InvokeRequest` and `InvokeResponse`: one bytes field. */
 export const PayloadSpec: MessageSpec = [{ no: 1, name: 'payload', kind: 'bytes' }];
@@ -37,6 +44,7 @@ export const StatsSpec: MessageSpec = [
   { no: 3, name: 'objects', kind: 'varint' },
   { no: 4, name: 'in_flight', kind: 'varint' },
   { no: 5, name: 'calls', kind: 'varint' },
+  { no: 6, name: 'exports', kind: 'repeated-string' },
 ];
 /** `splice.v1.InvokeBatchRequest`: programs, and each one's own deadline (ms; 0 = the call's). */
 export const BatchRequestSpec: MessageSpec = [
@@ -61,9 +69,9 @@ export function encodeMessage(spec: MessageSpec, message: Readonly<Record<string
   const parts: Buffer[] = [];
   for (const field of spec) {
     const value = message[field.name];
-    if (field.kind === 'repeated-bytes') {
-      for (const item of (value ?? []) as Uint8Array[]) {
-        const bytes = asBuffer(item);
+    if (field.kind === 'repeated-bytes' || field.kind === 'repeated-string') {
+      for (const item of (value ?? []) as Array<Uint8Array | string>) {
+        const bytes = typeof item === 'string' ? Buffer.from(item, 'utf8') : asBuffer(item);
         parts.push(varint((field.no << 3) | 2), varint(bytes.length), bytes);
       }
       continue;
@@ -113,6 +121,8 @@ export function decodeMessage(spec: MessageSpec, bytes: Buffer): Message {
       const slice = bytes.subarray(start, end);
       if (field?.kind === 'bytes') message[field.name] = slice;
       else if (field?.kind === 'repeated-bytes') (message[field.name] as Buffer[]).push(slice);
+      else if (field?.kind === 'repeated-string')
+        (message[field.name] as string[]).push(slice.toString('utf8'));
       else if (field?.kind === 'packed-varint') {
         const values = message[field.name] as number[];
         for (let at = 0; at < slice.length; ) {
@@ -164,7 +174,7 @@ function asBuffer(value: Uint8Array | undefined): Buffer {
 }
 
 function defaultOf(kind: FieldKind): Message[string] {
-  if (kind === 'repeated-bytes' || kind === 'packed-varint') return [];
+  if (kind === 'repeated-bytes' || kind === 'repeated-string' || kind === 'packed-varint') return [];
   if (kind === 'bytes') return Buffer.alloc(0);
   if (kind === 'bool') return false;
   return kind === 'string' ? '' : 0;

@@ -39,10 +39,12 @@ export const Paths = {
   modules: '/modules',
   module: (module: string) => `/modules/${name(module)}`,
   invoke: (module: string) => `/modules/${name(module)}/invoke`,
+  callbacks: (module: string) => `/modules/${name(module)}/callbacks`,
   load: (module: string) => `/modules/${name(module)}/load`,
   unload: (module: string) => `/modules/${name(module)}/unload`,
   placement: (module: string) => `/modules/${name(module)}/placement`,
   config: (module: string) => `/modules/${name(module)}/config`,
+  exports: (module: string) => `/modules/${name(module)}/exports`,
   policy: '/policy',
   stats: '/stats',
   benchmark: (action: 'start' | 'stop' | 'report') => `/benchmark/${action}`,
@@ -50,6 +52,9 @@ export const Paths = {
   usage: '/usage',
   metrics: '/metrics',
   openapi: '/openapi.json',
+  jobs: '/jobs',
+  job: (id: string) => `/jobs/${encodeURIComponent(id)}`,
+  jobResults: (id: string) => `/jobs/${encodeURIComponent(id)}/results`,
   healthz: '/healthz',
   readyz: '/readyz',
 } as const;
@@ -121,6 +126,8 @@ export const ReplicaStatus = T.Object({
   started_at: optional(T.String()),
   /** Why it failed, or why it is restarting. */
   reason: optional(T.String()),
+  /** While it installs (local backend): the installer's (npm's, pip's) last line of output. */
+  progress: optional(T.String()),
 });
 export type ReplicaStatus = Static<typeof ReplicaStatus>;
 
@@ -174,6 +181,18 @@ export const PlacementAnswer = T.Object({
   reason: T.String(),
 });
 export type PlacementAnswer = Static<typeof PlacementAnswer>;
+
+/**
+ * `GET /modules/:name/exports`: the names a caller can reach on the module's root, what
+ * `import { name } from` links to (the client's import hook asks once per module and process).
+ */
+export const ModuleExports = T.Object({
+  name: T.String(),
+  runtime: T.Union([T.Literal('node'), T.Literal('python')]),
+  /** Sorted; `default` when an ES module has a default export. */
+  exports: T.Array(T.String()),
+});
+export type ModuleExports = Static<typeof ModuleExports>;
 
 /** Calls of one module, as a client counts them between reports. */
 export const CallCounts = T.Object(
@@ -306,3 +325,161 @@ export type JsonInvokeBody = Static<typeof JsonInvokeBody>;
 /** The answer of a JSON invocation: the value made JSON-safe (references described, not held). */
 export const JsonInvokeAnswer = T.Object({ value: T.Unknown() });
 export type JsonInvokeAnswer = Static<typeof JsonInvokeAnswer>;
+
+/** Content type of a job sent as NDJSON lines: the spec (without `inputs`) first, then one input per line. */
+export const NDJSON_TYPE = 'application/x-ndjson';
+
+/** Most inputs of one job. */
+export const MAX_JOB_INPUTS = 1_000_000;
+/** Most programs one split sends when the function is called per item (one InvokeBatch). */
+export const MAX_ITEM_SPLIT = 1024;
+
+/** Split-size policies (see the README's Batch jobs section). */
+export const JobPolicy = literals(['default', 'none', 'fixed_workers', 'clamped', 'size_table']);
+export type JobPolicy = Static<typeof JobPolicy>;
+
+/** A row of the `size_table` policy: jobs of at most `max_inputs` inputs get this split size and worker count. */
+export const SizeTableRow = T.Object(
+  {
+    max_inputs: T.Integer({ minimum: 1, maximum: MAX_JOB_INPUTS }),
+    split_size: T.Integer({ minimum: 1, maximum: 100_000 }),
+    workers: T.Integer({ minimum: 1, maximum: 256 }),
+  },
+  { additionalProperties: false },
+);
+export type SizeTableRow = Static<typeof SizeTableRow>;
+
+/** Speculation: copy a split whose worker is silent far longer than the median split. */
+export const Speculation = T.Object(
+  {
+    /** A running split gets a copy after `multiplier` × the median split time. Default 3. */
+    multiplier: optional(T.Number({ minimum: 1, maximum: 1000 })),
+    /** Only after this share of the splits is done (0-1). Default 0.5. */
+    quantile: optional(T.Number({ minimum: 0, maximum: 1 })),
+    /** How often running splits are checked, ms. Default 200. */
+    interval_ms: optional(T.Integer({ minimum: 10, maximum: 60_000 })),
+    /** One more worker (counted against the limits) that runs only copies. Default false. */
+    extra_worker: optional(T.Boolean()),
+  },
+  { additionalProperties: false },
+);
+export type Speculation = Static<typeof Speculation>;
+
+/** Fault injection for tests: failed and delayed split attempts. */
+export const JobInject = T.Object(
+  {
+    /** Share of split attempts that fail (and are retried). */
+    error_rate: optional(T.Number({ minimum: 0, maximum: 1 })),
+    /** Share of split attempts delayed by up to `delay_max_ms` before they are sent. */
+    delay_rate: optional(T.Number({ minimum: 0, maximum: 1 })),
+    delay_max_ms: optional(T.Integer({ minimum: 0, maximum: 600_000 })),
+  },
+  { additionalProperties: false },
+);
+export type JobInject = Static<typeof JobInject>;
+
+/** `POST /jobs`: map a module function over inputs, split across replicas. */
+export const JobSpec = T.Object(
+  {
+    module: T.String({ pattern: MODULE_NAME_PATTERN, maxLength: 214 }),
+    /** The function: a path from the module root, `classify` or `models.classify`. */
+    fn: T.String({
+      minLength: 1,
+      maxLength: 256,
+      pattern: '^[A-Za-z_$][A-Za-z0-9_$]*(\\.[A-Za-z_$][A-Za-z0-9_$]*)*$',
+    }),
+    /** The inputs (or NDJSON lines after the spec line). */
+    inputs: optional(T.Array(T.Unknown(), { maxItems: MAX_JOB_INPUTS })),
+    /** Call the function once per split with the list of its inputs (it returns a list as long). Default false: once per input. */
+    batch: optional(T.Boolean()),
+    /** Inputs per split. */
+    split_size: optional(T.Integer({ minimum: 1, maximum: 100_000 })),
+    /** Explicit split sizes, in input order; they must add up to the number of inputs. */
+    split_sizes: optional(
+      T.Array(T.Integer({ minimum: 1, maximum: 100_000 }), { minItems: 1, maxItems: 100_000 }),
+    ),
+    /** Replicas working on the job. */
+    workers: optional(T.Integer({ minimum: 1, maximum: 256 })),
+    /** true (default): workers pull the next split; false: the splits are dealt out to the workers up front. */
+    dynamic: optional(T.Boolean()),
+    policy: optional(JobPolicy),
+    /** `clamped`: bounds of the split size. */
+    min_split_size: optional(T.Integer({ minimum: 1, maximum: 100_000 })),
+    max_split_size: optional(T.Integer({ minimum: 1, maximum: 100_000 })),
+    /** `size_table`: rows by `max_inputs`; the first row the job fits in applies (the last one past them all). */
+    size_table: optional(T.Array(SizeTableRow, { minItems: 1, maxItems: 64 })),
+    /** Deadline of one split attempt, ms. Default server.invoke_timeout_ms. */
+    timeout_ms: optional(T.Integer({ minimum: 1, maximum: 86_400_000 })),
+    /** Attempts after the first of a failed or lost split, on another replica when there is one. Default 2. */
+    max_retries: optional(T.Integer({ minimum: 0, maximum: 100 })),
+    speculation: optional(Speculation),
+    /** Order of `GET /jobs/:id/results`: input order (default) or completion order. */
+    order: optional(literals(['input', 'completion'])),
+    /** A failed input gets its error as its result instead of failing the job. Default false. */
+    return_errors: optional(T.Boolean()),
+    inject: optional(JobInject),
+  },
+  { additionalProperties: false, title: 'JobSpec' },
+);
+export type JobSpec = Static<typeof JobSpec>;
+
+/** States of a job. */
+export const JobState = literals(['queued', 'running', 'succeeded', 'failed', 'cancelled']);
+export type JobState = Static<typeof JobState>;
+
+/** One split, as `GET /jobs/:id` shows it (times are epoch ms; the seed's job stats). */
+export const SplitView = T.Object({
+  index: T.Integer(),
+  first: T.Integer(),
+  count: T.Integer(),
+  state: literals(['pending', 'running', 'done']),
+  attempts: T.Integer(),
+  copies: T.Integer(),
+  replica: optional(T.String()),
+  created_at: T.Number(),
+  assigned_at: optional(T.Number()),
+  started_at: optional(T.Number()),
+  finished_at: optional(T.Number()),
+});
+export type SplitView = Static<typeof SplitView>;
+
+/** A job: `GET /jobs` lists them (without splits), `GET /jobs/:id` shows one. */
+export const JobView = T.Object(
+  {
+    id: T.String(),
+    module: T.String(),
+    fn: T.String(),
+    state: JobState,
+    total: T.Integer(),
+    done: T.Integer(),
+    failed: T.Integer(),
+    splits_total: T.Integer(),
+    splits_done: T.Integer(),
+    workers: T.Integer(),
+    retries: T.Integer(),
+    speculative: T.Integer(),
+    created_at: T.String(),
+    started_at: optional(T.String()),
+    finished_at: optional(T.String()),
+    /** Inputs done per second since the job started. */
+    rate: T.Number(),
+    /** Seconds until done at the current rate (running jobs with a rate). */
+    eta_s: optional(T.Number()),
+    error: optional(T.String()),
+    splits: optional(T.Array(SplitView)),
+  },
+  { title: 'Job' },
+);
+export type JobView = Static<typeof JobView>;
+
+/** `GET /jobs`. */
+export const JobList = T.Object({ jobs: T.Array(JobView) });
+export type JobList = Static<typeof JobList>;
+
+/** One result: the input's index, its position in the chosen order, its value or (return_errors) its error. */
+export interface JobResult {
+  index: number;
+  position: number;
+  value?: unknown;
+  error?: unknown;
+}

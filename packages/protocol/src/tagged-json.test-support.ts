@@ -6,7 +6,7 @@
  * JSON null, booleans, numbers, strings and arrays are themselves; a JSON object is a plain object
  * unless one of its keys starts with `$`, in which case it is a tag with exactly that one key.
  */
-import { RemoteRef, Slot } from './codec.js';
+import { CallbackRef, RemoteRef, Slot } from './codec.js';
 import { Kwargs, NDARRAY_DTYPES, NDArray, type NDArrayData, type NDArrayDType } from './python-values.js';
 
 /** A value of the tagged JSON form, as JSON.parse returns it. */
@@ -65,6 +65,10 @@ const tags: Record<string, Tag> = {
     return new RemoteRef(server, id, kind as 'function' | 'object', label);
   },
   $slot: (index) => new Slot(index as number),
+  $callback: (body) => {
+    const { id, label } = body as { id: string; label: string };
+    return new CallbackRef(id, label);
+  },
   $regexp: (body) => {
     const { source, flags } = body as { source: string; flags: string };
     return new RegExp(source, flags);

@@ -24,6 +24,7 @@ from splice_module_server.values import (
     TYPED_ARRAY_BY_NAME,
     UNDEFINED,
     BigInt,
+    CallbackRef,
     DateValue,
     Kwargs,
     MapEntries,
@@ -94,6 +95,8 @@ def value_from_tagged(tagged: Any) -> Any:
         return RemoteRef(body["server"], body["id"], body["kind"], body["label"])
     if tag == "$slot":
         return Slot(body)
+    if tag == "$callback":
+        return CallbackRef(body["id"], body["label"])
     if tag == "$regexp":
         return RegExp(body["source"], body["flags"])
     if tag == "$ndarray":
@@ -156,7 +159,7 @@ def same(actual: Any, expected: Any) -> bool:
         if math.isnan(expected):
             return math.isnan(actual)
         return struct.pack(">d", actual) == struct.pack(">d", expected)
-    if type(expected) in (str, bytes, RemoteRef, Slot, RegExp):
+    if type(expected) in (str, bytes, RemoteRef, Slot, CallbackRef, RegExp):
         return type(actual) is type(expected) and actual == expected
     if type(expected) is TypedArray:
         kind = TYPED_ARRAY_BY_NAME[expected.type]

@@ -4,6 +4,9 @@ allowed set, nor write anything; numpy and pandas still import and compute."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -90,3 +93,35 @@ def test_python_paths_leave_out_the_current_folder(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr("sys.path", ["", str(tmp_path), "/usr/lib/python3/dist-packages"])
     paths = isolation.python_paths()
     assert str(tmp_path) not in paths and "" not in paths and "/usr/lib/python3/dist-packages" in paths
+
+
+def launch(files: dict[str, Path], *program: str) -> subprocess.CompletedProcess[str]:
+    """Runs ``program`` through the launcher, allowed to read the ``allowed`` file only."""
+    script = Path(isolation.__file__)
+    command = [sys.executable, "-I", "-S", str(script), "--read", str(files["allowed"]), "--", *program]
+    return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_the_launcher_confines_the_program_it_runs(files: dict[str, Path]) -> None:
+    cat, sh = shutil.which("cat"), shutil.which("sh")
+    assert cat and sh
+    allowed = launch(files, cat, str(files["allowed"]))
+    assert (allowed.returncode, allowed.stdout) == (0, "readable on purpose")
+    refused = launch(files, cat, str(files["secret"]))
+    assert refused.returncode != 0
+    assert "Permission denied" in refused.stderr
+    # The program itself may run; nothing it would execute in turn.
+    nested = launch(files, sh, "-c", f"{cat} {files['allowed']}")
+    assert nested.returncode != 0
+    assert "Permission denied" in nested.stderr
+
+
+def test_the_launcher_says_what_it_needs() -> None:
+    script = Path(isolation.__file__)
+    usage = subprocess.run(
+        [sys.executable, str(script), "--read"], capture_output=True, text=True, check=False
+    )
+    assert usage.returncode == 64
+    assert "usage: isolation.py" in usage.stderr
+    abi = subprocess.run([sys.executable, str(script), "--abi"], capture_output=True, text=True, check=False)
+    assert abi.stdout.strip() == str(isolation.landlock_abi())

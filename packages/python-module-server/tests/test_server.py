@@ -151,6 +151,21 @@ def test_stats_count_sessions_objects_and_calls() -> None:
         assert (stats[2], stats[3], stats.get(4, 0), stats[5]) == (3, 2, 0, 3)
 
 
+def test_stats_list_the_names_a_caller_can_reach() -> None:
+    from splice_module_server.protobuf import iter_fields
+
+    with serving() as server, Client(server.port) as c:
+        raw = c.channel.unary_unary(
+            "/splice.v1.ModuleService/Stats", request_serializer=bytes, response_deserializer=bytes
+        )(b"", timeout=5, metadata=c.metadata)
+        names = [bytes(v).decode() for number, _wire, v in iter_fields(raw) if number == 6]
+        assert names == sorted(names)
+        assert "add" in names and "make_counter" in names
+        assert "_exported" in names  # private, but in __all__
+        assert "os" not in names and "system" not in names and "subprocess" not in names
+        assert server.exports().result() == names
+
+
 def test_leases_expire_and_free_their_objects() -> None:
     from splice_module_server.object_table import ObjectTableOptions
 

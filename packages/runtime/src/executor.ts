@@ -3,18 +3,22 @@
  * root, a remote reference or an earlier result, through the guard, and the last result is returned.
  */
 import {
+  CallbackRef,
   Code,
   type InvokeRequest,
   isPlainObject,
   Kwargs,
   type Op,
+  type PullResult,
   RemoteRef,
   Slot,
   SpliceError,
   type Target,
 } from '@splice-orc/protocol';
+import { type CallbackHub, withCallDeadline } from './callbacks.js';
 import { checkDeep, checkKey, checkValue, formatPath } from './guard.js';
 import type { ObjectTable } from './object-table.js';
+import { Pipe } from './pipe.js';
 
 /** What a program runs against. */
 export interface ExecutionContext {
@@ -23,6 +27,10 @@ export interface ExecutionContext {
   /** Id of this server instance: references made by another instance are not ours. */
   serverId: string;
   session: string;
+  /** Stubs for the app's functions among arguments; without it, a callback is refused. */
+  callbacks?: CallbackHub | undefined;
+  /** When the call's budget runs out (ms since the epoch): bounds a callback's wait. */
+  deadline?: number | undefined;
 }
 
 /** Runs every operation in order and returns the result of the last get, call or new (undefined for none). */
@@ -47,8 +55,17 @@ async function runOp(op: Op, ctx: ExecutionContext, results: unknown[]): Promise
     ctx.table.release(ctx.session, op.ids);
     return { value: undefined };
   }
+  if (op.op === 'pipe') return { value: new Pipe() };
   const base = resolveTarget(op.target, ctx, results);
   checkValue(base, []);
+  if (op.op === 'pull') return { value: await pull(base, op.max, op.target instanceof RemoteRef) };
+  if (op.op === 'close') return { value: await close(base) };
+  if (op.op === 'push') {
+    if (!(base instanceof Pipe))
+      throw new TypeError('push needs the reference of a pipe (a stream argument)');
+    const items = op.items.map((item) => bindArgs([item], ctx, results)[0]);
+    return { value: await base.push(items, op.end, op.error) };
+  }
   const n = op.path.length;
   if (op.op === 'get') return { value: checked((await settle(walk(base, op.path, 0, n))).value, op.path) };
   const args = bindArgs(op.args, ctx, results);
@@ -58,8 +75,122 @@ async function runOp(op: Op, ctx: ExecutionContext, results: unknown[]): Promise
   if (typeof fn !== 'function') {
     throw new TypeError(`${formatPath(op.path)} is not a ${op.op === 'new' ? 'constructor' : 'function'}`);
   }
-  if (op.op === 'new') return { value: checked(Reflect.construct(fn, args), op.path) };
-  return { value: checked((await settle(Reflect.apply(fn, self, args))).value, op.path) };
+  const deadline = ctx.deadline ?? Number.POSITIVE_INFINITY;
+  if (op.op === 'new') {
+    return {
+      value: checked(
+        withCallDeadline(deadline, () => Reflect.construct(fn, args)),
+        op.path,
+      ),
+    };
+  }
+  const result = withCallDeadline(deadline, () => Reflect.apply(fn, self, args));
+  return { value: checked((await settle(result)).value, op.path) };
+}
+
+/** A `next()` that was not ready when a pull returned, kept for the next pull of that iterator. */
+const waiting = new WeakMap<object, PromiseLike<IteratorResult<unknown>>>();
+const NOT_YET = Symbol('not yet');
+/** An error an iterator threw after a pull had taken items: it is thrown by the next pull. */
+const failed = new WeakMap<object, { error: unknown }>();
+
+interface AnyIterator {
+  next(): IteratorResult<unknown> | PromiseLike<IteratorResult<unknown>>;
+  return?(): unknown;
+}
+
+/** The iterator a pull reads: the value itself when it has `next`, else the one its iterable makes. */
+function iteratorOf(value: unknown): AnyIterator {
+  if (value !== null && (typeof value === 'object' || typeof value === 'function')) {
+    const candidate = value as Partial<AnyIterator> & Partial<AsyncIterable<unknown> & Iterable<unknown>>;
+    if (typeof candidate.next === 'function') return candidate as AnyIterator;
+    const make = candidate[Symbol.asyncIterator] ?? candidate[Symbol.iterator];
+    if (typeof make === 'function') {
+      const made = Reflect.apply(make, value, []) as unknown;
+      checkValue(made, ['(iterator)']);
+      if (made !== null && typeof (made as Partial<AnyIterator>).next === 'function')
+        return made as AnyIterator;
+    }
+  }
+  throw new TypeError(`${value === null ? 'null' : typeof value} value is not iterable`);
+}
+
+/**
+ * Takes up to `max` items: the first is waited for; after it, only items ready within this turn of
+ * the event loop are taken, so a slow producer (a stream of tokens) is passed on as it produces and
+ * a fast one in full windows. The iterator comes back when this pull made it (the caller has no
+ * reference to it yet) and it is not done.
+ */
+async function pull(value: unknown, max: number, targetIsReference: boolean): Promise<PullResult> {
+  const iterator = iteratorOf(value);
+  const stashed = failed.get(iterator);
+  if (stashed) {
+    failed.delete(iterator);
+    throw stashed.error;
+  }
+  const items: unknown[] = [];
+  let done = false;
+  try {
+    done = await take(iterator, items, max);
+  } catch (error) {
+    // The items taken before the error are answered; the error comes with the next pull.
+    if (items.length === 0) throw error;
+    failed.set(iterator, { error });
+  }
+  const made = !(targetIsReference && iterator === value);
+  return done || !made ? { items, done } : { items, done, iterator };
+}
+
+/** Takes items into `items`; true when the iterator is done. */
+async function take(iterator: AnyIterator, items: unknown[], max: number): Promise<boolean> {
+  while (items.length < max) {
+    let step: IteratorResult<unknown> | PromiseLike<IteratorResult<unknown>> =
+      waiting.get(iterator) ?? iterator.next();
+    waiting.delete(iterator);
+    if (isThenable(step)) {
+      if (items.length === 0) step = await step;
+      else {
+        const pending = step;
+        const ready = await Promise.race([
+          Promise.resolve(pending).then(
+            (result) => ({ result }),
+            (error: unknown) => ({ error }),
+          ),
+          new Promise<typeof NOT_YET>((resolve) => setImmediate(resolve, NOT_YET)),
+        ]);
+        if (ready === NOT_YET) {
+          waiting.set(iterator, pending);
+          return false;
+        }
+        if ('error' in ready) throw ready.error;
+        step = ready.result;
+      }
+    }
+    if (step === null || typeof step !== 'object')
+      throw new TypeError('the iterator gave a result that is not an object');
+    if (step.done) return true;
+    items.push(checked(step.value, ['(item)']));
+  }
+  return false;
+}
+
+/** Ends an iterator early (`return()`, which runs a generator's `finally`); nothing for one without it. */
+async function close(value: unknown): Promise<undefined> {
+  if (value === null || (typeof value !== 'object' && typeof value !== 'function')) return undefined;
+  if (value instanceof Pipe) {
+    value.cancel();
+    return undefined;
+  }
+  waiting.delete(value);
+  const end = (value as Partial<AnyIterator>).return;
+  if (typeof end === 'function') await Reflect.apply(end, value, []);
+  return undefined;
+}
+
+function isThenable(value: unknown): value is PromiseLike<IteratorResult<unknown>> {
+  return (
+    value !== null && typeof value === 'object' && typeof (value as { then?: unknown }).then === 'function'
+  );
 }
 
 /**
@@ -127,7 +258,15 @@ function lookupRef(ref: RemoteRef, ctx: ExecutionContext): object {
   return ctx.table.get(ctx.session, ref.id);
 }
 
-/** Replaces references and slots in decoded arguments, in place: the decoded tree is ours. */
+/** Binds the references and callbacks in a value the app answered a callback with. */
+export function bindValue(value: unknown, ctx: ExecutionContext): unknown {
+  return bindArgs([value], ctx, [])[0];
+}
+
+/**
+ * Replaces references, slots and callback references in decoded arguments, in place: the decoded
+ * tree is ours.
+ */
 function bindArgs(args: unknown[], ctx: ExecutionContext, results: unknown[]): unknown[] {
   const bind = (value: unknown): unknown => {
     if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return value;
@@ -137,8 +276,19 @@ function bindArgs(args: unknown[], ctx: ExecutionContext, results: unknown[]): u
         'keyword arguments (kw()) are for Python modules: a Node module takes positional arguments only',
       );
     }
+    if (value instanceof CallbackRef) {
+      if (!ctx.callbacks) {
+        throw new SpliceError(
+          Code.INVALID_ARGUMENT,
+          'this server takes no callbacks (functions as arguments)',
+        );
+      }
+      return ctx.callbacks.stub(ctx.session, value);
+    }
     if (value instanceof RemoteRef || value instanceof Slot) {
       const bound = value instanceof Slot ? slotValue(value, results) : lookupRef(value, ctx);
+      // A stream argument: the module reads the pipe's stream.
+      if (bound instanceof Pipe) return bound.readable();
       checkDeep(bound, ['(argument)']);
       return bound;
     }

@@ -1,3 +1,11 @@
+export {
+  type CallbackChannel,
+  CallbackHub,
+  type CallbackHubOptions,
+  type CallbackMessage,
+  withCallDeadline,
+} from './callbacks.js';
+export { bindValue, type ExecutionContext } from './executor.js';
 export { FORBIDDEN_KEYS } from './guard.js';
 export {
   createInvocationHandler,
@@ -5,6 +13,7 @@ export {
   type InvocationResult,
 } from './invocation-handler.js';
 export {
+  exportNames,
   type LoadedModule,
   type LoadModuleOptions,
   loadModule,

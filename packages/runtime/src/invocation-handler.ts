@@ -14,6 +14,7 @@ import {
   RemoteRef,
   SpliceError,
 } from '@splice-orc/protocol';
+import type { CallbackHub } from './callbacks.js';
 import { type ExecutionContext, execute } from './executor.js';
 import { checkValue } from './guard.js';
 import type { ObjectTable } from './object-table.js';
@@ -25,6 +26,8 @@ export interface InvocationHandlerOptions {
   table: ObjectTable;
   /** Id of this instance, carried by every reference it makes. */
   serverId: string;
+  /** Stubs for callbacks (functions of the app among arguments); without it they are refused. */
+  callbacks?: CallbackHub | undefined;
 }
 
 /** The encoded answer, and whether the module threw (for metrics: the bytes stay opaque upstream). */
@@ -40,11 +43,11 @@ export interface InvocationResult {
  */
 export function createInvocationHandler(
   options: InvocationHandlerOptions,
-): (payload: Uint8Array) => Promise<InvocationResult> {
-  return async (payload) => {
+): (payload: Uint8Array, deadline?: number) => Promise<InvocationResult> {
+  return async (payload, deadline) => {
     const request = parseRequest(decode(payload));
     options.table.touch(request.session);
-    const ctx: ExecutionContext = { ...options, session: request.session };
+    const ctx: ExecutionContext = { ...options, session: request.session, deadline };
     const lease = options.table.leaseMs;
     let response: InvokeResponse;
     try {
@@ -59,18 +62,7 @@ export function createInvocationHandler(
 
 function encodeResponse(response: InvokeResponse, ctx: ExecutionContext): Uint8Array {
   const made: number[] = [];
-  const exportRef = (value: object) => {
-    // A host intrinsic nested in a result (`{ f: Function }`) must not become a callable reference.
-    checkValue(value, ['(result)']);
-    const id = ctx.table.add(ctx.session, value);
-    made.push(id);
-    return new RemoteRef(
-      ctx.serverId,
-      id,
-      typeof value === 'function' ? 'function' : 'object',
-      labelOf(value),
-    );
-  };
+  const exportRef = referenceMaker(ctx, ctx.session, made, '(result)');
   try {
     return encode(response, { exportRef });
   } catch (cause) {
@@ -79,6 +71,30 @@ function encodeResponse(response: InvokeResponse, ctx: ExecutionContext): Uint8A
     const reason = SpliceError.from(cause, Code.INTERNAL);
     throw new SpliceError(reason.code, `the result cannot be sent: ${reason.message}`, { cause });
   }
+}
+
+/**
+ * Makes a reference in `session` for each value that cannot travel by value (noting its id in
+ * `made`, so that a failed encoding can release them); `where` names the value in refusals.
+ */
+export function referenceMaker(
+  ctx: { table: ObjectTable; serverId: string },
+  session: string,
+  made: number[],
+  where: string,
+): (value: object) => RemoteRef {
+  return (value) => {
+    // A host intrinsic nested in a value (`{ f: Function }`) must not become a callable reference.
+    checkValue(value, [where]);
+    const id = ctx.table.add(session, value);
+    made.push(id);
+    return new RemoteRef(
+      ctx.serverId,
+      id,
+      typeof value === 'function' ? 'function' : 'object',
+      labelOf(value),
+    );
+  };
 }
 
 /** A module may throw anything; the client always receives an Error. */

@@ -6,6 +6,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { checkKey, checkValue } from './guard.js';
 
 /** Options of {@link loadModule}. */
 export interface LoadModuleOptions {
@@ -21,6 +22,33 @@ export interface LoadModuleOptions {
 /** The loaded module: the object that paths with no remote reference start from. */
 export interface LoadedModule {
   root: object;
+  /** What a caller can reach on the root by name (see {@link exportNames}). */
+  exports: string[];
+}
+
+/** A name an `export const` (or `import { name }`) can carry. */
+const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
+
+/**
+ * The names a caller can reach on a module's root, sorted: its own enumerable keys (an ES module's
+ * exports, `default` included; a CommonJS module's `module.exports` keys) that are identifiers and
+ * that the guard lets through, never `then` (a chain cannot reach it). What a client needs to
+ * link `import { name } from` to a remote module.
+ */
+export function exportNames(root: object): string[] {
+  const names: string[] = [];
+  for (const key of Object.keys(root)) {
+    if (!IDENTIFIER.test(key) || key === 'then') continue;
+    try {
+      checkKey(key, [key]);
+      checkValue((root as Record<string, unknown>)[key], [key]);
+    } catch {
+      // Refused by the guard, or a getter that throws: not reachable.
+      continue;
+    }
+    names.push(key);
+  }
+  return names.sort();
 }
 
 const IMPORTER = '.splice-import.mjs';
@@ -32,7 +60,8 @@ const IMPORTER = '.splice-import.mjs';
  */
 export async function loadModule(options: LoadModuleOptions): Promise<LoadedModule> {
   const namespace = (await importFrom(options)) as Record<string, unknown>;
-  return { root: rootOf(namespace) };
+  const root = rootOf(namespace);
+  return { root, exports: exportNames(root) };
 }
 
 async function importFrom({ name, resolveFrom }: LoadModuleOptions): Promise<unknown> {

@@ -3,6 +3,7 @@
  * no capabilities, the config mounted read-only at /etc/splice-orc, the token from its Secret,
  * /tmp an emptyDir), with the local backend: its module-servers are processes in its container.
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,9 +12,12 @@ import { connect } from '@splice-orc/client';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { runToExit, startContainer, uniqueName, waitFor } from './docker.js';
 import { podManagerPod } from './manifests.js';
-import { fixturesDir } from './paths.js';
+import { fixturesDir, repoRoot } from './paths.js';
 import { dockerRunArgs, type PodRunOptions } from './pod-spec.js';
 import { freePort } from './ports.js';
+
+/** The Landlock launcher of isolated module-servers (the same file is in the image). */
+const launcher = join(repoRoot, 'packages/python-module-server/src/splice_module_server/isolation.py');
 
 /** A folder holding config.json, readable by the container's user, as the ConfigMap's volume. */
 function configVolume(config: object): string {
@@ -26,7 +30,10 @@ function configVolume(config: object): string {
 
 function podManagerRun(env: Record<string, string>, token: string): PodRunOptions {
   const config = {
-    module_config: { calc: { package: 'file:/fixtures/calc' } },
+    module_config: {
+      calc: { package: 'file:/fixtures/calc' },
+      hostile: { package: 'file:/fixtures/hostile' },
+    },
     server: { backend: 'local', cache_dir: '/tmp/splice-orc' },
   };
   return {
@@ -67,6 +74,12 @@ describe('the pod-manager from the image', () => {
         calls_served: 1,
         replicas: [{ state: 'ready', pid: expect.any(Number) }],
       });
+      // In the container too, an isolated server is in a Landlock domain (the image has python3
+      // for the launcher): it cannot signal the pod-manager, which Node's permission model allows.
+      // (Signals are scoped from Landlock ABI 6, Linux 6.12; the container has the host's kernel.)
+      const abi = Number(execFileSync('python3', ['-I', '-S', launcher, '--abi'], { encoding: 'utf8' }));
+      const hostile = orc.module<{ signalParent(signal: number): { outcome: string } }>('hostile');
+      expect((await hostile.signalParent(0)).outcome).toBe(abi >= 6 ? 'EPERM' : 'sent');
     } finally {
       await orc.close();
     }

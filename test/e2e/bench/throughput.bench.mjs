@@ -1,9 +1,13 @@
 // `pnpm bench` (throughput): splice-orc against a minimal reference chain built here with the same
 // libraries — undici -> Fastify -> grpc-js -> a grpc-js server, msgpack bytes forwarded as they are
 // (bench/reference/) — in one run on one machine, so every figure is a ratio to the reference:
-//   (a) one small call (add(1, 2)) at a time, and at 64 in flight, without auto-batching;
+//   (a) one small call (add(1, 2)) at a time, and at 64 in flight, without auto-batching (and, for
+//       comparison, with the pod-manager's coalescing of concurrent calls turned off as well);
 //   (b) the same at 64 in flight with auto-batching (the client's default);
 //   (c) a dependent chain of 3 calls pipelined, against one call;
+//   (i) `for await` over a remote generator: items/s in windows, with and without read-ahead;
+//   (k) callbacks: a function of the app called by the module, synchronously (one round trip each)
+//       and asynchronously, per callback against one plain call;
 // then throughput against calls in flight (1 to 256) for the reference and both modes, written as
 // a chart (docs/throughput.svg; BENCH_CHART=path to write elsewhere, 0 to skip).
 import { spawn } from 'node:child_process';
@@ -69,19 +73,26 @@ try {
   };
 
   // splice-orc: the pod-manager as its own process, the calc fixture on the local backend.
+  // A second one with `server.coalesce_calls` off: every call its own Invoke on the last hop too.
   const dir = mkdtempSync(join(tmpdir(), 'splice-bench-tp-'));
-  const configPath = join(dir, 'config.json');
-  writeFileSync(
-    configPath,
-    JSON.stringify({
-      module_config: { calc: { package: `file:${join(root, 'test/fixtures/calc')}` } },
-      server: { cache_dir: join(root, '.splice-cache'), port: 0 },
-    }),
-  );
-  const pm = await start([join(root, 'packages/pod-manager/dist/cli.js'), 'serve', '--config', configPath]);
-  children.push(pm.child);
-  const url = `http://127.0.0.1:${pm.port}`;
-  await fetch(`${url}/modules/calc/load`, { method: 'POST' }).then((r) => r.json());
+  const podManager = async (coalesce) => {
+    const configPath = join(dir, `config-${coalesce}.json`);
+    writeFileSync(
+      configPath,
+      JSON.stringify({
+        module_config: { calc: { package: `file:${join(root, 'test/fixtures/calc')}` } },
+        server: { cache_dir: join(root, '.splice-cache'), port: 0, coalesce_calls: coalesce },
+      }),
+    );
+    const pm = await start([join(root, 'packages/pod-manager/dist/cli.js'), 'serve', '--config', configPath]);
+    children.push(pm.child);
+    const url = `http://127.0.0.1:${pm.port}`;
+    await fetch(`${url}/modules/calc/load`, { method: 'POST' }).then((r) => r.json());
+    return url;
+  };
+  const url = await podManager(true);
+  const uncoalescedClient = connect(await podManager(false), { batch: false });
+  const uncoalesced = uncoalescedClient.module('calc');
   const unbatchedClient = connect(url, { batch: false });
   const batchedClient = connect(url);
   const plain = unbatchedClient.module('calc');
@@ -103,6 +114,11 @@ try {
   const ref = { ...(await seq(reference)), at64: await atLevel(reference, 64) };
   const a = { ...(await seq(unbatched)), at64: await atLevel(unbatched, 64) };
   const b = { at64: await atLevel(batched, 64) };
+  const plainHop = {
+    at64: await atLevel(async () => {
+      if ((await uncoalesced.add(1, 2)) !== 3) throw new Error('wrong answer');
+    }, 64),
+  };
   const c = await seq(chain);
 
   const f = (ms) => ms.toFixed(3).padStart(8);
@@ -128,11 +144,72 @@ try {
     `(a) splice-orc unbatched, 64 in flight   ${f(a.at64.p50)} ${f(a.at64.p99)} ${n(a.at64.rps)} ${x(a.at64.p50 / ref.at64.p50)} ${x(a.at64.rps / ref.at64.rps)}`,
   );
   console.log(
+    `    same, pod-manager not coalescing     ${f(plainHop.at64.p50)} ${f(plainHop.at64.p99)} ${n(plainHop.at64.rps)} ${x(plainHop.at64.p50 / ref.at64.p50)} ${x(plainHop.at64.rps / ref.at64.rps)}`,
+  );
+  console.log(
     `(b) splice-orc batched, 64 in flight     ${f(b.at64.p50)} ${f(b.at64.p99)} ${n(b.at64.rps)} ${x(b.at64.p50 / ref.at64.p50)} ${x(b.at64.rps / ref.at64.rps)}`,
   );
   console.log(
     `(c) 3 dependent calls pipelined          ${f(c.p50)} ${f(c.p99)}           ${x(c.p50 / a.p50)} (to one call)`,
   );
+
+  // (i) `for await` over a remote endless generator: items/s one item per request, in windows of
+  // 64 without read-ahead, and in windows with read-ahead (the client's default).
+  const itemsPerSecond = async (iterate, items) => {
+    const client = connect(url, { batch: false, iterate });
+    try {
+      let seen = 0;
+      const t0 = performance.now();
+      for await (const _item of client.module('calc').forever()) if (++seen === items) break;
+      return items / ((performance.now() - t0) / 1000);
+    } finally {
+      await client.close();
+    }
+  };
+  const perItem = await itemsPerSecond({ window: 1, readAhead: false }, 2_000);
+  const windowed = await itemsPerSecond({ window: 64, readAhead: false }, 50_000);
+  const readAhead = await itemsPerSecond({ window: 64, readAhead: true }, 50_000);
+  console.log('\n(i) for await over a remote generator           items/s  ratio to one item per request');
+  console.log(`one item per request                          ${n(perItem)}`);
+  console.log(`windows of 64, no read-ahead                  ${n(windowed)}  ${x(windowed / perItem)}`);
+  console.log(`windows of 64, read-ahead (default)           ${n(readAhead)}  ${x(readAhead / perItem)}`);
+
+  // (k) callbacks: per callback, a module looping over 500 items with the app's function, against
+  // one plain call (a.p50); and a call that passes one callback and calls it once, against a call.
+  const callbacksClient = connect(url, { batch: false });
+  const cb = callbacksClient.module('calc');
+  const items = Array.from({ length: 500 }, (_, i) => i);
+  const perCallback = async (run) => {
+    await run(); // warm: the callback channel and its home replica
+    const times = [];
+    for (let r = 0; r < 5; r++) {
+      const t0 = performance.now();
+      await run();
+      times.push((performance.now() - t0) / items.length);
+    }
+    return times.sort((p, q) => p - q)[2];
+  };
+  const syncMs = await perCallback(async () => {
+    if ((await cb.mapWith(items, (i) => i + 1))[499] !== 500) throw new Error('wrong answer');
+  });
+  const asyncMs = await perCallback(async () => {
+    if ((await cb.mapAsync(items, async (i) => i + 1))[499] !== 500) throw new Error('wrong answer');
+  });
+  // A fresh function on each call: the module-server's collector takes their stubs, and the app
+  // forgets them; how many are still live after the run shows it (without that: one per call).
+  let passed = 0;
+  const once = await seq(async () => {
+    passed++;
+    if ((await cb.kindOfResult((v) => v, 1)) !== 'number') throw new Error('wrong answer');
+  });
+  const stillLive = callbacksClient.liveCallbacks();
+  await callbacksClient.close();
+  console.log('\n(k) callbacks                                   ms      ratio to one plain call (p50)');
+  console.log(`one plain call, p50                          ${f(a.p50)}`);
+  console.log(`synchronous callback, per call of it         ${f(syncMs)}  ${x(syncMs / a.p50)}`);
+  console.log(`async callback (promise), per call of it     ${f(asyncMs)}  ${x(asyncMs / a.p50)}`);
+  console.log(`a call passing one callback it calls, p50    ${f(once.p50)}  ${x(once.p50 / a.p50)}`);
+  console.log(`  (a fresh function each call: ${stillLive} of the ${passed} still live at the end)`);
 
   if (CHART !== '0') {
     const series = { reference: [], unbatched: [], batched: [] };
@@ -149,6 +226,7 @@ try {
     console.log(`chart written to ${CHART}`);
   }
   await unbatchedClient.close();
+  await uncoalescedClient.close();
   await batchedClient.close();
   await pool.close();
 } finally {

@@ -4,6 +4,9 @@
  * through /proc, finds the token, changes another module's package to a tarball it serves and has
  * npm run its postinstall. Each link is closed on its own.
  */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import * as inspector from 'node:inspector';
 import { join } from 'node:path';
 import { createModuleClient, encode } from '@splice-orc/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,6 +33,8 @@ afterAll(async () => {
 });
 
 const auth = { authorization: `Bearer ${token}` };
+/** The Landlock launcher the pod-manager starts isolated Node servers through. */
+const launcher = join(repoRoot, 'packages/python-module-server/src/splice_module_server/isolation.py');
 
 describe('a module that runs arbitrary code', () => {
   it("cannot read the pod-manager's environment, config, state or another module's install", async () => {
@@ -52,6 +57,48 @@ describe('a module that runs arbitrary code', () => {
     expect(await hostile.read(join(repoRoot, 'test/fixtures/hostile/index.js'))).toEqual({
       error: 'ERR_ACCESS_DENIED',
     });
+  });
+
+  it('cannot leave the permission model through a worker thread started without its flags', async () => {
+    // The server needs --allow-worker for its callback relay; module code must not get a Worker.
+    const outcomes = await hostile.escapeByWorker('/etc/passwd');
+    for (const way of ['import', 'require', 'getBuiltinModule']) {
+      expect(outcomes[way], way).toEqual({
+        error: 'module code may not start worker threads in an isolated module-server',
+      });
+    }
+    expect(outcomes.processBinding).toEqual({ error: 'ERR_ACCESS_DENIED' });
+  });
+
+  it("cannot reach the Worker class through Node's loader-hooks thread", async () => {
+    // module.register starts a worker of Node's own and announces it: refused before it starts.
+    expect(await hostile.escapeByLoaderHooks('/etc/passwd')).toEqual({
+      error: 'module code may not register module loader hooks in an isolated module-server',
+    });
+  });
+
+  it('is handed no port of the server when it replaces MessagePort.prototype.postMessage', async () => {
+    // A callback's call makes the server post to its relay; the worker's own port led to the Worker.
+    expect(await hostile.escapeByRelayPort((x: number) => x)).toEqual({ caught: 'nothing' });
+  });
+
+  it('is held by the kernel as well: no new privileges, and no signal to the pod-manager', async () => {
+    const abi = Number(execFileSync('python3', ['-I', '-S', launcher, '--abi'], { encoding: 'utf8' }).trim());
+    const { pid, outcome } = await hostile.signalParent('SIGUSR1');
+    // Set by the Landlock launcher before it executed Node; Node never sets it itself.
+    expect(readFileSync(`/proc/${pid}/status`, 'utf8')).toMatch(/^NoNewPrivs:\s+1$/m);
+    // Landlock ABI 6 (Linux 6.12) scopes signals to the domain; before it, the pod-manager ignores
+    // SIGUSR1 itself. Either way its inspector stays closed.
+    expect(outcome).toBe(abi >= 6 ? 'EPERM' : 'sent');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(inspector.url()).toBeUndefined();
+  });
+
+  it('leaves SIGUSR1 unable to open the pod-manager’s inspector, whoever sends it', async () => {
+    // What a module-server could do where the kernel does not scope signals.
+    process.kill(process.pid, 'SIGUSR1');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(inspector.url()).toBeUndefined();
   });
 
   it('reads its own installed files (the refusals are the permission model, not a broken read)', async () => {

@@ -1,8 +1,11 @@
 import { execFile } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
+import { promisify, stripVTControlCharacters } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { repoRoot, startPodManager } from './harness.js';
+import { fixture, repoRoot, startPodManager } from './harness.js';
+import { type PackageIndex, servePackageIndex, wheelhouse } from './python-index.mjs';
 
 const run = promisify(execFile);
 const cli = join(repoRoot, 'packages/pod-manager/dist/cli.js');
@@ -84,4 +87,71 @@ describe('splice-orc CLI against a running pod-manager', () => {
     const ok = await splice('modules', 'list', '--url', pm.url, '--token', 'the-right-token-0123456789');
     expect(ok.code).toBe(0);
   });
+});
+
+describe('splice-orc modules load, showing what it does', () => {
+  /** A pod-manager with a cache of its own: its modules install afresh. */
+  const freshPodManager = (modules: Record<string, object>, server: Record<string, unknown> = {}) =>
+    startPodManager(modules, { cache_dir: mkdtempSync(join(tmpdir(), 'splice-cli-cache-')), ...server });
+
+  it('writes plain lines when piped: phase and elapsed time, then the cold start time', async () => {
+    await using pm = await freshPodManager({ 'slow-start': { package: fixture('slow-start') } });
+    const load = await splice('modules', 'load', 'slow-start', '--url', pm.url);
+    expect(load.code).toBe(0);
+    expect(JSON.parse(load.stdout)).toMatchObject({ name: 'slow-start', state: 'ready' });
+    const lines = load.stderr.trim().split('\n');
+    expect(lines[0]).toBe('slow-start: absent (0.0 s)');
+    // The fixture's import takes 2 s: the starting phase is seen, with its time.
+    expect(lines).toContainEqual(expect.stringMatching(/^slow-start: starting \(\d+\.\d s\)$/));
+    const done = lines.at(-1)?.match(/^slow-start: ready, cold start (\d+\.\d) s$/);
+    expect(Number(done?.[1])).toBeGreaterThanOrEqual(2);
+    expect(load.stderr).not.toContain('\r');
+    expect(load.stderr).not.toContain('\u001b');
+    const again = await splice('modules', 'load', 'slow-start', '--url', pm.url);
+    expect(again.stderr.trim().split('\n').at(-1)).toBe('slow-start: ready (it was running already)');
+  }, 120_000);
+
+  it('draws a spinner on a terminal and ends with the cold start time', async () => {
+    await using pm = await freshPodManager({ 'slow-start': { package: fixture('slow-start') } });
+    // script(1) gives the command a terminal; its output is what the terminal received.
+    const { stdout } = await run(
+      'script',
+      [
+        '-qec',
+        `stty cols 120 rows 40; ${process.execPath} ${cli} modules load slow-start --url ${pm.url}`,
+        '/dev/null',
+      ],
+      { timeout: 60_000, env: { ...process.env, SPLICE_AUTH_TOKEN: '', TERM: 'xterm' } },
+    );
+    // What the terminal received, shown when an assertion fails (the escape codes made visible).
+    const seen = `terminal output: ${JSON.stringify(stdout.slice(-3000))}`;
+    // ora hides the cursor and redraws one line in place: frames of its spinner, each with the
+    // phase and the time so far. (Which phases a frame catches depends on the machine's speed; the
+    // piped test above checks that the starting phase is reported.)
+    expect(stdout, seen).toContain('\u001b[?25l');
+    const frames = stdout.match(/[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏]\S* slow-start: [a-z]+ \(\d+\.\d s\)/g) ?? [];
+    expect(new Set(frames).size, seen).toBeGreaterThan(1);
+    expect(stripVTControlCharacters(stdout), seen).toMatch(/✔ slow-start: ready, cold start \d+\.\d s/);
+  }, 120_000);
+
+  it("shows the installer's last line while a Python module installs", async () => {
+    let index: PackageIndex | undefined;
+    try {
+      index = await servePackageIndex(await wheelhouse());
+      await using pm = await freshPodManager(
+        { pyfixture: { runtime: 'python', package: fixture('pyfixture') } },
+        { python_index_url: index.url },
+      );
+      const load = await run(process.execPath, [cli, 'modules', 'load', 'pyfixture', '--url', pm.url], {
+        timeout: 240_000,
+        env: { ...process.env, SPLICE_AUTH_TOKEN: '' },
+      });
+      const installing = load.stderr.split('\n').filter((l) => l.startsWith('pyfixture: installing ('));
+      // pip (or uv) said something while it installed, and that is what was shown.
+      expect(installing.some((l) => /^pyfixture: installing \(\d+\.\d s\): \S/.test(l))).toBe(true);
+      expect(load.stderr).toMatch(/pyfixture: ready, cold start \d+\.\d s/);
+    } finally {
+      await index?.close();
+    }
+  }, 300_000);
 });

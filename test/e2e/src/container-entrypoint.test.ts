@@ -16,8 +16,19 @@ const program = (fn: string, args: unknown[]) =>
 
 const entrypoint = join(repoRoot, 'packages/pod-manager/dist/entrypoint.js');
 const running: ChildProcess[] = [];
-afterEach(() => {
-  for (const child of running.splice(0)) child.kill('SIGKILL');
+afterEach(async () => {
+  // SIGTERM, which the entry point passes on to the server it runs again with Node's flags: a
+  // SIGKILL would leave that server running on its own. SIGKILL only if it does not end.
+  await Promise.all(
+    running.splice(0).map(async (child) => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const ended = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      await ended;
+      clearTimeout(timer);
+    }),
+  );
 });
 
 /** Runs the entry point with `env`; resolves when it exits, or when its output matches `until`. */

@@ -34,7 +34,11 @@ export interface TestPodManager {
 }
 
 /** Writes a config file for the given modules and server settings, returns its path. */
-export function writeConfig(modules: Record<string, object>, server: Record<string, unknown> = {}): string {
+export function writeConfig(
+  modules: Record<string, object>,
+  server: Record<string, unknown> = {},
+  sections: Record<string, unknown> = {},
+): string {
   const dir = mkdtempSync(join(tmpdir(), 'splice-e2e-'));
   const path = join(dir, 'config.json');
   const config = {
@@ -47,6 +51,7 @@ export function writeConfig(modules: Record<string, object>, server: Record<stri
       package_policy: { file_roots: [join(repoRoot, 'test/fixtures')] },
       ...server,
     },
+    ...sections,
   };
 
   writeFileSync(path, JSON.stringify(config, null, 2));

@@ -6,6 +6,7 @@ import { connect } from '@splice-orc/client';
 import { describe, expect, it } from 'vitest';
 import {
   eventually,
+  fixture,
   http,
   isAlive,
   moduleServerChildren,
@@ -210,5 +211,23 @@ describe('module-server lifecycle', () => {
     child.kill('SIGKILL');
     await once(child, 'exit');
     await eventually(() => !isAlive(pid), 5_000, 'the orphaned module-server to exit');
+  });
+
+  it('leaves no orphan when the pod-manager dies while the module is still loading', async () => {
+    const { child, url } = await startCli(writeConfig({ 'slow-start': { package: fixture('slow-start') } }));
+    // The fixture's import takes 2 s: the pod-manager dies while the server waits for it.
+    http(`${url}/modules/slow-start/load`, { method: 'POST', timeoutMs: 60_000 }).catch(() => {});
+    const pids = await eventually(
+      () => {
+        const found = moduleServerChildren(child.pid!);
+        return found.length > 0 ? found : undefined;
+      },
+      60_000,
+      'the module-server to start',
+    );
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    await eventually(() => pids?.every((pid) => !isAlive(pid)), 5_000, 'the orphaned module-server to exit');
   });
 });

@@ -1,6 +1,6 @@
 import { connect } from '@splice-orc/client';
 import { describe, expect, it } from 'vitest';
-import { http, startPodManager } from './harness.js';
+import { fixture, http, standardModules, startPodManager } from './harness.js';
 
 /** The value of one sample line of a Prometheus text exposition. */
 function sample(text: string, name: string, labels: string): number | undefined {
@@ -18,14 +18,42 @@ describe('metrics', () => {
     const { status, body, headers } = await http(`${pm.url}/metrics`);
     expect(status).toBe(200);
     expect(headers.get('content-type')).toContain('text/plain');
-    expect(sample(body, 'splice_invocations_total', 'module="calc",outcome="ok"')).toBe(3);
-    expect(sample(body, 'splice_invocations_total', 'module="calc",outcome="remote_error"')).toBe(1);
-    expect(sample(body, 'splice_invocations_total', 'module="calc",outcome="error"')).toBe(1);
+    expect(sample(body, 'splice_invocations_total', 'module="calc",outcome="ok",code="OK"')).toBe(3);
+    expect(
+      sample(body, 'splice_invocations_total', 'module="calc",outcome="remote_error",code="REMOTE_ERROR"'),
+    ).toBe(1);
+    expect(
+      sample(body, 'splice_invocations_total', 'module="calc",outcome="error",code="PERMISSION_DENIED"'),
+    ).toBe(1);
     expect(sample(body, 'splice_invocation_duration_seconds_count', 'module="calc"')).toBe(5);
     expect(sample(body, 'splice_cold_start_duration_seconds_count', 'module="calc"')).toBe(1);
     expect(sample(body, 'splice_invocations_in_flight', 'module="calc"')).toBe(0);
     expect(sample(body, 'splice_cold_start_queue_depth', 'module="greeter"')).toBe(0);
     expect(sample(body, 'splice_replicas', 'module="calc",state="ready"')).toBe(1);
+  });
+
+  it('counts failed starts by code and placement changes by where the module moved', async () => {
+    await using pm = await startPodManager({ ...standardModules, broken: { package: fixture('broken') } });
+    await pm.client
+      .module<any>('broken')
+      .anything()
+      .catch(() => {});
+    await pm.client
+      .module<any>('broken')
+      .anything()
+      .catch(() => {});
+    const local = await http(`${pm.url}/modules/calc/load`, { method: 'POST', body: { mode: 'local' } });
+    expect(local.status).toBe(200);
+    await http(`${pm.url}/modules/calc/load`, { method: 'POST', body: { mode: 'remote' } });
+    const { body } = await http(`${pm.url}/metrics`);
+    expect(
+      sample(body, 'splice_module_start_failures_total', 'module="broken",code="MODULE_START_FAILED"'),
+    ).toBe(2);
+    expect(
+      sample(body, 'splice_invocations_total', 'module="broken",outcome="error",code="MODULE_START_FAILED"'),
+    ).toBe(2);
+    expect(sample(body, 'splice_placement_changes_total', 'module="calc",placement="local"')).toBe(1);
+    expect(sample(body, 'splice_placement_changes_total', 'module="calc",placement="remote"')).toBe(1);
   });
 });
 

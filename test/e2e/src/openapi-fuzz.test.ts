@@ -25,6 +25,8 @@ beforeAll(async () => {
     { calc: { package: fixture('calc') }, greeter: { package: fixture('greeter') } },
     // Generated configs must not install anything: package changes are off.
     { auth_token: token, package_policy: { allow_change: false } },
+    // Generated jobs run for real: at most one at a time, on one worker, a few waiting.
+    { jobs: { max_running: 1, max_workers: 1, max_queued: 5 } },
   );
   app = await buildApp(loadConfig(configPath), { logger: { level: 'silent' } });
   await app.listen({ host: '127.0.0.1', port: 0 });
@@ -83,7 +85,7 @@ describe('the API under schemathesis', () => {
     const summary = output.slice(output.lastIndexOf('SUMMARY'));
     console.log(summary);
     expect(code, output.slice(-20_000)).toBe(0);
-    expect(summary).toMatch(/Tested: 2\d/);
+    expect(summary).toMatch(/Tested: [23]\d/);
     expect(summary).toMatch(/\d{3,} generated/);
   }, 400_000);
 });

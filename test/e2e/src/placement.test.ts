@@ -25,6 +25,23 @@ describe('placement', () => {
     await client.close();
   });
 
+  it('runs a call that passes functions on a module-server even for a module placed local', async () => {
+    await using pm = await startPodManager({ calc: { package: fixture('calc'), load_type: 'local' } });
+    const client = connect(pm.url, { importModule });
+    const calc = client.module<any>('calc');
+    expect(await calc.pid()).toBe(process.pid);
+    // Callbacks need a module-server: this call goes there, the others stay here.
+    expect(await calc.mapWith([1, 2], (x: number) => x + 1)).toEqual([2, 3]);
+    expect(await calc.pid()).toBe(process.pid);
+    // A local reference cannot take one: refused, naming why.
+    const em = await calc.emitter();
+    await expect(em.on('data', () => {})).rejects.toMatchObject({
+      code: 'FAILED_PRECONDITION',
+      message: expect.stringMatching(/held in this process \(placed local\)/),
+    });
+    await client.close();
+  });
+
   it('runs a local module remotely, warning once, when this client cannot import it', async () => {
     await using pm = await startPodManager({ calc: { package: fixture('calc'), load_type: 'local' } });
     let imports = 0;

@@ -5,7 +5,7 @@
  */
 import * as diagnostics from 'node:diagnostics_channel';
 import { inspect } from 'node:util';
-import { kw, NDArray, RemoteError, type SpliceError } from '@splice-orc/client';
+import { connect, kw, NDArray, RemoteError, type SpliceError } from '@splice-orc/client';
 import { BATCH_TYPE, decode, encode, RemoteRef } from '@splice-orc/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, fixture, http, isAlive, startPodManager, type TestPodManager } from './harness.js';
@@ -203,6 +203,102 @@ describe('Python modules from Node', () => {
     } finally {
       diagnostics.unsubscribe('undici:request:create', onRequest);
     }
+  });
+
+  it('iterates a Python generator from Node with for await; break runs its finally', async () => {
+    await fx.reset_iteration();
+    const all: unknown[] = [];
+    for await (const i of fx.count(150)) all.push(i);
+    expect(all).toEqual(Array.from({ length: 150 }, (_, i) => i));
+    for await (const i of await fx.count(10_000)) {
+      if (i === 3) break;
+    }
+    expect(await fx.iteration).toEqual({ produced: expect.any(Number), closed: 2 });
+    expect(((await fx.iteration) as { produced: number }).produced).toBeLessThanOrEqual(150 + 128);
+    const seen: unknown[] = [];
+    const error = await (async () => {
+      for await (const i of fx.fails_at(2)) seen.push(i);
+    })().catch((e: unknown) => e);
+    expect(seen).toEqual([0, 1]);
+    expect(error).toMatchObject({ message: expect.stringContaining('no item 2') });
+  });
+
+  it('runs batch jobs over a Python module, per input on two workers and per split', async () => {
+    const inputs = Array.from({ length: 300 }, (_, i) => (i % 2 ? i : `s${i}`));
+    const perInput = await pm.client.jobs.run({
+      module: 'pyfixture',
+      fn: 'echo',
+      inputs,
+      workers: 2,
+      split_size: 50,
+    });
+    expect(perInput).toEqual(inputs);
+    const perSplit = await pm.client.jobs.run({
+      module: 'pyfixture',
+      fn: 'echo',
+      batch: true,
+      inputs,
+      split_size: 100,
+    });
+    expect(perSplit).toEqual(inputs);
+    const failing = await pm.client.jobs.submit({
+      module: 'pyfixture',
+      fn: 'fail',
+      inputs: ['bad input'],
+      return_errors: true,
+      max_retries: 0,
+    });
+    expect((await failing.done({ pollMs: 50 })).failed).toBe(1);
+    for await (const r of failing.results())
+      expect(r.error?.message).toBe('ValueError in remote module pyfixture: bad input');
+  });
+
+  it('passes a stream from Node to a Python function as an iterator, with flow control', async () => {
+    async function* chunks() {
+      for (let i = 0; i < 40; i++) yield new Uint8Array(64 * 1024).fill(i);
+    }
+    expect(await fx.byte_length(chunks())).toBe(40 * 64 * 1024);
+    let produced = 0;
+    let stopped = false;
+    async function* endless() {
+      try {
+        for (;;) yield ++produced;
+      } finally {
+        stopped = true;
+      }
+    }
+    expect(await fx.read_first(endless(), 5)).toEqual([1, 2, 3, 4, 5]);
+    expect(produced).toBeLessThanOrEqual(5 + 64 + 64 + 1);
+    await expect.poll(() => stopped).toBe(true);
+    async function* failing() {
+      yield 'a';
+      throw new Error('disk went away');
+    }
+    await expect(fx.collect(failing())).rejects.toMatchObject({
+      message: expect.stringContaining("the client's stream failed: disk went away"),
+    });
+  });
+
+  it('passes functions of the Node app to a Python module, which calls them synchronously', async () => {
+    expect(await fx.map_with([1, 2, 3], (x: number) => x * 2)).toEqual([2, 4, 6]);
+    // an async function: the Python call waits for its settled value
+    expect(await fx.map_with(['a'], async (s: string) => `${s}!`)).toEqual(['a!']);
+    const refusing = () => {
+      throw new RangeError('not from Node');
+    };
+    expect(await fx.try_call(refusing, 1)).toEqual({
+      ok: false,
+      type: 'RemoteError',
+      message: 'not from Node',
+    });
+  });
+
+  it('forgets the functions a Python module lets go of: fresh functions in a loop do not pile up', async () => {
+    await using own = connect(pm.url, { timeoutMs: 20_000 });
+    const mod = own.module('pyfixture');
+    for (let i = 0; i < 100; i++) expect(await mod.map_with([i], (x: number) => x + 1)).toEqual([i + 1]);
+    // CPython frees each stub when map_with returns; the server says so and the app forgets them.
+    await eventually(() => own.liveCallbacks() === 0, 10_000, 'no live callback in the app');
   });
 
   it('raises Python exceptions as RemoteErrors, with the traceback and the cause', async () => {

@@ -139,14 +139,19 @@ describe('deployment artifacts', () => {
       { protocol: 'TCP', port: 53 },
     ];
 
-    // Module pods: calls from the pod-manager only; out, DNS only.
+    // Module pods: calls (and callback exchanges, on a Node server's second port) from the
+    // pod-manager only; out, DNS only.
+    const modulePorts = [
+      { protocol: 'TCP', port: 50051 },
+      { protocol: 'TCP', port: 50052 },
+    ];
     const servers = policy('splice-orc-module-servers');
     expect(await selected(servers.podSelector?.matchLabels)).toEqual([...installing, ...ready].sort());
     expect(servers.policyTypes).toEqual(['Ingress', 'Egress']);
     expect(servers.ingress).toEqual([
       {
         from: [{ podSelector: { matchLabels: { 'app.kubernetes.io/name': POD_MANAGER } } }],
-        ports: [{ protocol: 'TCP', port: 50051 }],
+        ports: modulePorts,
       },
     ]);
     expect(await selected({ 'app.kubernetes.io/name': POD_MANAGER })).toEqual(podManager);
@@ -160,7 +165,7 @@ describe('deployment artifacts', () => {
     expect(installs.policyTypes).toEqual(['Egress']);
     expect(installs.egress).toEqual([{ ports: [{ protocol: 'TCP', port: 443 }] }]);
 
-    // The pod-manager: HTTP in; DNS, the API server and module pods' gRPC port out.
+    // The pod-manager: HTTP in; DNS, the API server and module pods' gRPC and callback ports out.
     const own = policy('splice-orc-pod-manager');
     expect(await selected(own.podSelector?.matchLabels)).toEqual(podManager);
     expect(own.policyTypes).toEqual(['Ingress', 'Egress']);
@@ -173,7 +178,7 @@ describe('deployment artifacts', () => {
         { protocol: 'TCP', port: 6443 },
       ],
     });
-    expect(toModules?.ports).toEqual([{ protocol: 'TCP', port: 50051 }]);
+    expect(toModules?.ports).toEqual(modulePorts);
     expect(await selected(toModules?.to?.[0]?.podSelector?.matchLabels)).toEqual(
       [...installing, ...ready].sort(),
     );

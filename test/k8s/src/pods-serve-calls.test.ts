@@ -54,6 +54,8 @@ describe('module pods serving calls', () => {
       // A reference names the pod that holds its object.
       expect(inspect(m)).toContain(`@${replica.pod}]`);
       expect(await calc.det(m)).toBe(-2);
+      // A function of the app, called back through the pod's callback endpoint (its own port).
+      expect(await calc.mapWith([1, 2], (x: number) => x + 1)).toEqual([2, 3]);
     } finally {
       await client.close();
     }

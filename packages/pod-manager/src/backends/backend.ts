@@ -52,6 +52,11 @@ export interface ReadyReplica {
   endpoint: string;
   /** The credential its Invoke and Stats calls carry (made by the backend that started it). */
   secret: string;
+  /**
+   * Where its callback endpoint listens (INVOKE.md 3.7) when it is not `endpoint`: a Node server
+   * serves it on a thread and port of its own, so that a module blocked on a callback does not stop it.
+   */
+  callbackEndpoint?: string | undefined;
 }
 
 /** Resource use of one server, or why it is not known. */

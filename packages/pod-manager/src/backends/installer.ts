@@ -12,6 +12,7 @@ import { dirname, join } from 'node:path';
 import { writeImporter } from '@splice-orc/runtime';
 import type { ModuleSpec } from '../config.js';
 import { ServiceError } from '../errors.js';
+import { clearInstallOutput, noteInstallOutput } from './install-progress.js';
 import { childEnv } from './isolation.js';
 
 /** Options of {@link installModule}. */
@@ -29,7 +30,12 @@ export function installModule(spec: ModuleSpec, options: InstallOptions): Promis
   if (isInstalled(dir)) return Promise.resolve(dir);
   let pending = inFlight.get(dir);
   if (!pending) {
-    pending = installModuleInto(spec, dir, options.timeoutMs).finally(() => inFlight.delete(dir));
+    pending = installModuleInto(spec, dir, options.timeoutMs, (chunk) =>
+      noteInstallOutput(spec.name, chunk),
+    ).finally(() => {
+      inFlight.delete(dir);
+      clearInstallOutput(spec.name);
+    });
     inFlight.set(dir, pending);
   }
   return pending;
@@ -61,15 +67,23 @@ export async function installModuleInto(
   spec: Pick<ModuleSpec, 'package' | 'dependencies' | 'installScripts'>,
   dir: string,
   timeoutMs: number,
+  /** Gets npm's output as it comes (progress). */
+  onOutput?: (chunk: string) => void,
 ): Promise<string> {
   return installStaged(dir, spec, async (staging) => {
     await writeFile(join(staging, 'package.json'), '{ "name": "splice-orc-install", "private": true }\n');
     // --install-links copies `file:` packages like registry ones instead of linking them, so the
     // module resolves its `dependency` list from this folder, as it would in a container.
-    const flags = ['--no-audit', '--no-fund', '--omit=dev', '--install-links', '--loglevel=error'];
+    // --loglevel=http: a line per fetch, which `modules load` shows as progress (left out of errors).
+    const flags = ['--no-audit', '--no-fund', '--omit=dev', '--install-links', '--loglevel=http'];
     if (!spec.installScripts) flags.push('--ignore-scripts');
     const specs = [spec.package, ...spec.dependencies];
-    await runNpm(['install', ...flags, '--', ...specs], { cwd: staging, env: childEnv() }, timeoutMs);
+    await runNpm(
+      ['install', ...flags, '--', ...specs],
+      { cwd: staging, env: childEnv() },
+      timeoutMs,
+      onOutput,
+    );
     writeImporter(staging);
   });
 }
@@ -110,7 +124,7 @@ export async function installStaged(
  * For a `file:` spec, what its folder holds (names, sizes, modification times), so that an edited
  * local module is installed afresh; for any other spec, nothing (the spec pins it).
  */
-function localFingerprint(spec: string): string {
+export function localFingerprint(spec: string): string {
   if (!spec.startsWith('file:')) return '';
   const hash = createHash('sha256');
   const walk = (dir: string, depth: number) => {
@@ -140,7 +154,12 @@ function npmCommand(): string {
   return existsSync(beside) ? beside : 'npm';
 }
 
-function runNpm(args: string[], options: SpawnOptions, timeoutMs: number): Promise<void> {
+function runNpm(
+  args: string[],
+  options: SpawnOptions,
+  timeoutMs: number,
+  onOutput?: (chunk: string) => void,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(npmCommand(), args, {
       ...options,
@@ -149,7 +168,10 @@ function runNpm(args: string[], options: SpawnOptions, timeoutMs: number): Promi
     });
     let output = '';
     const collect = (chunk: Buffer) => {
-      output = (output + chunk.toString()).slice(-8_000);
+      const text = chunk.toString();
+      onOutput?.(text);
+      // The fetch log is progress, not the reason of a failure.
+      output = (output + text.replace(/^npm http .*\n?/gm, '')).slice(-8_000);
     };
     child.stdout?.on('data', collect);
     child.stderr?.on('data', collect);

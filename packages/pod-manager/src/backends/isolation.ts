@@ -8,6 +8,7 @@
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { basename, dirname, join, parse } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { findOnPath, pythonServerDir } from './python-installer.js';
 
 /** Variables a module-server or npm may see of the pod-manager's environment: nothing secret. */
 const PASSED_ENV = [
@@ -48,15 +49,69 @@ let runtimeFolders: string[] | undefined;
 
 /**
  * Node's permission-model flags for a module-server serving the module installed in `installDir`:
- * read that folder and the runtime, nothing else; write nothing; start no process or worker.
+ * read that folder and the runtime, nothing else; write nothing; start no process. `--allow-worker`
+ * is given for the server's callback relay thread (INVOKE.md 3.7); a worker started with
+ * `execArgv: []` would run outside the model, so the server takes the Worker class away from
+ * module code once its relay has started (module-server main.ts; tested by the hostile fixture).
  */
 export function isolationFlags(installDir: string): string[] {
-  runtimeFolders ??= packageClosure(packageRootOf(serverEntry));
   const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
   const flag = major >= 22 ? '--permission' : '--experimental-permission';
-  const quiet = major > 20 || minor >= 11 ? ['--disable-warning=ExperimentalWarning'] : [];
-  const readable = [realpathSync(installDir), ...runtimeFolders];
-  return [flag, ...readable.map((dir) => `--allow-fs-read=${dir}`), ...quiet];
+  // The permission model's warnings: that it is experimental, and that --allow-worker needs care
+  // (it does: main.ts takes the Worker class away from module code once the relay has started).
+  const quiet =
+    major > 20 || minor >= 11
+      ? ['--disable-warning=ExperimentalWarning', '--disable-warning=SecurityWarning']
+      : [];
+  const readable = readableFolders(installDir);
+  return [flag, '--allow-worker', ...readable.map((dir) => `--allow-fs-read=${dir}`), ...quiet];
+}
+
+/** What an isolated server may read of its own: the module's install folder and the runtime. */
+function readableFolders(installDir: string): string[] {
+  runtimeFolders ??= packageClosure(packageRootOf(serverEntry));
+  return [realpathSync(installDir), ...runtimeFolders];
+}
+
+/**
+ * How an isolated Node module-server is started: through the Landlock launcher (the Python
+ * module-server's `isolation.py`, run as a script by `python`), which confines the process at the
+ * kernel to reading what the permission model lets it read (and the system's libraries, name
+ * resolution and TLS files), writing only /dev/null, executing only Node, and, on Linux 6.12+,
+ * signalling only inside its domain, then executes Node with the permission model's flags. A
+ * thread that escapes the permission model (Node 20 does not carry it into workers started with
+ * `execArgv: []`) is still held by the kernel, and the server cannot signal the pod-manager (SIGUSR1
+ * would open its inspector) or other servers. Without `python` on PATH, undefined: the server then
+ * runs under the permission model alone (the caller logs that). Where the kernel has no Landlock,
+ * the launcher says so on the server's stderr and runs it without (`--best-effort`).
+ */
+export function landlockLaunch(
+  python: string,
+  installDir: string,
+  nodeArgs: string[],
+): { command: string; args: string[] } | undefined {
+  const interpreter = findOnPath(python);
+  if (!interpreter) return undefined;
+  const node = realpathSync(process.execPath);
+  return {
+    command: interpreter,
+    args: [
+      // -I: no user site, no PYTHON* variables, no current folder on the path; -S: no site module.
+      '-I',
+      '-S',
+      launcherScript(),
+      '--best-effort',
+      ...readableFolders(installDir).flatMap((dir) => ['--read', dir]),
+      '--',
+      node,
+      ...nodeArgs,
+    ],
+  };
+}
+
+/** The Python module-server's Landlock module, a script that needs only the standard library. */
+function launcherScript(): string {
+  return join(pythonServerDir(), 'src', 'splice_module_server', 'isolation.py');
 }
 
 /** The folder of the package.json that owns `file`. */

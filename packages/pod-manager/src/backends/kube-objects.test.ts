@@ -196,6 +196,20 @@ describe('deploymentFor: what the module-server is started with', () => {
     expect(opted.SPLICE_CODE_GENERATION).toBe('allow');
   });
 
+  it('opens the callback port of a Node server (a Python server takes callbacks on its one port)', () => {
+    const container = (d: ReturnType<typeof deploymentFor>) =>
+      d.spec?.template.spec?.containers.find((c) => c.name === 'module-server');
+    const node = deploymentFor(specOf('m'), 1, options, 'secret-0123456789abc');
+    expect(envOf(node).CALLBACK_PORT).toBe('50052');
+    expect(container(node)?.ports?.map((p) => [p.name, p.containerPort])).toEqual([
+      ['grpc', 50051],
+      ['callbacks', 50052],
+    ]);
+    const python = deploymentFor(specOf('p', { runtime: 'python' }), 1, options, 'secret-0123456789abc');
+    expect(envOf(python).CALLBACK_PORT).toBeUndefined();
+    expect(container(python)?.ports?.map((p) => p.name)).toEqual(['grpc']);
+  });
+
   it('runs install scripts only for a module that opts in', () => {
     const install = (module: object) =>
       envOf(deploymentFor(specOf('m', module), 1, options, 'secret-0123456789abc'), 'install');

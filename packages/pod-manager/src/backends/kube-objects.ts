@@ -12,6 +12,8 @@ import type { ModuleSpec } from '../config.js';
 
 /** Port module-servers listen on in their pods. */
 export const GRPC_PORT = 50051;
+/** Port of a Node module-server's callback endpoint (INVOKE.md 3.7); a Python server serves it on GRPC_PORT. */
+export const CALLBACK_PORT = 50052;
 /** Seconds a deleted pod keeps serving before its server is told to stop. */
 const PRE_STOP_S = 2;
 /** Where the init container installs the module; the server imports it from there. */
@@ -189,6 +191,7 @@ function podTemplateFor(spec: ModuleSpec, o: KubeObjectOptions): V1PodTemplateSp
     resolveFrom: install ? INSTALL_DIR : undefined,
     host: '0.0.0.0',
     port: GRPC_PORT,
+    callbackPort: python ? undefined : CALLBACK_PORT,
     leaseMs: o.leaseMs,
     graceMs: o.graceMs,
     maxMessageBytes: o.maxPayloadBytes,
@@ -216,7 +219,10 @@ function podTemplateFor(spec: ModuleSpec, o: KubeObjectOptions): V1PodTemplateSp
       // References carry the pod name: the pod-manager routes calls on them back to this pod.
       { name: 'SPLICE_SERVER_ID', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
     ],
-    ports: [{ name: 'grpc', containerPort: GRPC_PORT, protocol: 'TCP' }],
+    ports: [
+      { name: 'grpc', containerPort: GRPC_PORT, protocol: 'TCP' },
+      ...(python ? [] : [{ name: 'callbacks', containerPort: CALLBACK_PORT, protocol: 'TCP' }]),
+    ],
     // The module-server serves grpc.health.v1 once its module is imported, which may take a while:
     // the startup probe holds liveness off for up to start_timeout_ms.
     startupProbe: {

@@ -59,10 +59,18 @@ export function isReady(pod: V1Pod): boolean {
 }
 
 /** `ip:port` of the pod's module-server. */
-export function endpointOf(pod: V1Pod): string | undefined {
+export function endpointOf(pod: V1Pod, port = GRPC_PORT): string | undefined {
   const ip = pod.status?.podIP;
   if (!ip) return undefined;
-  return ip.includes(':') ? `[${ip}]:${GRPC_PORT}` : `${ip}:${GRPC_PORT}`;
+  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+/** `ip:port` of the pod's callback endpoint, when its server has one of its own (a `callbacks` port). */
+export function callbackEndpointOf(pod: V1Pod): string | undefined {
+  const port = pod.spec?.containers
+    ?.flatMap((c) => c.ports ?? [])
+    .find((p) => p.name === 'callbacks')?.containerPort;
+  return port === undefined ? undefined : endpointOf(pod, port);
 }
 
 /**

@@ -12,7 +12,7 @@ import type { ReadyReplica } from './backend.js';
 import type { KubeApi } from './kube-api.js';
 import { KubeApiError } from './kube-errors.js';
 import { MANAGED_SELECTOR, MODULE_NAME_ANNOTATION } from './kube-objects.js';
-import { endpointOf, isReady, secretOf } from './kube-pods.js';
+import { callbackEndpointOf, endpointOf, isReady, secretOf } from './kube-pods.js';
 
 /** How often the watch is replaced by a fresh one (a half-open connection delivers nothing). */
 const RENEW_MS = 5 * 60_000;
@@ -256,7 +256,9 @@ export class PodWatch {
       const secret = secretOf(pod);
       if (!isReady(pod) || !endpoint || !secret) continue;
       served.push(endpoint);
-      if (!this.#leaving.has(name)) ready.push({ id: name, endpoint, secret });
+      if (!this.#leaving.has(name)) {
+        ready.push({ id: name, endpoint, secret, callbackEndpoint: callbackEndpointOf(pod) });
+      }
     }
     this.#ready.set(module, ready);
     this.#served.set(module, served);

@@ -11,9 +11,10 @@ import { createModuleClient, withDeadline } from '@splice-orc/protocol';
 import type { FastifyBaseLogger } from 'fastify';
 import type { ModuleSpec } from '../config.js';
 import { ServiceError } from '../errors.js';
-import type { ModuleState, ReplicaStatus, StartOptions } from './backend.js';
+import type { ModuleState, ReadyReplica, ReplicaStatus, StartOptions } from './backend.js';
+import { installOutput } from './install-progress.js';
 import { installModule } from './installer.js';
-import { childEnv, isolationFlags, serverEntry } from './isolation.js';
+import { childEnv, isolationFlags, landlockLaunch, serverEntry } from './isolation.js';
 import { installPythonModule, venvPython } from './python-installer.js';
 
 /** Options of the local backend, shared by its replicas. */
@@ -57,6 +58,8 @@ export class Replica {
   #secret: string | undefined;
   #draining = false;
   #endpoint: string | undefined;
+  /** Port of the server's callback endpoint, when it has one of its own (Node servers). */
+  #callbackPort: number | undefined;
   #startedAt: number | undefined;
   #restarts = 0;
   #crashes = 0;
@@ -95,14 +98,16 @@ export class Replica {
       pid: this.#child?.pid,
       started_at: this.#startedAt === undefined ? undefined : new Date(this.#startedAt).toISOString(),
       reason: this.#reason,
+      progress: this.#state === 'installing' ? installOutput(this.spec.name) : undefined,
     };
   }
 
   /** The server's instance id and endpoint while it takes calls. */
-  get serving(): { id: string; endpoint: string; secret: string } | undefined {
+  get serving(): ReadyReplica | undefined {
     if (this.#state !== 'ready' || this.#draining || !this.#endpoint || !this.#serverId || !this.#secret)
       return undefined;
-    return { id: this.#serverId, endpoint: this.#endpoint, secret: this.#secret };
+    const callbackEndpoint = this.#callbackPort ? `127.0.0.1:${this.#callbackPort}` : undefined;
+    return { id: this.#serverId, endpoint: this.#endpoint, secret: this.#secret, callbackEndpoint };
   }
 
   /** Dead servers replaced in this slot. */
@@ -241,9 +246,16 @@ export class Replica {
         child.off('message', onMessage);
         child.off('exit', onExit);
       };
-      const onMessage = (m: { type?: string; port?: number; serverId?: string; message?: string }) => {
+      const onMessage = (m: {
+        type?: string;
+        port?: number;
+        callbackPort?: number;
+        serverId?: string;
+        message?: string;
+      }) => {
         if (m?.type === 'listening' && typeof m.port === 'number') {
           this.#serverId = m.serverId;
+          this.#callbackPort = typeof m.callbackPort === 'number' ? m.callbackPort : undefined;
           done();
           resolve(m.port);
         }
@@ -378,6 +390,17 @@ export function installFor(spec: ModuleSpec, options: LocalBackendOptions): Prom
     : installModule(spec, common);
 }
 
+let warnedNoLandlock = false;
+
+/** Said once: isolated Node servers run under the permission model alone. */
+function warnNoLandlock(options: LocalBackendOptions): void {
+  if (warnedNoLandlock) return;
+  warnedNoLandlock = true;
+  options.log.warn(
+    `${options.python ?? 'python3'} was not found: isolated Node module-servers run under Node's permission model alone, without the Landlock confinement that holds a thread escaping it (install Python 3, or set server.python)`,
+  );
+}
+
 /**
  * How a module's server starts: the Node module-server under Node's permission model and without
  * code generation from strings, or the Python module-server in the module's environment, confined
@@ -395,9 +418,14 @@ function launchFor(
       extraEnv: options.isolate ? { SPLICE_ISOLATE: '1' } : {},
     };
   }
-  const flags = [
+  const nodeArgs = [
     ...(options.isolate ? isolationFlags(dir) : []),
     ...(spec.codeGeneration ? [] : [NO_CODE_GENERATION_FLAG]),
+    serverEntry,
   ];
-  return { command: process.execPath, args: [...flags, serverEntry], extraEnv: {} };
+  const confined = options.isolate ? landlockLaunch(options.python ?? 'python3', dir, nodeArgs) : undefined;
+  if (options.isolate && !confined) warnNoLandlock(options);
+  return confined
+    ? { ...confined, extraEnv: {} }
+    : { command: process.execPath, args: nodeArgs, extraEnv: {} };
 }

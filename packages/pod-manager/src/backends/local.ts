@@ -19,8 +19,23 @@ import { installFor, type LocalBackendOptions, Replica } from './local-replica.j
 
 export type { LocalBackendOptions };
 
+/**
+ * A module-server runs as the pod-manager's user, and Node's permission model does not stop it from
+ * sending signals: SIGUSR1 would open this process's inspector on 127.0.0.1:9229, through which a
+ * module could run code here. Where Landlock scopes signals (Linux 6.12+) the kernel already refuses
+ * it (isolation.ts); elsewhere a listener of our own makes Node ignore the signal. (Debug the
+ * pod-manager with `--inspect` instead.)
+ */
+function ignoreInspectorSignal(log: LocalBackendOptions['log']): void {
+  if (process.listenerCount('SIGUSR1') > 0) return;
+  process.on('SIGUSR1', () => {
+    log.warn('SIGUSR1 ignored: it would open the inspector to module-servers on this machine');
+  });
+}
+
 /** Creates the local-process backend. */
 export function createLocalBackend(options: LocalBackendOptions): Backend {
+  ignoreInspectorSignal(options.log);
   const modules = new Map<string, LocalModule>();
   const slots = () => [...modules.values()].reduce((n, m) => n + m.processes, 0);
   const moduleFor = (spec: ModuleSpec) => {

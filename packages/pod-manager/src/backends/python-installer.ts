@@ -17,7 +17,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { ModuleSpec } from '../config.js';
 import { ServiceError } from '../errors.js';
-import { installStaged, isInstalled } from './installer.js';
+import { clearInstallOutput, noteInstallOutput } from './install-progress.js';
+import { installStaged, isInstalled, localFingerprint } from './installer.js';
 import { childEnv } from './isolation.js';
 
 /** Options of {@link installPythonModule}. */
@@ -51,7 +52,10 @@ export async function installPythonModule(spec: ModuleSpec, options: PythonInsta
   if (isInstalled(dir)) return dir;
   let pending = inFlight.get(dir);
   if (!pending) {
-    pending = installInto(spec, dir, options, version).finally(() => inFlight.delete(dir));
+    pending = installInto(spec, dir, options, version).finally(() => {
+      inFlight.delete(dir);
+      clearInstallOutput(spec.name);
+    });
     inFlight.set(dir, pending);
   }
   return pending;
@@ -64,6 +68,8 @@ export function pythonInstallKey(spec: ModuleSpec, pythonVersion: string): strin
     pythonVersion,
     spec.package,
     [...spec.dependencies].sort(),
+    // An edited local package (`file:` folder) is installed afresh, as for npm.
+    [spec.package, ...spec.dependencies].map(localFingerprint),
     spec.installScripts,
     serverFingerprint(),
   ]);
@@ -91,11 +97,14 @@ async function installInto(
     ];
     const requirements = [...serverRequirements(), spec.package, ...spec.dependencies];
     const python = join(venv, 'bin', 'python');
+    // Not quiet: what it prints as it goes is the progress `modules load` shows.
+    const progress = (chunk: string) => noteInstallOutput(spec.name, chunk);
     if (uv)
       await tool(
         uv,
-        ['pip', 'install', '--quiet', '--python', python, ...flags, '--', ...requirements],
+        ['pip', 'install', '--python', python, ...flags, '--', ...requirements],
         left(),
+        progress,
       );
     else
       await tool(
@@ -104,7 +113,6 @@ async function installInto(
           '-m',
           'pip',
           'install',
-          '--quiet',
           '--disable-pip-version-check',
           '--no-input',
           ...flags,
@@ -112,6 +120,7 @@ async function installInto(
           ...requirements,
         ],
         left(),
+        progress,
       );
     const [major, minor] = version.split('.');
     await writeFile(
@@ -122,7 +131,12 @@ async function installInto(
 }
 
 /** Runs an install tool; a failure is INSTALL_FAILED with the tool's own words. */
-function tool(command: string, args: string[], timeoutMs: number): Promise<void> {
+function tool(
+  command: string,
+  args: string[],
+  timeoutMs: number,
+  onOutput?: (chunk: string) => void,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, {
       env: childEnv(),
@@ -131,7 +145,9 @@ function tool(command: string, args: string[], timeoutMs: number): Promise<void>
     });
     let output = '';
     const collect = (chunk: Buffer) => {
-      output = (output + chunk.toString()).slice(-8_000);
+      const text = chunk.toString();
+      onOutput?.(text);
+      output = (output + text).slice(-8_000);
     };
     child.stdout?.on('data', collect);
     child.stderr?.on('data', collect);
@@ -216,7 +232,9 @@ function serverFingerprint(): string {
   return hash.digest('hex');
 }
 
-function findOnPath(name: string): string | undefined {
+/** The first `name` on PATH (a path with a slash is taken as it is, if it exists). */
+export function findOnPath(name: string): string | undefined {
+  if (name.includes('/')) return existsSync(name) ? name : undefined;
   for (const dir of (process.env.PATH ?? '').split(delimiter)) {
     const candidate = join(dir, name);
     if (dir && existsSync(candidate)) return candidate;

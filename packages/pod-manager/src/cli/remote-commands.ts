@@ -5,10 +5,13 @@
 import { createTransport, SpliceError } from '@splice-orc/client';
 import { Rest } from '@splice-orc/protocol';
 import type { Command } from 'commander';
+import stringWidth from 'string-width';
 import { readEnvironment } from '../config.js';
+import { addJobCommands } from './job-commands.js';
+import { elapsed, progressView } from './load-progress.js';
 
 /** Options every remote command takes. */
-interface RemoteOptions {
+export interface RemoteOptions {
   url: string;
   token?: string;
 }
@@ -53,14 +56,7 @@ export function addRemoteCommands(program: Command): void {
       .description('start a module (and set its mode) and wait until it is ready'),
   )
     .option('-m, --mode <mode>', 'remote | local | auto')
-    .action(async (name: string, o: RemoteOptions & { mode?: string }) => {
-      const done = progress(o, Rest.Paths.module(name));
-      try {
-        json(await call(o, 'POST', Rest.Paths.load(name), o.mode ? { mode: o.mode } : {}, 900_000));
-      } finally {
-        done();
-      }
-    });
+    .action(async (name: string, o: RemoteOptions & { mode?: string }) => json(await load(name, o)));
   remote(modules.command('unload <name>').description("stop a module's servers")).action(
     async (name: string, o: RemoteOptions) => json(await call(o, 'POST', Rest.Paths.unload(name))),
   );
@@ -72,6 +68,8 @@ export function addRemoteCommands(program: Command): void {
       const { readFile } = await import('node:fs/promises');
       json(await call(o, 'PUT', path, JSON.parse(await readFile(o.file, 'utf8'))));
     });
+
+  addJobCommands(program, remote);
 
   const policy = program.command('policy').description('the placement policy');
   remote(policy.command('get').description('the active policy and placements')).action(
@@ -143,22 +141,46 @@ async function call(
   }
 }
 
-/** Shows the module's state while a long load runs (install, cold start). */
-function progress(o: RemoteOptions, path: string): () => void {
+/**
+ * Loads a module, showing its phase, the time so far and the installer's last line while it
+ * installs and starts (polled every 500 ms), then the cold start's duration, or that it was
+ * already running. Resolves with the module's view.
+ */
+async function load(name: string, o: RemoteOptions & { mode?: string }): Promise<unknown> {
+  const before = (await call(o, 'GET', Rest.Paths.module(name))) as Rest.ModuleView;
   const started = Date.now();
-  let last = '';
-  const timer = setInterval(async () => {
-    const view = (await call(o, 'GET', path).catch(() => undefined)) as { state?: string } | undefined;
-    const state = view?.state ?? '?';
-    const line = `${state} (${((Date.now() - started) / 1000).toFixed(0)} s)`;
-    if (state !== last || process.stderr.isTTY)
-      process.stderr.write(`${process.stderr.isTTY ? '\r' : ''}${line}${process.stderr.isTTY ? '' : '\n'}`);
-    last = state;
-  }, 500);
-  return () => {
-    clearInterval(timer);
-    if (process.stderr.isTTY) process.stderr.write('\n');
+  const view = progressView(name, started);
+  view.update(before);
+  let polling = true;
+  const poll = async () => {
+    while (polling) {
+      await new Promise((r) => setTimeout(r, 500));
+      const now = (await call(o, 'GET', Rest.Paths.module(name)).catch(() => undefined)) as
+        | Rest.ModuleView
+        | undefined;
+      if (polling) view.update(now);
+    }
   };
+  const polled = poll();
+  try {
+    const after = (await call(
+      o,
+      'POST',
+      Rest.Paths.load(name),
+      o.mode ? { mode: o.mode } : {},
+      900_000,
+    )) as Rest.ModuleView;
+    if (after.placement === 'local') view.succeed(`${name}: placed local, runs in the clients' processes`);
+    else if (before.state === 'ready') view.succeed(`${name}: ready (it was running already)`);
+    else view.succeed(`${name}: ready, cold start ${elapsed(started)}`);
+    return after;
+  } catch (error) {
+    view.fail(`${name}: failed after ${elapsed(started)}`);
+    throw error;
+  } finally {
+    polling = false;
+    await polled;
+  }
 }
 
 function benchmarkTable(answer: unknown): void {
@@ -209,16 +231,20 @@ function trackingTable(answer: unknown): void {
   );
 }
 
-function table(head: string[], rows: unknown[][]): void {
+/**
+ * Columns padded to their widest cell, measured in terminal columns (string-width: wide and
+ * combining characters, escape sequences), so that long or non-ASCII names keep rows aligned.
+ */
+export function formatTable(head: string[], rows: unknown[][]): string {
   const cells = [head, ...rows.map((r) => r.map((c) => (c === undefined || c === null ? '' : String(c))))];
-  const widths = head.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
-  for (const r of cells)
-    process.stdout.write(
-      `${r
-        .map((c, i) => (c ?? '').padEnd(widths[i] ?? 0))
-        .join('  ')
-        .trimEnd()}\n`,
-    );
+  const widths = head.map((_, i) => Math.max(...cells.map((r) => stringWidth(r[i] ?? ''))));
+  const pad = (c: string, i: number) => c + ' '.repeat(Math.max(0, (widths[i] ?? 0) - stringWidth(c)));
+  return cells.map((r) => `${r.map(pad).join('  ').trimEnd()}\n`).join('');
+}
+
+/** Writes rows as an aligned table under a head. */
+export function table(head: string[], rows: unknown[][]): void {
+  process.stdout.write(formatTable(head, rows));
 }
 
 function json(value: unknown): void {

@@ -14,6 +14,7 @@ import type {
   V1Namespace,
   V1NetworkPolicy,
   V1PolicyRule,
+  V1ResourceRequirements,
   V1Role,
   V1RoleBinding,
   V1Service,
@@ -47,6 +48,15 @@ export interface ManifestOptions {
   pythonImage?: string | undefined;
   /** module_config of the cluster's config.json; the modules' `image`s are the others pods may run. */
   modules: Record<string, unknown>;
+  /** Requests and limits of the pod-manager's container; default {@link POD_MANAGER_RESOURCES}. */
+  resources?: V1ResourceRequirements | undefined;
+  /** Name of the Secret holding the bearer token (key `token`); default {@link AUTH_SECRET}. */
+  authSecret?: string | undefined;
+  /**
+   * Images module pods may run (the admission policy's list); default: the two splice-orc images
+   * and every module's `image`. The Helm chart computes it from its values instead.
+   */
+  allowedImages?: readonly string[] | undefined;
 }
 
 /** Names shared by the manifests and `init`. */
@@ -55,6 +65,17 @@ export const POD_MANAGER = 'splice-orc-pod-manager';
 export const AUTH_SECRET = 'splice-orc-auth';
 const CONFIG_MAP = 'splice-orc-config';
 const PORT = 8000;
+/**
+ * Where the pod-manager keeps its runtime changes (module configs, modes, policy) and the batch
+ * jobs' database: the `state` volume, an emptyDir here (they last until the pod goes), a
+ * PersistentVolumeClaim in the Helm chart with `stateVolume.enabled`.
+ */
+export const STATE_DIR = '/var/lib/splice-orc';
+/** The pod-manager container's requests and limits unless {@link ManifestOptions.resources} says. */
+export const POD_MANAGER_RESOURCES: V1ResourceRequirements = {
+  requests: { cpu: '250m', memory: '256Mi' },
+  limits: { memory: '1Gi' },
+};
 const RBAC = 'rbac.authorization.k8s.io/v1';
 
 /**
@@ -80,7 +101,14 @@ export function podManagerManifests(o: ManifestOptions): Manifest[] {
       python_module_image: o.pythonImage ?? DEFAULT_PYTHON_IMAGE,
     },
     module_config: o.modules,
-    server: { host: '0.0.0.0', port: PORT, backend: 'kubernetes', cache_dir: '/tmp/splice-orc' },
+    server: {
+      host: '0.0.0.0',
+      port: PORT,
+      backend: 'kubernetes',
+      cache_dir: '/tmp/splice-orc',
+      // The state directory (runtime changes, the batch jobs' database) is a volume of its own.
+      state_file: `${STATE_DIR}/state.json`,
+    },
   };
   const configJson = `${JSON.stringify(config, null, 2)}\n`;
   return [
@@ -113,7 +141,7 @@ export function podManagerManifests(o: ManifestOptions): Manifest[] {
     ...admissionPolicies({
       namespace: o.namespace,
       serviceAccount: POD_MANAGER,
-      images: allowedImages(o),
+      images: o.allowedImages ?? allowedImages(o),
       labels: { 'app.kubernetes.io/part-of': 'splice-orc' },
     }),
     {
@@ -159,6 +187,8 @@ function deployment(o: ManifestOptions, labels: Record<string, string>, configJs
             runAsNonRoot: true,
             runAsUser: 1000,
             runAsGroup: 1000,
+            // A state volume from a PersistentVolumeClaim is writable by the pod's group.
+            fsGroup: 1000,
             seccompProfile: { type: 'RuntimeDefault' },
           },
           containers: [
@@ -171,13 +201,13 @@ function deployment(o: ManifestOptions, labels: Record<string, string>, configJs
                 { name: 'SPLICE_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
                 {
                   name: 'SPLICE_AUTH_TOKEN',
-                  valueFrom: { secretKeyRef: { name: AUTH_SECRET, key: 'token' } },
+                  valueFrom: { secretKeyRef: { name: o.authSecret ?? AUTH_SECRET, key: 'token' } },
                 },
               ],
               ports: [{ name: 'http', containerPort: PORT, protocol: 'TCP' }],
               livenessProbe: probe('/healthz', 10),
               readinessProbe: probe('/readyz', 5),
-              resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { memory: '1Gi' } },
+              resources: o.resources ?? POD_MANAGER_RESOURCES,
               securityContext: {
                 allowPrivilegeEscalation: false,
                 readOnlyRootFilesystem: true,
@@ -186,12 +216,16 @@ function deployment(o: ManifestOptions, labels: Record<string, string>, configJs
               volumeMounts: [
                 { name: 'config', mountPath: '/etc/splice-orc', readOnly: true },
                 { name: 'tmp', mountPath: '/tmp' },
+                { name: 'state', mountPath: STATE_DIR },
               ],
             },
           ],
           volumes: [
             { name: 'config', configMap: { name: CONFIG_MAP } },
             { name: 'tmp', emptyDir: {} },
+            // Kept across restarts of the container (a crash, a kill): jobs resume from it. For jobs
+            // that must outlive the pod, replace it with a PersistentVolumeClaim.
+            { name: 'state', emptyDir: {} },
           ],
         },
       },

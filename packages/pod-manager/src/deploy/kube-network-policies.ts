@@ -6,7 +6,7 @@
  * by two gets what either allows. Written in client-node's models (`_from` is `from`).
  */
 import type { V1NetworkPolicy, V1NetworkPolicyPort } from '@kubernetes/client-node';
-import { COMPONENT, GRPC_PORT, INSTALL_LABEL, MANAGED_BY } from '../backends/kube-objects.js';
+import { CALLBACK_PORT, COMPONENT, GRPC_PORT, INSTALL_LABEL, MANAGED_BY } from '../backends/kube-objects.js';
 
 /** Options of {@link networkPolicies}. */
 export interface NetworkPolicyOptions {
@@ -33,6 +33,11 @@ const API_SERVER: V1NetworkPolicyPort[] = [
 /** The three policies: module pods, installing module pods, the pod-manager. */
 export function networkPolicies(o: NetworkPolicyOptions): V1NetworkPolicy[] {
   const modules = { [MANAGED_BY]: 'splice-orc', [COMPONENT]: 'module-server' };
+  // Calls, and the callback endpoint a Node module-server serves on a port of its own.
+  const MODULE_PORTS = [
+    { protocol: 'TCP', port: GRPC_PORT },
+    { protocol: 'TCP', port: CALLBACK_PORT },
+  ];
   const policy = (name: string, spec: V1NetworkPolicy['spec']): V1NetworkPolicy => ({
     apiVersion: 'networking.k8s.io/v1',
     kind: 'NetworkPolicy',
@@ -46,7 +51,7 @@ export function networkPolicies(o: NetworkPolicyOptions): V1NetworkPolicy[] {
       ingress: [
         {
           _from: [{ podSelector: { matchLabels: o.podManager } }],
-          ports: [{ protocol: 'TCP', port: GRPC_PORT }],
+          ports: MODULE_PORTS,
         },
       ],
       egress: [{ ports: DNS }],
@@ -63,7 +68,7 @@ export function networkPolicies(o: NetworkPolicyOptions): V1NetworkPolicy[] {
       egress: [
         { ports: DNS },
         { ports: API_SERVER },
-        { to: [{ podSelector: { matchLabels: modules } }], ports: [{ protocol: 'TCP', port: GRPC_PORT }] },
+        { to: [{ podSelector: { matchLabels: modules } }], ports: MODULE_PORTS },
       ],
     }),
   ];

@@ -45,7 +45,11 @@ describe('per-client stores', () => {
     const benchmark = new Benchmark();
     benchmark.start();
     for (let i = 0; i < 2_000_000; i++) {
-      benchmark.record({ module: i % 2 ? 'a' : 'b', ms: (i % 100) + 1, outcome: i % 1000 ? 'ok' : 'error' });
+      benchmark.record({
+        module: i % 2 ? 'a' : 'b',
+        ms: (i % 100) + 1,
+        ...(i % 1000 ? { outcome: 'ok', code: 'OK' } : { outcome: 'error', code: 'INTERNAL' }),
+      });
     }
     benchmark.stop();
     const report = benchmark.report();

@@ -24,6 +24,8 @@ export interface ColdStartOptions {
   timeoutMs: number;
   /** Called after each start that calls waited for, with its duration in ms. */
   onColdStart: (module: string, ms: number) => void;
+  /** Called when a start that calls waited for fails, with what it threw. */
+  onStartFailed: (module: string, error: unknown) => void;
 }
 
 export class ColdStartQueue {
@@ -57,7 +59,13 @@ export class ColdStartQueue {
       const t0 = performance.now();
       room.coldStart = this.options.backend
         .start(spec)
-        .then(() => this.options.onColdStart(spec.name, performance.now() - t0))
+        .then(
+          () => this.options.onColdStart(spec.name, performance.now() - t0),
+          (error: unknown) => {
+            this.options.onStartFailed(spec.name, error);
+            throw error;
+          },
+        )
         .finally(() => {
           room.coldStart = undefined;
         });

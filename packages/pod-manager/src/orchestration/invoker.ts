@@ -16,6 +16,8 @@ import {
 /** Options of {@link Invoker}. */
 export interface InvokerOptions {
   maxPayloadBytes: number;
+  /** Send calls made in one turn of the event loop to a server as one InvokeBatch. */
+  coalesce?: boolean;
 }
 
 interface Connection {
@@ -23,6 +25,9 @@ interface Connection {
   channel: InvokeChannel;
   client?: ModuleClient;
 }
+
+/** Suffix of the key of an endpoint's connection for callback exchanges. */
+const EXCHANGES = '#callbacks';
 
 /** A server to reach: where it listens and the credential it wants. */
 export interface Target {
@@ -48,6 +53,18 @@ export class Invoker {
     return this.#connection(target).channel.invoke(payload, options);
   }
 
+  /**
+   * Sends a `callbacks` program (INVOKE.md 3.7) to a server's callback endpoint, never coalesced
+   * with other calls: a long poll is a call of its own, and its cancel must reach the server.
+   */
+  exchange(
+    target: Target,
+    payload: Uint8Array,
+    options: { timeoutMs: number; signal?: AbortSignal | undefined },
+  ): Promise<InvokeAnswer> {
+    return this.#connection(target, false).channel.invoke(payload, options);
+  }
+
   /** Sends an encoded InvokeBatchRequest to a server; answers reach `onAnswer` as they arrive. */
   invokeBatch(
     target: Target,
@@ -67,29 +84,40 @@ export class Invoker {
 
   /** Closes the connections to an endpoint that is no longer served. */
   drop(endpoint: string): void {
-    const connection = this.#connections.get(endpoint);
-    connection?.channel.close();
-    connection?.client?.close();
-    this.#connections.delete(endpoint);
+    this.#dropKey(endpoint);
+    this.#dropKey(`${endpoint}${EXCHANGES}`);
   }
 
   close(): void {
-    for (const endpoint of [...this.#connections.keys()]) this.drop(endpoint);
+    for (const key of [...this.#connections.keys()]) this.#dropKey(key);
   }
 
-  #connection({ endpoint, secret }: Target): Connection {
-    let connection = this.#connections.get(endpoint);
+  #dropKey(key: string): void {
+    const connection = this.#connections.get(key);
+    connection?.channel.close();
+    connection?.client?.close();
+    this.#connections.delete(key);
+  }
+
+  #connection({ endpoint, secret }: Target, coalesce = this.#options.coalesce): Connection {
+    // Callback exchanges have connections of their own, which never coalesce.
+    const key = coalesce === false && this.#options.coalesce !== false ? `${endpoint}${EXCHANGES}` : endpoint;
+    let connection = this.#connections.get(key);
     // A new server on a reused address has a secret of its own: the old connection is for the old one.
     if (connection && connection.secret !== secret) {
-      this.drop(endpoint);
+      this.#dropKey(key);
       connection = undefined;
     }
     if (!connection) {
       connection = {
         secret,
-        channel: createInvokeChannel(endpoint, { maxMessageBytes: this.#options.maxPayloadBytes, secret }),
+        channel: createInvokeChannel(endpoint, {
+          maxMessageBytes: this.#options.maxPayloadBytes,
+          secret,
+          coalesce,
+        }),
       };
-      this.#connections.set(endpoint, connection);
+      this.#connections.set(key, connection);
     }
     return connection;
   }

@@ -99,6 +99,8 @@ export function startLifecycle(registry: ModuleRegistry, options: LifecycleOptio
       spec.maxReplicas,
       Math.max(spec.minReplicas, 1, Math.ceil(average / spec.targetConcurrency)),
     );
+    // Replicas a batch job holds are the job's to add and remove: the loop never scales below them.
+    const floor = Math.max(desired, registry.heldReplicas(spec.name));
 
     if (desired > current) {
       loop.lowSince = undefined;
@@ -118,7 +120,7 @@ export function startLifecycle(registry: ModuleRegistry, options: LifecycleOptio
       );
       return;
     }
-    if (desired < current && starting === 0) {
+    if (floor < current && starting === 0) {
       loop.lowSince ??= now;
       if (now - loop.lowSince >= options.scaleDownDelayMs) {
         const checkedAt = Date.now();
@@ -145,6 +147,7 @@ export function startLifecycle(registry: ModuleRegistry, options: LifecycleOptio
 
     if (
       spec.idleTimeoutMs > 0 &&
+      registry.heldReplicas(spec.name) === 0 &&
       !spec.keepWarm &&
       inFlight === 0 &&
       registry.idleFor(spec.name) >= spec.idleTimeoutMs

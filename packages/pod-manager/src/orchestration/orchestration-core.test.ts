@@ -164,7 +164,13 @@ describe('ColdStartQueue', () => {
 
   it('refuses past its limit with QUEUE_FULL and past its deadline with COLD_START_TIMEOUT', async () => {
     const backend = createMemoryBackend({ startMs: 100 });
-    const queue = new ColdStartQueue({ backend, limit: 1, timeoutMs: 20, onColdStart: () => {} });
+    const queue = new ColdStartQueue({
+      backend,
+      limit: 1,
+      timeoutMs: 20,
+      onColdStart: () => {},
+      onStartFailed: () => {},
+    });
     const waiting = room();
     const first = queue.wait(spec, waiting);
     await expect(queue.wait(spec, waiting)).rejects.toMatchObject({ code: 'QUEUE_FULL', safeToResend: true });
@@ -173,7 +179,13 @@ describe('ColdStartQueue', () => {
 
   it('ends a wait whose caller went away, leaving no listener on its signal', async () => {
     const backend = createMemoryBackend({ startMs: 50 });
-    const queue = new ColdStartQueue({ backend, limit: 10, timeoutMs: 1_000, onColdStart: () => {} });
+    const queue = new ColdStartQueue({
+      backend,
+      limit: 10,
+      timeoutMs: 1_000,
+      onColdStart: () => {},
+      onStartFailed: () => {},
+    });
     const controller = new AbortController();
     const waiting = queue.wait(spec, room(), controller.signal);
     controller.abort();
@@ -186,7 +198,13 @@ describe('ColdStartQueue', () => {
   it('reports a failed start to every waiter', async () => {
     const backend = createMemoryBackend();
     backend.failStarts('m', startFailure('m'));
-    const queue = new ColdStartQueue({ backend, limit: 10, timeoutMs: 1_000, onColdStart: () => {} });
+    const queue = new ColdStartQueue({
+      backend,
+      limit: 10,
+      timeoutMs: 1_000,
+      onColdStart: () => {},
+      onStartFailed: () => {},
+    });
     const shared = room();
     const results = await Promise.allSettled([queue.wait(spec, shared), queue.wait(spec, shared)]);
     expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);

@@ -21,7 +21,7 @@ import {
   parseModuleConfig,
   type RawModuleConfig,
 } from '../config.js';
-import { ServiceError } from '../errors.js';
+import { ServiceError, serviceErrorFrom } from '../errors.js';
 import { ColdStartQueue, type WaitingRoom } from './cold-start.js';
 import type { Invoker } from './invoker.js';
 
@@ -72,6 +72,17 @@ export interface CallEvent {
   ms: number;
   /** ok; remote_error: the module threw; error: the call failed (refused, timed out, unavailable). */
   outcome: 'ok' | 'remote_error' | 'error';
+  /**
+   * `OK`, `REMOTE_ERROR`, or the error code of a failed call: the service's own (`QUEUE_FULL`,
+   * `MODULE_START_FAILED`, ...) or a module-server's gRPC status name (`DEADLINE_EXCEEDED`): a
+   * closed set, so a metric label may carry it.
+   */
+  code: string;
+}
+
+/** The code a call event carries for a failure. */
+function failureCode(error: unknown): string {
+  return serviceErrorFrom(error).code;
 }
 
 /** What happens to a module's calls, kept by the registry. */
@@ -92,9 +103,12 @@ export class ModuleRegistry {
   readonly #overrides: Record<string, RawModuleConfig> = {};
   readonly #callListeners: Array<(event: CallEvent) => void> = [];
   readonly #coldStartListeners: Array<(module: string, ms: number) => void> = [];
+  readonly #startFailureListeners: Array<(module: string, code: string) => void> = [];
   readonly #coldStarts: ColdStartQueue;
   /** Modules unloaded on purpose: keep-warm leaves them down until the next load or call. */
   readonly #unloaded = new Set<string>();
+  /** Replicas held by batch jobs, per module and job: the autoscaler keeps at least their sum. */
+  readonly #held = new Map<string, Map<string, number>>();
 
   readonly #backend: Backend;
 
@@ -112,6 +126,7 @@ export class ModuleRegistry {
       onColdStart: (module, ms) => {
         for (const listener of this.#coldStartListeners) listener(module, ms);
       },
+      onStartFailed: (module, error) => this.#startFailed(module, error),
     });
   }
 
@@ -157,11 +172,36 @@ export class ModuleRegistry {
     this.#coldStartListeners.push(listener);
   }
 
+  /**
+   * Calls `listener` when a start of the module fails (a cold start calls waited for, or a
+   * keep-warm start), with the failure's code (`INSTALL_FAILED`, `MODULE_START_FAILED`, ...).
+   */
+  onStartFailure(listener: (module: string, code: string) => void): void {
+    this.#startFailureListeners.push(listener);
+  }
+
+  #startFailed(module: string, error: unknown): void {
+    const code = failureCode(error);
+    for (const listener of this.#startFailureListeners) listener(module, code);
+  }
+
   /** Starts the module if needed and resolves once a server is ready. */
   async load(name: string, signal?: AbortSignal): Promise<ModuleView> {
     this.#unloaded.delete(name);
     await this.#waitReady(this.spec(name), signal);
     return this.inspect(name);
+  }
+
+  /**
+   * The names a caller can reach on the module's root (for `import { name }`): starts the module
+   * if needed, then asks a ready server (its Stats), within `timeoutMs`.
+   */
+  async exports(name: string, options: { timeoutMs: number; signal?: AbortSignal }): Promise<string[]> {
+    this.#unloaded.delete(name);
+    await this.#waitReady(this.spec(name), options.signal);
+    const [replica] = this.#backend.ready(name);
+    if (!replica) throw new ServiceError('MODULE_STOPPED', `${name} was stopped before it could be asked`);
+    return (await this.invoker.stats(replica, { timeoutMs: options.timeoutMs })).exports;
   }
 
   /** Stops the module's servers (each drains its calls in flight). */
@@ -239,12 +279,40 @@ export class ModuleRegistry {
 
   /** Starts a server for a module that must be warm (the lifecycle loop's keep-warm). */
   keepWarm(spec: ModuleSpec): Promise<void> {
-    return this.#backend.start(spec);
+    return this.#backend.start(spec).catch((error: unknown) => {
+      this.#startFailed(spec.name, error);
+      throw error;
+    });
   }
 
   /** Adds a server to a module (scale up). */
   addReplica(spec: ModuleSpec): Promise<void> {
     return this.#backend.addReplica(spec);
+  }
+
+  /**
+   * A batch job holds `replicas` of the module for itself: until released, the lifecycle loop
+   * counts them as wanted (it neither scales them down nor stops the module as idle).
+   */
+  holdReplicas(name: string, holder: string, replicas: number): void {
+    let holders = this.#held.get(name);
+    if (!holders) {
+      holders = new Map();
+      this.#held.set(name, holders);
+    }
+    holders.set(holder, replicas);
+  }
+
+  /** Releases what {@link holdReplicas} held. */
+  releaseReplicas(name: string, holder: string): void {
+    this.#held.get(name)?.delete(holder);
+  }
+
+  /** Replicas of the module held by batch jobs now. */
+  heldReplicas(name: string): number {
+    let total = 0;
+    for (const n of this.#held.get(name)?.values() ?? []) total += n;
+    return total;
   }
 
   /** Removes one server of a module (scale down, or a failed restart). */
@@ -270,16 +338,36 @@ export class ModuleRegistry {
   /** Forwards an encoded program; starts the module first if no server runs. */
   async forward(name: string, payload: Uint8Array, options: ForwardOptions): Promise<ForwardResult> {
     let outcome: CallEvent['outcome'] = 'error';
+    let code = 'INTERNAL';
     const started = performance.now();
     try {
       const { result, coldStartMs } = await this.#forward(name, 1, options, (replica, o) =>
         this.invoker.invoke(replica, payload, o),
       );
-      outcome = result.threw ? 'remote_error' : 'ok';
+      [outcome, code] = result.threw ? ['remote_error', 'REMOTE_ERROR'] : ['ok', 'OK'];
       return { payload: result.payload, coldStartMs };
+    } catch (error) {
+      code = failureCode(error);
+      throw error;
     } finally {
-      this.#called(name, performance.now() - started, outcome);
+      this.#called(name, performance.now() - started, outcome, code);
     }
+  }
+
+  /**
+   * Forwards a `callbacks` program (INVOKE.md 3.7) to the callback endpoint of the replica it names
+   * (any ready one when it names none, starting the module if none runs). Not counted as a call:
+   * it is the app collecting callback requests, which may wait for one up to its own deadline.
+   */
+  async forwardCallbacks(name: string, payload: Uint8Array, options: ForwardOptions): Promise<Buffer> {
+    const { result } = await this.#forward(name, 0, options, (replica, o) =>
+      this.invoker.exchange(
+        { endpoint: replica.callbackEndpoint ?? replica.endpoint, secret: replica.secret },
+        payload,
+        o,
+      ),
+    );
+    return result.payload;
   }
 
   /**
@@ -295,7 +383,8 @@ export class ModuleRegistry {
     options: ForwardOptions,
     onAnswer: (answer: BatchAnswer) => void,
   ): Promise<{ coldStartMs: number | undefined }> {
-    const ready = options.route ? [] : this.#backend.ready(name);
+    // A batch for one replica (its references', or the one a job's worker uses) goes there whole.
+    const ready = options.route || options.prefer ? [] : this.#backend.ready(name);
     if (ready.length < 2 || count < 2) return this.#forwardBatchTo(name, request, count, options, onAnswer);
     // Several replicas and calls that need none in particular: each replica takes a share, as the
     // calls would have spread had they come one by one.
@@ -326,25 +415,32 @@ export class ModuleRegistry {
   ): Promise<{ coldStartMs: number | undefined }> {
     const started = performance.now();
     const answered = new Set<number>();
+    let code = 'INTERNAL';
     try {
       const { coldStartMs } = await this.#forward(name, count, options, (replica, o) =>
         this.invoker.invokeBatch(replica, request, o, (answer) => {
           answered.add(answer.index);
-          this.#called(name, performance.now() - started, answer.threw ? 'remote_error' : 'ok');
+          const ms = performance.now() - started;
+          if (answer.threw) this.#called(name, ms, 'remote_error', 'REMOTE_ERROR');
+          else this.#called(name, ms, 'ok', 'OK');
           onAnswer(answer);
         }),
       );
       return { coldStartMs };
+    } catch (error) {
+      code = failureCode(error);
+      throw error;
     } finally {
-      for (let i = answered.size; i < count; i++) this.#called(name, performance.now() - started, 'error');
+      for (let i = answered.size; i < count; i++)
+        this.#called(name, performance.now() - started, 'error', code);
     }
   }
 
-  #called(name: string, ms: number, outcome: CallEvent['outcome']): void {
+  #called(name: string, ms: number, outcome: CallEvent['outcome'], code: string): void {
     const activity = this.#activityOf(name);
     activity.calls++;
     activity.lastCallAt = Date.now();
-    const event: CallEvent = { module: name, ms, outcome };
+    const event: CallEvent = { module: name, ms, outcome, code };
     for (const listener of this.#callListeners) listener(event);
   }
 

@@ -14,11 +14,13 @@ from collections.abc import Callable
 from typing import Any
 
 from .values import (
+    MAX_CALLBACK_ID_LENGTH,
     NDARRAY_DTYPES,
     REGEXP_FLAGS,
     TYPED_ARRAY_BY_CODE,
     UNDEFINED,
     BigInt,
+    CallbackRef,
     DateValue,
     Kwargs,
     MapEntries,
@@ -32,6 +34,7 @@ from .values import (
 from .wire import (
     EPOCH,
     EXT_BIGINT,
+    EXT_CALLBACK,
     EXT_ERROR,
     EXT_KWARGS,
     EXT_MAP,
@@ -73,6 +76,7 @@ class Decoder:
         self.kwargs_count = 0
         self.ref_count = 0
         self.slot_count = 0
+        self.callback_count = 0
         self._data = memoryview(b"")
         self._pos = 0
 
@@ -275,6 +279,19 @@ class Decoder:
                 return RemoteRef(server, ref_id, kind, label)
         raise invalid("malformed remote reference in payload")
 
+    def _callback_tag(self, depth: int) -> CallbackRef:
+        fields = self._read(0)  # a leaf
+        if type(fields) is list and len(fields) == 2:
+            callback_id, label = fields
+            if (
+                type(callback_id) is str
+                and 0 < len(callback_id) <= MAX_CALLBACK_ID_LENGTH
+                and type(label) is str
+            ):
+                self.callback_count += 1
+                return CallbackRef(callback_id, label)
+        raise invalid("malformed callback reference in payload")
+
     def _slot_tag(self, depth: int) -> Slot:
         index = self._read(0)
         if not _is_safe_integer(index) or index < 0:
@@ -335,6 +352,7 @@ _TAG_READERS: dict[int, Callable[[Decoder, int], Any]] = {
     EXT_ERROR: Decoder._error_tag,
     EXT_REF: Decoder._ref_tag,
     EXT_SLOT: Decoder._slot_tag,
+    EXT_CALLBACK: Decoder._callback_tag,
     EXT_REGEXP: Decoder._regexp_tag,
     EXT_NDARRAY: Decoder._ndarray_tag,
     EXT_KWARGS: Decoder._kwargs_tag,

@@ -21,6 +21,7 @@ from .values import (
     TYPED_ARRAY_BY_NAME,
     UNDEFINED,
     BigInt,
+    CallbackRef,
     DateValue,
     Kwargs,
     MapEntries,
@@ -175,6 +176,10 @@ class Encoder:
         elif t is Slot:
             self._buf += b"\xd4\x05\x00"
             self._int(v.index)
+        elif t is CallbackRef:
+            self._buf += b"\xd4\x09\x00\x92"
+            self._str(v.id)
+            self._str(v.label)
         elif t is RegExp:
             self._buf += b"\xd4\x06\x00\x92"
             self._str(v.source)

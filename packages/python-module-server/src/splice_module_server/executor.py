@@ -14,16 +14,29 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import Code, SpliceError
 from .guard import Guard, format_path
 from .object_table import ObjectTable
+from .pipe import Pipe
 from .program import Op, Request, Target
-from .values import UNDEFINED, Kwargs, MapEntries, RemoteRef, SetItems, Slot
+from .values import UNDEFINED, CallbackRef, Kwargs, MapEntries, RemoteRef, SetItems, Slot
+
+if TYPE_CHECKING:
+    from .callbacks import CallbackHub
 
 _ARGUMENT = ("(argument)",)
+_ITEM = ("(item)",)
+#: After the first item, a pull takes more only while it has run for less than this (seconds): a
+#: slow producer (a stream of tokens) is passed on as it produces, a fast one in full windows.
+_PULL_BUDGET_S = 0.01
+#: Errors an iterator raised after a pull had taken items, thrown by its next pull (by id; bounded).
+_failed: OrderedDict[int, tuple[Any, BaseException]] = OrderedDict()
+_MAX_FAILED = 1024
 
 
 @dataclass(frozen=True)
@@ -36,6 +49,8 @@ class ExecutionContext:
     server_id: str
     session: str
     guard: Guard
+    #: Stubs for the app's functions among arguments; without it, a callback is refused.
+    callbacks: CallbackHub | None = None
 
 
 def execute(request: Request, ctx: ExecutionContext) -> Any:
@@ -54,6 +69,8 @@ def _run(op: Op, ctx: ExecutionContext, results: list[Any], binds_args: bool) ->
     if op.op == "release":
         ctx.table.release(ctx.session, op.ids)
         return None
+    if op.op in _ITERATION_OPS:
+        return _run_iteration_op(op, ctx, results)
     guard = ctx.guard
     base = _resolve(op.target, ctx, results)
     guard.check_value(base, ())
@@ -73,6 +90,32 @@ def _run(op: Op, ctx: ExecutionContext, results: list[Any], binds_args: bool) ->
         value = _settle(value)
     guard.check_value(value, path)
     return value
+
+
+_ITERATION_OPS = frozenset({"pipe", "push", "pull", "close"})
+
+
+def _run_iteration_op(op: Op, ctx: ExecutionContext, results: list[Any]) -> Any:
+    """pipe, push, pull and close (INVOKE.md 3.5, 3.6)."""
+    if op.op == "pipe":
+        return Pipe()
+    base = _resolve(op.target, ctx, results)
+    ctx.guard.check_value(base, ())
+    if op.op == "push":
+        if type(base) is not Pipe:
+            raise TypeError("push needs the reference of a pipe (a stream argument)")
+        binder = _Binder(ctx, results)
+        return base.push([binder.bind(item) for item in op.items or []], op.end, op.error)
+    if op.op == "pull":
+        return _pull(base, op.max, type(op.target) is RemoteRef, ctx.guard)
+    if type(base) is Pipe:
+        base.cancel()
+    else:
+        _failed.pop(id(base), None)
+        close = getattr(base, "close", None)
+        if inspect.isgenerator(base) and callable(close):
+            close()
+    return UNDEFINED
 
 
 def _walk(base: Any, path: tuple[str, ...], start: int, end: int, guard: Guard) -> Any:
@@ -123,6 +166,11 @@ def _lookup(ref: RemoteRef, ctx: ExecutionContext) -> object:
     return ctx.table.get(ctx.session, ref.id)
 
 
+def bind_value(value: Any, ctx: ExecutionContext) -> Any:
+    """Binds the references and callbacks in a value the app answered a callback with."""
+    return _Binder(ctx, []).bind(value)
+
+
 def _arguments(
     raw: list[Any], ctx: ExecutionContext, results: list[Any], binds_args: bool
 ) -> tuple[list[Any], dict[str, Any]]:
@@ -147,8 +195,17 @@ class _Binder:
 
     def bind(self, value: Any) -> Any:
         t = type(value)
+        if t is CallbackRef:
+            if self.ctx.callbacks is None:
+                raise SpliceError(
+                    Code.INVALID_ARGUMENT, "this server takes no callbacks (functions as arguments)"
+                )
+            return self.ctx.callbacks.stub(self.ctx.session, value)
         if t is RemoteRef or t is Slot:
             bound = _slot_value(value, self.results) if t is Slot else _lookup(value, self.ctx)
+            if type(bound) is Pipe:
+                # A stream argument: the module reads the pipe's chunks.
+                return bound.reader()
             self.ctx.guard.check_deep(bound, _ARGUMENT)
             return bound
         if t is list:
@@ -173,3 +230,44 @@ class _Binder:
                 Code.INVALID_ARGUMENT,
                 f"a reference used as a Map key or Set item names an object Python cannot hash: {cause}",
             ) from cause
+
+
+def _pull(value: Any, limit: int, target_is_reference: bool, guard: Guard) -> dict[str, Any]:
+    """Takes up to ``limit`` items of an iterator, or of the iterator an iterable makes (INVOKE.md
+    3.5). The iterator comes back when this pull made it and it is not exhausted."""
+    if hasattr(value, "__anext__") or (hasattr(value, "__aiter__") and not hasattr(value, "__iter__")):
+        raise TypeError(
+            "async iterators cannot be iterated through the Python module-server: return a generator "
+            "or another (synchronous) iterator"
+        )
+    iterator = value if hasattr(value, "__next__") else iter(value)
+    guard.check_value(iterator, ("(iterator)",))
+    stashed = _failed.pop(id(iterator), None)
+    if stashed is not None and stashed[0] is iterator:
+        raise stashed[1]
+    items: list[Any] = []
+    done = False
+    started = 0.0
+    try:
+        while len(items) < limit:
+            if items and time.monotonic() - started > _PULL_BUDGET_S:
+                break
+            try:
+                item = next(iterator)
+            except StopIteration:
+                done = True
+                break
+            guard.check_deep(item, _ITEM)
+            if not items:
+                started = time.monotonic()
+            items.append(item)
+    except Exception as error:  # the module's error: answered after the items taken
+        if not items:
+            raise
+        _failed[id(iterator)] = (iterator, error)
+        while len(_failed) > _MAX_FAILED:
+            _failed.popitem(last=False)
+    made = not (target_is_reference and iterator is value)
+    if done or not made:
+        return {"items": items, "done": done}
+    return {"items": items, "done": done, "iterator": iterator}

@@ -30,9 +30,11 @@ import builtins
 import inspect
 import sys
 import types
+import warnings
 from typing import Any
 
 from .errors import Code, SpliceError
+from .pipe import Pipe
 from .values import (
     BigInt,
     DateValue,
@@ -184,6 +186,9 @@ _SCALARS = frozenset({type(None), bool, int, float, str, bytes, complex})
 _CODEC_VALUES = frozenset(
     {BigInt, Undefined, RegExp, TypedArray, NDArray, MapEntries, SetItems, DateValue, RemoteError}
 )
+#: This package's objects a caller may hold a reference to: a stream argument's pipe (its methods,
+#: being this package's code, stay out of reach; only the pipe and push operations use them).
+_HELD_OWN_OBJECTS = _CODEC_VALUES | {Pipe}
 #: How deep :meth:`Guard.check_deep` looks into containers.
 DEEP_LIMIT = 64
 
@@ -229,6 +234,30 @@ class Guard:
             seen.add(id(item))
             stack.extend((child, depth + 1) for child in children if type(child) not in _SCALARS)
 
+    def export_names(self, root: object) -> list[str]:
+        """The names a caller can reach on ``root``, sorted: its public names and the private ones
+        its ``__all__`` exports, without those this guard refuses, and only identifiers (what
+        ``import { name }`` links in a JavaScript client)."""
+        exported = vars(root).get("__all__") if isinstance(root, types.ModuleType) else None
+        candidates = set(dir(root)) | set(exported if isinstance(exported, (list, tuple)) else ())
+        names: set[str] = set()
+        for name in candidates:
+            if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
+                continue
+            if name.startswith("_") and not self._exported(root, name):
+                continue
+            try:
+                self.check_segment(root, name, (name,))
+                with warnings.catch_warnings():
+                    # A deprecated alias warns when read: listing it is not using it.
+                    warnings.simplefilter("ignore")
+                    value = getattr(root, name)
+                self.check_value(value, (name,))
+            except Exception:  # noqa: BLE001 - refused, or an attribute that raises: not reachable
+                continue
+            names.add(name)
+        return sorted(names)
+
     def why_refused(self, value: object) -> str | None:
         """What makes ``value`` unreachable, or None when it may be held."""
         if id(value) in _FORBIDDEN_IDS:
@@ -241,7 +270,11 @@ class Guard:
         if isinstance(value, (type, *_FUNCTION_TYPES)):
             return self._why_code_refused(value)
         module = getattr(type(value), "__module__", None)
-        if isinstance(module, str) and self._forbidden_module(module) and type(value) not in _CODEC_VALUES:
+        if (
+            isinstance(module, str)
+            and self._forbidden_module(module)
+            and type(value) not in _HELD_OWN_OBJECTS
+        ):
             return f"an object of {module}.{type(value).__qualname__}"
         return None
 

@@ -9,6 +9,7 @@ import types
 from dataclasses import dataclass
 from typing import Any
 
+from .callbacks import CallbackHub, set_call_deadline
 from .codec import Decoder, Encoder
 from .errors import Code, SpliceError
 from .executor import ExecutionContext, execute
@@ -18,6 +19,7 @@ from .program import PROGRAM_VERSION, parse_request
 from .values import RemoteRef
 
 _RESULT = ("(result)",)
+_CALLBACK_ARGS = ("(callback argument)",)
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _NAMED = (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.ModuleType)
 
@@ -34,20 +36,32 @@ class InvocationHandler:
     """Runs invocations against one loaded module. Thread-safe: programs of different calls run in
     parallel worker threads; the object table is the only state they share."""
 
-    def __init__(self, root: object, table: ObjectTable, server_id: str, guard: Guard) -> None:
+    def __init__(
+        self,
+        root: object,
+        table: ObjectTable,
+        server_id: str,
+        guard: Guard,
+        callbacks: CallbackHub | None = None,
+    ) -> None:
         self.root = root
         self.table = table
         self.server_id = server_id
         self.guard = guard
+        self.callbacks = callbacks
 
-    def __call__(self, payload: bytes | memoryview) -> InvocationResult:
+    def __call__(self, payload: bytes | memoryview, deadline: float | None = None) -> InvocationResult:
         """Raises SpliceError for a failure of the invocation itself (malformed, refused, unknown
-        reference, an answer that cannot be sent); an exception of the module is an answer."""
+        reference, an answer that cannot be sent); an exception of the module is an answer.
+        ``deadline`` (time.monotonic) bounds how long a callback of this call waits for the app."""
         decoder = Decoder()
         request = parse_request(decoder.decode(payload), decoder)
         self.table.touch(request.session)
-        ctx = ExecutionContext(self.root, self.table, self.server_id, request.session, self.guard)
+        ctx = ExecutionContext(
+            self.root, self.table, self.server_id, request.session, self.guard, self.callbacks
+        )
         lease = self.table.lease_ms
+        set_call_deadline(deadline)
         try:
             response: dict[str, Any] = {
                 "v": PROGRAM_VERSION,
@@ -64,19 +78,36 @@ class InvocationHandler:
                 "error": _without_server_frames(error),
                 "lease": lease,
             }
+        finally:
+            set_call_deadline(None)
         return InvocationResult(self._encode(response, ctx), threw=not response["ok"])
 
-    def _encode(self, response: dict[str, Any], ctx: ExecutionContext) -> bytes:
-        made: list[int] = []
+    def reference_maker(self, session: str, made: list[int], where: tuple[str, ...]) -> Any:
+        """Makes a reference in ``session`` for each value that cannot travel by value, noting its
+        id in ``made`` (a failed encoding releases them); ``where`` names the value in refusals."""
 
         def export(value: object) -> RemoteRef:
-            # A forbidden value nested in an answer must not become a reference.
-            self.guard.check_value(value, _RESULT)
-            object_id = self.table.add(ctx.session, value)
+            # A forbidden value nested in a value must not become a reference.
+            self.guard.check_value(value, where)
+            object_id = self.table.add(session, value)
             made.append(object_id)
             kind = "function" if callable(value) else "object"
             return RemoteRef(self.server_id, object_id, kind, label_of(value))
 
+        return export
+
+    def encode_callback_args(self, session: str, args: list[Any]) -> bytes:
+        """A callback's arguments, encoded like an answer: plain data by value, the rest as references."""
+        made: list[int] = []
+        try:
+            return Encoder(self.reference_maker(session, made, _CALLBACK_ARGS)).encode(args)
+        except BaseException:
+            self.table.release(session, made)
+            raise
+
+    def _encode(self, response: dict[str, Any], ctx: ExecutionContext) -> bytes:
+        made: list[int] = []
+        export = self.reference_maker(ctx.session, made, _RESULT)
         try:
             return Encoder(export).encode(response)
         except BaseException as cause:

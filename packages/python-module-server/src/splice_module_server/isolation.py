@@ -16,6 +16,13 @@ It may write nothing but ``/dev/null`` (:data:`SYSTEM_WRITE`), execute nothing, 
 or rename no file. A module then can read neither ``/proc/<pid>/environ`` of its parent nor the
 pod-manager's configuration nor other modules' folders. With Landlock ABI 6 and later, the process
 also may not send signals to processes outside its domain (the pod-manager, other servers).
+
+Run as a script, it confines a Node module-server the same way (the pod-manager starts isolated
+Node servers through it, under Node's permission model as well): ``python3 isolation.py --read PATH
+... --execute FILE -- PROGRAM ARGS...`` restricts itself, then executes PROGRAM, which stays in the
+domain, as does every thread and process it starts; a thread that escaped Node's permission model
+still reads, writes, executes and signals only what the domain allows. It needs nothing but the
+standard library.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import os
 import stat
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 _SYS_CREATE_RULESET = 444
@@ -135,7 +142,15 @@ def isolate(resolve_from: str | None, extra_read: Iterable[str] = ()) -> Isolati
         )
     if threading.active_count() > 1:
         raise IsolationError("isolation must be applied before any other thread starts")
-    readable = [*python_paths(), *([resolve_from] if resolve_from else []), *SYSTEM_READ, *extra_read]
+    return restrict(
+        [*python_paths(), *([resolve_from] if resolve_from else []), *SYSTEM_READ, *extra_read], abi
+    )
+
+
+def restrict(readable: Iterable[str], abi: int, executable: Iterable[str] = ()) -> IsolationReport:
+    """Enters a Landlock domain that reads only ``readable``, writes only :data:`SYSTEM_WRITE`,
+    executes only the files ``executable`` and, with ABI 6+, signals and reaches abstract Unix
+    sockets only inside the domain."""
     libc = ctypes.CDLL(None, use_errno=True)
     handled = _HANDLED_BY_ABI[min(abi, 5)]
     attr = _RulesetAttr(handled, 0, _SCOPE_ABSTRACT_UNIX_SOCKET | _SCOPE_SIGNAL if abi >= 6 else 0)
@@ -145,6 +160,7 @@ def isolate(resolve_from: str | None, extra_read: Iterable[str] = ()) -> Isolati
     try:
         granted_read = _add_rules(libc, ruleset, readable, READ & handled)
         granted_write = _add_rules(libc, ruleset, SYSTEM_WRITE, (READ | WRITE) & handled)
+        _add_rules(libc, ruleset, executable, (_FS_READ_FILE | _FS_EXECUTE) & handled)
         if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             raise IsolationError(f"prctl(PR_SET_NO_NEW_PRIVS) failed: {os.strerror(ctypes.get_errno())}")
         if libc.syscall(_SYS_RESTRICT_SELF, ruleset, 0) != 0:
@@ -173,3 +189,107 @@ def _add_rules(libc: ctypes.CDLL, ruleset: int, paths: Iterable[str], rights: in
         finally:
             os.close(fd)
     return granted
+
+
+#: What a Node module-server reads besides its own folders: :data:`SYSTEM_READ` and what name
+#: resolution and TLS read, for modules that use the network, the cgroup limits Node sizes its
+#: heap by, and the system-wide CPU and memory figures of `os.cpus()` and `os.freemem()`.
+NODE_SYSTEM_READ: tuple[str, ...] = (
+    *SYSTEM_READ,
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/nsswitch.conf",
+    "/etc/host.conf",
+    "/etc/gai.conf",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/usr/share/ca-certificates",
+    "/sys/fs/cgroup",
+    "/proc/stat",
+    "/proc/meminfo",
+)
+
+
+def main(argv: Sequence[str]) -> int:
+    """``isolation.py --abi`` prints the kernel's Landlock ABI version (0: none).
+
+    ``isolation.py [--best-effort] --read PATH... --execute FILE... -- PROGRAM ARGS...``: enters the
+    domain, then replaces this process by PROGRAM (same pid, same open descriptors: a parent's IPC
+    channel carries over). Without Landlock it refuses (exit 70), or with ``--best-effort`` says so on
+    stderr and runs PROGRAM unconfined."""
+    if list(argv) == ["--abi"]:
+        print(landlock_abi())
+        return 0
+    parsed = _parse(argv)
+    if isinstance(parsed, str):
+        print(f"isolation.py: {parsed}", file=sys.stderr)
+        return 64
+    readable, executable, best_effort, program = parsed
+    abi = landlock_abi()
+    # Executing an ELF program also opens its interpreter (the dynamic loader) for execution.
+    executable += [program[0], *_interpreter(program[0])]
+    if abi < 1:
+        message = "Linux Landlock is not available here (kernel, or a seccomp filter)"
+        if not best_effort:
+            print(f"isolation.py: {message}: refusing to run {program[0]}", file=sys.stderr)
+            return 70
+        print(f"isolation.py: {message}: {program[0]} runs without it", file=sys.stderr)
+    else:
+        try:
+            restrict(readable, abi, executable)
+        except IsolationError as error:
+            print(f"isolation.py: {error}", file=sys.stderr)
+            if not best_effort:
+                return 70
+    os.execv(program[0], program)
+    return 0  # not reached
+
+
+def _parse(argv: Sequence[str]) -> tuple[list[str], list[str], bool, list[str]] | str:
+    """The launcher's arguments (readable paths, executable files, best effort, the program), or
+    what is wrong with them."""
+    usage = "usage: isolation.py [--best-effort] --read PATH... --execute FILE... -- PROGRAM ARGS..."
+    if "--" not in argv:
+        return usage
+    split = list(argv).index("--")
+    options, program = list(argv[:split]), list(argv[split + 1 :])
+    readable: list[str] = [*NODE_SYSTEM_READ, f"/proc/{os.getpid()}"]
+    executable: list[str] = []
+    best_effort = False
+    while options:
+        option = options.pop(0)
+        if option == "--best-effort":
+            best_effort = True
+        elif option in ("--read", "--execute") and options:
+            (readable if option == "--read" else executable).append(options.pop(0))
+        else:
+            return f"unknown or incomplete option {option}; {usage}"
+    if not program:
+        return f"no program to run after --; {usage}"
+    return readable, executable, best_effort, program
+
+
+def _interpreter(path: str) -> list[str]:
+    """The ELF interpreter a 64-bit little-endian executable names (PT_INTERP), if any."""
+    try:
+        with open(path, "rb") as file:
+            header = file.read(64)
+            if header[:6] != b"\x7fELF\x02\x01":
+                return []
+            phoff = int.from_bytes(header[32:40], "little")
+            phentsize = int.from_bytes(header[54:56], "little")
+            phnum = int.from_bytes(header[56:58], "little")
+            for index in range(phnum):
+                file.seek(phoff + index * phentsize)
+                entry = file.read(phentsize)
+                if int.from_bytes(entry[0:4], "little") == 3:  # PT_INTERP
+                    file.seek(int.from_bytes(entry[8:16], "little"))
+                    size = int.from_bytes(entry[32:40], "little")
+                    return [file.read(size).rstrip(b"\0").decode()]
+    except OSError:
+        return []
+    return []
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -61,10 +61,13 @@ async def _run(log: JsonLog, channel: ParentChannel | None) -> int:
     except BaseException as error:  # noqa: BLE001 - a module that fails to import is a start failure
         await _refuse_async(log, channel, f"{type(error).__name__}: {error}")
         return 1
+    # Watched before the parent hears that this server listens: a parent that stops it at once
+    # (SIGTERM right after 'listening') must find the handlers in place, not the default action.
+    stop = _stop_requested(channel)
     log.info("listening", port=server.port, serverId=server.server_id)
     if channel is not None:
         await channel.send({"type": "listening", "port": server.port, "serverId": server.server_id})
-    reason = await _stop_requested(channel)
+    reason = await stop
     log.info("stopping", reason=reason)
     await server.close(env.grace_ms)
     if channel is not None:
@@ -103,8 +106,8 @@ def _options(env: ServerEnvironment, secret: str) -> ModuleServerOptions:
     )
 
 
-async def _stop_requested(channel: ParentChannel | None) -> str:
-    """Waits for SIGTERM, SIGINT or the parent's going away; returns which."""
+def _stop_requested(channel: ParentChannel | None) -> asyncio.Future[str]:
+    """Resolves with which came first: SIGTERM, SIGINT or the parent's going away."""
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[str] = loop.create_future()
 
@@ -118,7 +121,9 @@ async def _stop_requested(channel: ParentChannel | None) -> str:
         # A parent that dies (even by SIGKILL) closes the channel: never outlive it as an orphan.
         watcher = loop.create_task(channel.closed.wait())
         watcher.add_done_callback(lambda _: request("parent went away"))
-    return await stop
+        # Held through the future (the loop keeps only weak references to tasks), ended with it.
+        stop.add_done_callback(lambda _: watcher.cancel())
+    return stop
 
 
 def _refuse(log: JsonLog, message: str) -> None:

@@ -18,6 +18,8 @@ PROGRAM_VERSION = 1
 MAX_OPS = 1024
 #: Longest session id, in UTF-16 code units (the length JavaScript gives a string).
 MAX_SESSION_UNITS = 128
+#: Most items one pull may ask for.
+MAX_PULL_ITEMS = 1024
 
 Target = RemoteRef | Slot | None
 
@@ -26,11 +28,17 @@ Target = RemoteRef | Slot | None
 class Op:
     """One operation. ``args`` is empty for get; ``ids`` is used by release only."""
 
-    op: Literal["get", "call", "new", "release"]
+    op: Literal["get", "call", "new", "release", "pull", "close", "pipe", "push"]
     target: Target = None
     path: tuple[str, ...] = ()
     args: list[Any] | None = None
     ids: tuple[int, ...] = ()
+    #: Most items a pull takes.
+    max: int = 0
+    #: A push's chunks, whether the stream ends after them, and the error it failed with.
+    items: list[Any] | None = None
+    end: bool = False
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,7 +75,8 @@ def parse_request(decoded: Any, decoder: Decoder) -> Request:
             "invalid invocation: keyword arguments (kw()) may only be the last argument of a call or new",
         )
     in_targets = sum(1 for op in ops if isinstance(op.target, (RemoteRef, Slot)))
-    return Request(session, ops, binds_args=decoder.ref_count + decoder.slot_count > in_targets)
+    bound = decoder.ref_count + decoder.slot_count + decoder.callback_count
+    return Request(session, ops, binds_args=bound > in_targets)
 
 
 def _check_op(op: Any, index: int) -> Op:
@@ -79,13 +88,17 @@ def _check_op(op: Any, index: int) -> Op:
         if type(ids) is not list or not all(_is_safe_integer(i) for i in ids):
             raise _invalid(f"ops[{index}].ids must be an array of integers")
         return Op("release", ids=tuple(ids))
-    if kind not in ("get", "call", "new"):
-        raise _invalid(f"ops[{index}].op must be get, call, new or release")
+    if kind == "pipe":
+        return Op("pipe")
+    if kind not in ("get", "call", "new", "pull", "close", "push"):
+        raise _invalid(f"ops[{index}].op must be get, call, new, release, pull, close, pipe or push")
     target = op.get("target", _MISSING)
     if not (
         target is None or type(target) is RemoteRef or (type(target) is Slot and 0 <= target.index < index)
     ):
         raise _invalid(f"ops[{index}].target must be null, a remote reference or an earlier slot")
+    if kind in ("close", "push", "pull"):
+        return _check_iteration_op(kind, target, op, index)
     path = op.get("path")
     if type(path) is not list or not all(type(s) is str for s in path):
         raise _invalid(f"ops[{index}].path must be an array of strings")
@@ -95,6 +108,27 @@ def _check_op(op: Any, index: int) -> Op:
     if type(args) is not list:
         raise _invalid(f"ops[{index}].args must be an array")
     return Op(kind, target, tuple(path), args)
+
+
+def _check_iteration_op(kind: str, target: Target, op: dict[str, Any], index: int) -> Op:
+    """pull, close and push (INVOKE.md 3.5, 3.6), their target already checked."""
+    if kind == "pull":
+        limit = op.get("max")
+        if type(limit) is not int or not 1 <= limit <= MAX_PULL_ITEMS:
+            raise _invalid(f"ops[{index}].max must be an integer from 1 to {MAX_PULL_ITEMS}")
+        return Op("pull", target, max=limit)
+    if kind == "close":
+        return Op("close", target)
+    items = op.get("items")
+    if type(items) is not list or len(items) > MAX_PULL_ITEMS:
+        raise _invalid(f"ops[{index}].items must be an array of at most {MAX_PULL_ITEMS} chunks")
+    end = op.get("end")
+    if type(end) is not bool:
+        raise _invalid(f"ops[{index}].end must be a boolean")
+    error = op.get("error")
+    if error is not None and (type(error) is not str or utf16_length(error) > 1000):
+        raise _invalid(f"ops[{index}].error must be a string of at most 1000 characters")
+    return Op("push", target, items=items, end=end, error=error)
 
 
 def utf16_length(text: str) -> int:

@@ -131,8 +131,10 @@ def encode_serving_status(status: int) -> bytes:
     return _varint_field(1, status)
 
 
-def encode_stats(server_id: str, sessions: int, objects: int, in_flight: int, calls: int) -> bytes:
-    """A ``StatsResponse``."""
+def encode_stats(
+    server_id: str, sessions: int, objects: int, in_flight: int, calls: int, *, exports: list[str]
+) -> bytes:
+    """A ``StatsResponse``; ``exports`` is its repeated field 6, one string each."""
     return b"".join(
         (
             _bytes_field(1, server_id.encode("utf-8")),
@@ -140,6 +142,10 @@ def encode_stats(server_id: str, sessions: int, objects: int, in_flight: int, ca
             _varint_field(3, objects),
             _varint_field(4, in_flight),
             _varint_field(5, calls),
+            *(
+                varint(6 << 3 | _WIRE_LEN) + varint(len(data)) + data
+                for data in (name.encode("utf-8") for name in exports)
+            ),
         )
     )
 

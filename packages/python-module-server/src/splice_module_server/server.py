@@ -15,13 +15,17 @@ import hmac
 import math
 import secrets
 import threading
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import grpc
 
+from .callbacks import CallbackHub, encode_callbacks_answer, parse_callbacks_request
+from .codec import Decoder
 from .errors import Code, SpliceError
+from .executor import ExecutionContext, bind_value
 from .guard import Guard
 from .health import Health, ServingStatus
 from .invocation import InvocationHandler, InvocationResult
@@ -90,6 +94,10 @@ class _Counters:
             self.calls += 1
 
 
+#: The msgpack bytes of the string "callbacks": only a payload holding them may be an exchange.
+_CALLBACKS_OP = b"\xa9callbacks"
+
+
 class ModuleServer:
     """A running module-server."""
 
@@ -97,7 +105,21 @@ class ModuleServer:
         self.options = options
         self.server_id = options.server_id or secrets.token_hex(6)
         self.table = ObjectTable(options.limits)
-        self.handle = InvocationHandler(root, self.table, self.server_id, Guard(options.module_name))
+        self._guard = Guard(options.module_name)
+        self._root = root
+        self.callbacks = CallbackHub(
+            server_id=self.server_id,
+            # The handler is made after the hub (it takes it): looked up when a callback is called.
+            encode_args=lambda session, args: self.handle.encode_callback_args(session, args),  # noqa: PLW0108
+            bind=lambda session, value: bind_value(
+                value,
+                ExecutionContext(root, self.table, self.server_id, session, self._guard, self.callbacks),
+            ),
+        )
+        self.handle = InvocationHandler(root, self.table, self.server_id, self._guard, self.callbacks)
+        #: What ``import { name }`` may link: listed at the first Stats, off the event loop (reading
+        #: every public name of a large package may import its lazy submodules), then kept.
+        self._exports: asyncio.Future[list[str]] | None = None
         self.health = Health(["", MODULE_SERVICE_NAME])
         self.counters = _Counters()
         self.port = 0
@@ -119,6 +141,7 @@ class ModuleServer:
         host = self.options.host
         address = f"[{host}]:{self.options.port}" if ":" in host else f"{host}:{self.options.port}"
         self.port = self._server.add_insecure_port(address)
+        self.callbacks.attach(asyncio.get_running_loop())
         await self._server.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         self.health.set_all(ServingStatus.SERVING)
@@ -129,6 +152,7 @@ class ModuleServer:
         self.health.end_watches()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        self.callbacks.close()
         await self._server.stop(grace_ms / 1000)
         # A worker still running module code cannot be stopped; the process exits without it.
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -174,7 +198,8 @@ class ModuleServer:
     async def _run(self, payload: memoryview, budget: int) -> InvocationResult:
         """Runs a program on a worker thread; raises TimeoutError past ``budget`` ms."""
         self.counters.started()
-        work: Future[InvocationResult] = self._pool.submit(self.handle, payload)
+        deadline = time.monotonic() + budget / 1000
+        work: Future[InvocationResult] = self._pool.submit(self.handle, payload, deadline)
         work.add_done_callback(self.counters.finished)
         return await asyncio.wait_for(asyncio.wrap_future(work), budget / 1000)
 
@@ -182,6 +207,13 @@ class ModuleServer:
         if not self._authorized(context):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
         budget = self._budget(context)
+        # The app collecting callback requests (INVOKE.md 3.7): served here, on the loop, while
+        # calls that wait for its answers block their worker threads. Looked for only in a payload
+        # that holds the operation's name where a program starts (its first operation).
+        if _CALLBACKS_OP in bytes(payload[:512]):
+            exchange = await self._callbacks_exchange(payload, budget, context)
+            if exchange is not None:
+                return exchange
         try:
             result = await self._run(payload, budget)
         except asyncio.TimeoutError:
@@ -195,6 +227,21 @@ class ModuleServer:
         if result.threw:
             context.set_trailing_metadata(((OUTCOME_TRAILER, "remote-error"),))
         return result.payload
+
+    async def _callbacks_exchange(
+        self, payload: memoryview, budget: int, context: grpc.aio.ServicerContext
+    ) -> bytes | None:
+        """The answer of a ``callbacks`` program, or None for a program that only mentions the name."""
+        try:
+            decoded = Decoder().decode(payload)
+            ops = decoded.get("ops") if type(decoded) is dict else None
+            if not (type(ops) is list and ops and type(ops[0]) is dict and ops[0].get("op") == "callbacks"):
+                return None
+            session, op = parse_callbacks_request(decoded)
+        except SpliceError as error:
+            await context.abort(grpc.StatusCode[error.code.name], error.message)
+        requests = await self.callbacks.exchange(session, op, budget)
+        return encode_callbacks_answer(self.server_id, requests, self.callbacks.take_dropped(session))
 
     async def _invoke_batch(
         self, request: tuple[list[memoryview], list[int]], context: grpc.aio.ServicerContext
@@ -237,7 +284,21 @@ class ModuleServer:
         if not self._authorized(context):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
         sessions, objects = self.table.stats()
-        return encode_stats(self.server_id, sessions, objects, self.counters.in_flight, self.counters.calls)
+        return encode_stats(
+            self.server_id,
+            sessions,
+            objects,
+            self.counters.in_flight,
+            self.counters.calls,
+            exports=await self.exports(),
+        )
+
+    def exports(self) -> asyncio.Future[list[str]]:
+        """The module's export names (see :meth:`Guard.export_names`), listed once."""
+        if self._exports is None:
+            loop = asyncio.get_running_loop()
+            self._exports = loop.run_in_executor(self._pool, self._guard.export_names, self._root)
+        return self._exports
 
     async def _sweep(self) -> None:
         """Drops expired sessions every quarter lease (at least every 250 ms)."""

@@ -56,6 +56,19 @@ class RemoteRef:
     label: str
 
 
+#: Longest id of a callback reference.
+MAX_CALLBACK_ID_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class CallbackRef:
+    """A function of the app passed as an argument (tag 9, INVOKE.md 3.7); the module receives a
+    function that calls it back."""
+
+    id: str
+    label: str
+
+
 @dataclass(frozen=True)
 class Slot:
     """The result of an earlier operation of the same program (tag 5)."""

@@ -31,6 +31,7 @@ EXT_SLOT = 5
 EXT_REGEXP = 6
 EXT_NDARRAY = 7
 EXT_KWARGS = 8
+EXT_CALLBACK = 9
 #: msgpackr's own type for Set ('s').
 EXT_SET = 0x73
 #: Typed arrays, ArrayBuffer and DataView ('t').

@@ -52,6 +52,9 @@ describe('module pods on a real node', () => {
     try {
       const lodash: any = client.module('lodash');
       expect(await lodash.chunk([1, 2, 3, 4, 5], 2)).toEqual([[1, 2], [3, 4], [5]]);
+      // a function of the app, called back through the pod's callback endpoint (its own port)
+      expect(await lodash.map([1, 2, 3], (x: number) => x * 2)).toEqual([2, 4, 6]);
+      expect(await lodash.sortBy(['ccc', 'a', 'bb'], (s: string) => s.length)).toEqual(['a', 'bb', 'ccc']);
     } finally {
       await client.close();
     }

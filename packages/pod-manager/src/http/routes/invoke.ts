@@ -44,6 +44,12 @@ const InvokeAnswer = {
   },
 };
 
+/** The module a route names, and the shorter deadline a caller may ask for: shared by both routes. */
+const ModuleParams = T.Object({ name: T.String({ maxLength: 256 }) });
+const TimeoutHeader = T.Optional(
+  T.String({ pattern: '^[1-9][0-9]{0,9}$', description: 'a shorter deadline, ms' }),
+);
+
 /**
  * The session of JSON invocations. JSON callers cannot hold references (what a call makes is
  * released at once), so one session per pod-manager serves them all instead of one per request.
@@ -72,11 +78,9 @@ export function invokeRoutes(
       schema: {
         tags: ['invoke'],
         summary: 'Run an invocation (msgpack program, or one JSON operation)',
-        params: T.Object({ name: T.String({ maxLength: 256 }) }),
+        params: ModuleParams,
         headers: T.Object({
-          [Headers.timeout]: T.Optional(
-            T.String({ pattern: '^[1-9][0-9]{0,9}$', description: 'a shorter deadline, ms' }),
-          ),
+          [Headers.timeout]: TimeoutHeader,
           [Headers.route]: T.Optional(
             T.String({ description: 'the replica holding the references the call uses' }),
           ),
@@ -116,8 +120,7 @@ export function invokeRoutes(
       }
       const signal = abortOnDisconnect(reply);
       if (Buffer.isBuffer(request.body)) {
-        const route = request.headers[Headers.route];
-        const options = { timeoutMs, signal, route: typeof route === 'string' && route ? route : undefined };
+        const options = { timeoutMs, signal, route: routeFrom(request.headers[Headers.route]) };
         if (request.headers['content-type'] === BATCH_TYPE) {
           return forwardBatch(registry, name, request.body, options, reply);
         }
@@ -143,6 +146,50 @@ export function invokeRoutes(
       const value = jsonFromValue(response.value, refs);
       if (refs.length > 0) releaseLater(registry, name, session, refs);
       return { value };
+    },
+  );
+  app.post<{ Params: { name: string } }>(
+    '/modules/:name/callbacks',
+    {
+      schema: {
+        tags: ['invoke'],
+        summary: "Collect the module's callback requests and send the app's answers (INVOKE.md 3.7)",
+        description:
+          'A msgpack `callbacks` program, forwarded unread to the callback endpoint of the replica the route header names; the answer holds the requests that were waiting, or none after the wait.',
+        params: ModuleParams,
+        headers: T.Object({
+          [Headers.timeout]: TimeoutHeader,
+          [Headers.route]: T.Optional(
+            T.String({ description: 'the replica whose callbacks these are (any when absent)' }),
+          ),
+        }),
+        body: {
+          content: {
+            [MSGPACK_TYPE]: { schema: { description: 'a msgpack-encoded callbacks program' } },
+          },
+        },
+        response: responses(
+          {
+            description: 'The outcome (msgpack)',
+            content: { [MSGPACK_TYPE]: { schema: { type: 'string', format: 'binary' } } },
+          },
+          [...ALWAYS, ...NAMED, ...WITH_BODY, 422, 429, 502, 504],
+          { forwarded: true },
+        ),
+      },
+    },
+    async (request, reply) => {
+      const { name } = request.params;
+      registry.spec(name);
+      if (!Buffer.isBuffer(request.body)) {
+        throw new ServiceError('UNSUPPORTED_MEDIA_TYPE', `callbacks take a msgpack body (${MSGPACK_TYPE})`);
+      }
+      const payload = await registry.forwardCallbacks(name, request.body, {
+        timeoutMs: timeoutFrom(request.headers[Headers.timeout], maxTimeoutMs),
+        signal: abortOnDisconnect(reply),
+        route: routeFrom(request.headers[Headers.route]),
+      });
+      return reply.type(MSGPACK_TYPE).send(payload);
     },
   );
 }
@@ -216,6 +263,11 @@ function releaseLater(registry: ModuleRegistry, name: string, session: string, r
   registry.forward(name, encode(program), { timeoutMs: 5_000 }).catch(() => {
     // The lease frees them anyway.
   });
+}
+
+/** The replica the route header names, if it names one. */
+function routeFrom(header: string | string[] | undefined): string | undefined {
+  return typeof header === 'string' && header ? header : undefined;
 }
 
 function timeoutFrom(header: string | string[] | undefined, max: number): number {

@@ -49,6 +49,8 @@ const doc = (
     ...extra,
   },
 });
+/** Deadline of the Stats call that lists a ready module's exports, ms. */
+const EXPORTS_TIMEOUT_MS = 5_000;
 /** What starting a module may answer: its install, its start, the cold-start queue. */
 const STARTS = [502, 504, ...WITH_BODY] as const;
 
@@ -149,6 +151,21 @@ export function moduleRoutes(app: FastifyInstance, o: ModuleRouteOptions): void 
         placement: decision.placement,
         reason: decision.reason,
       };
+    },
+  );
+
+  app.get<Params>(
+    '/modules/:name/exports',
+    doc(
+      "The names a caller can reach on the module's root (what `import { name }` links to); starts the module",
+      Rest.ModuleExports,
+      STARTS,
+    ),
+    async (request) => {
+      const { name } = request.params;
+      const spec = registry.spec(name);
+      const exports = await registry.exports(name, { timeoutMs: EXPORTS_TIMEOUT_MS });
+      return { name, runtime: spec.runtime, exports };
     },
   );
 
