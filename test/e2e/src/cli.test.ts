@@ -111,9 +111,9 @@ describe('splice-orc modules load, showing what it does', () => {
     expect(again.stderr.trim().split('\n').at(-1)).toBe('slow-start: ready (it was running already)');
   }, 120_000);
 
-  it('draws a spinner on a terminal and ends with the cold start time', async () => {
+  /** `modules load slow-start` on a terminal (script(1) gives it one); what the terminal received. */
+  async function loadOnATerminal(env: NodeJS.ProcessEnv): Promise<{ stdout: string; seen: string }> {
     await using pm = await freshPodManager({ 'slow-start': { package: fixture('slow-start') } });
-    // script(1) gives the command a terminal; its output is what the terminal received.
     const { stdout } = await run(
       'script',
       [
@@ -121,10 +121,20 @@ describe('splice-orc modules load, showing what it does', () => {
         `stty cols 120 rows 40; ${process.execPath} ${cli} modules load slow-start --url ${pm.url}`,
         '/dev/null',
       ],
-      { timeout: 60_000, env: { ...process.env, SPLICE_AUTH_TOKEN: '', TERM: 'xterm' } },
+      { timeout: 60_000, env: { ...env, SPLICE_AUTH_TOKEN: '', TERM: 'xterm' } },
     );
     // What the terminal received, shown when an assertion fails (the escape codes made visible).
-    const seen = `terminal output: ${JSON.stringify(stdout.slice(-3000))}`;
+    return { stdout, seen: `terminal output: ${JSON.stringify(stdout.slice(-3000))}` };
+  }
+
+  /** This process's environment without `CI` (which CI machines set, and which turns the spinner off). */
+  function withoutCI(): NodeJS.ProcessEnv {
+    const { CI: _ci, ...env } = process.env;
+    return env;
+  }
+
+  it('draws a spinner on a terminal and ends with the cold start time', async () => {
+    const { stdout, seen } = await loadOnATerminal(withoutCI());
     // ora hides the cursor and redraws one line in place: frames of its spinner, each with the
     // phase and the time so far. (Which phases a frame catches depends on the machine's speed; the
     // piped test above checks that the starting phase is reported.)
@@ -132,6 +142,14 @@ describe('splice-orc modules load, showing what it does', () => {
     const frames = stdout.match(/[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏]\S* slow-start: [a-z]+ \(\d+\.\d s\)/g) ?? [];
     expect(new Set(frames).size, seen).toBeGreaterThan(1);
     expect(stripVTControlCharacters(stdout), seen).toMatch(/✔ slow-start: ready, cold start \d+\.\d s/);
+  }, 120_000);
+
+  it('writes plain lines on a terminal under CI, every phase included', async () => {
+    const { stdout, seen } = await loadOnATerminal({ ...withoutCI(), CI: 'true' });
+    expect(stdout, seen).not.toContain('\u001b[?25l');
+    const lines = stdout.split('\r\n');
+    expect(lines, seen).toContainEqual(expect.stringMatching(/^slow-start: starting \(\d+\.\d s\)$/));
+    expect(lines, seen).toContainEqual(expect.stringMatching(/^slow-start: ready, cold start \d+\.\d s$/));
   }, 120_000);
 
   it("shows the installer's last line while a Python module installs", async () => {

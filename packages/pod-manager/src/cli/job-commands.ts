@@ -9,6 +9,7 @@ import { createTransport, SpliceError } from '@splice-orc/client';
 import { Rest } from '@splice-orc/protocol';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
+import { canRedraw } from './load-progress.js';
 import { CliError, type RemoteOptions, table } from './remote-commands.js';
 
 /** Adds the `jobs` commands; `remote` adds the --url and --token options. */
@@ -94,9 +95,12 @@ export function addJobCommands(program: Command, remote: (cmd: Command) => Comma
     });
 }
 
-/** Polls the job until it ends, drawing a bar on a terminal and a line every few seconds elsewhere. */
+/**
+ * Polls the job until it ends, drawing a bar on a terminal (the same test as `modules load`'s
+ * spinner: not under CI) and a line every few seconds elsewhere.
+ */
 async function watch(o: RemoteOptions, first: Rest.JobView): Promise<Rest.JobView> {
-  const tty = process.stderr.isTTY === true;
+  const tty = canRedraw(process.stderr);
   const bar = new cliProgress.SingleBar(
     {
       stream: process.stderr,

@@ -25,15 +25,23 @@ function describe(view: Rest.ModuleView | undefined): { phase: string; output: s
   return { phase: view?.state ?? 'waiting', output: replica?.progress };
 }
 
-/** A progress view for `module` on stderr: a spinner on a sized terminal, plain lines otherwise. */
+/**
+ * Whether `stream` is a terminal the spinner may redraw: a TTY that reports a width (a pty nobody
+ * sized cannot be redrawn in place), not `TERM=dumb`, and not under CI (`CI` set), where logs are
+ * read afterwards. ora makes the same call on its own and, when it says no, writes only the first
+ * and last lines; deciding here sends those cases to the plain view, which reports every phase.
+ */
+export function canRedraw(stream: NodeJS.WriteStream, env: NodeJS.ProcessEnv = process.env): boolean {
+  return stream.isTTY === true && (stream.columns ?? 0) > 0 && env.TERM !== 'dumb' && !('CI' in env);
+}
+
+/** A progress view for `module` on stderr: a spinner on a terminal, plain lines otherwise. */
 export function progressView(module: string, started: number, stream = process.stderr): ProgressView {
-  // A terminal that reports no width (a pty nobody sized) cannot be redrawn in place.
-  const redrawable = stream.isTTY && (stream.columns ?? 0) > 0;
-  return redrawable ? spinnerView(module, started, stream) : plainView(module, started, stream);
+  return canRedraw(stream) ? spinnerView(module, started, stream) : plainView(module, started, stream);
 }
 
 function spinnerView(module: string, started: number, stream: NodeJS.WriteStream): ProgressView {
-  const spinner: Ora = ora({ text: `${module}: waiting`, stream }).start();
+  const spinner: Ora = ora({ text: `${module}: waiting`, stream, isEnabled: true }).start();
   let latest: Rest.ModuleView | undefined;
   const render = () => {
     const { phase, output } = describe(latest);
