@@ -82,4 +82,16 @@ describe('the SQLite job store', () => {
     store.prune(1);
     expect(store.list(10).map((j) => j.id)).toEqual(['j3', 'j2']);
   });
+
+  it('filters by state before the limit', () => {
+    const store = openSqliteJobStore(':memory:');
+    for (const id of ['j1', 'j2', 'j3', 'j4']) store.create(newJob(id, [1]));
+    store.setState('j1', 'succeeded');
+    store.setState('j2', 'succeeded');
+    // The two newest jobs are queued: a limit of 1 still finds the newest succeeded one.
+    expect(store.list(1, 'succeeded').map((j) => j.id)).toEqual(['j2']);
+    expect(store.list(10, 'succeeded').map((j) => j.id)).toEqual(['j2', 'j1']);
+    expect(store.list(10, 'failed')).toEqual([]);
+    expect(store.list(2).map((j) => j.id)).toEqual(['j4', 'j3']);
+  });
 });

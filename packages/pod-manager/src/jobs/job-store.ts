@@ -69,7 +69,8 @@ export interface JobStore {
   create(job: NewJob): JobRecord;
   get(id: string): JobRecord | undefined;
   /** The newest `limit` jobs, newest first. */
-  list(limit: number): JobRecord[];
+  /** The newest `limit` jobs, only those in `state` when it is given. */
+  list(limit: number, state?: Rest.JobState): JobRecord[];
   /** Queued and running jobs, oldest first (what a restarted pod-manager picks up). */
   unfinished(): JobRecord[];
   setState(id: string, state: Rest.JobState, error?: string): void;
@@ -171,6 +172,9 @@ export function openSqliteJobStore(path: string): JobStore {
     ),
     job: db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE id = ?'),
     list: db.prepare<[number], JobRow>('SELECT * FROM jobs ORDER BY seq DESC LIMIT ?'),
+    listInState: db.prepare<[string, number], JobRow>(
+      'SELECT * FROM jobs WHERE state = ? ORDER BY seq DESC LIMIT ?',
+    ),
     unfinished: db.prepare<[], JobRow>(
       "SELECT * FROM jobs WHERE state IN ('queued', 'running') ORDER BY (state = 'queued'), seq",
     ),
@@ -292,7 +296,7 @@ export function openSqliteJobStore(path: string): JobStore {
       const row = q.job.get(id);
       return row ? recordFrom(row) : undefined;
     },
-    list: (limit) => q.list.all(limit).map(recordFrom),
+    list: (limit, state) => (state ? q.listInState.all(state, limit) : q.list.all(limit)).map(recordFrom),
     unfinished: () => q.unfinished.all().map(recordFrom),
     setState: (id, state, error) => {
       q.setState.run({ id, state, error: error ?? null, now: Date.now() });

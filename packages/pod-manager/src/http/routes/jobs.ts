@@ -110,7 +110,9 @@ export function jobRoutes(app: FastifyInstance, o: JobRouteOptions): void {
     },
     async (request) => {
       const limit = Math.min(1000, Number(request.query.limit ?? 100));
-      const jobs = store.list(limit).filter((j) => !request.query.state || j.state === request.query.state);
+      // The state filters in the query, before the limit: `?state=succeeded&limit=1` finds the
+      // newest succeeded job even when newer jobs are running.
+      const jobs = store.list(limit, request.query.state);
       return { jobs: jobs.map((j) => viewOf(store, j, false)) };
     },
   );
