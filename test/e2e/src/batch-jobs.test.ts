@@ -2,6 +2,9 @@
  * Batch jobs against a real pod-manager and real module-server replicas: results complete, once
  * and in order; stragglers copied; a replica killed mid-job; limits, queueing and cancel; bad specs.
  */
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { eventually, fixture, http, moduleServerChildren, startPodManager, writeConfig } from './harness.js';
 
@@ -179,6 +182,36 @@ describe('batch jobs', () => {
     expect(metrics).toMatch(
       new RegExp(`splice_job_splits_total\\{module="jobs",event="retried"\\} ${view.retries}\\n`),
     );
+  });
+
+  it('sends a failed split to another replica: one replica failing every split does not fail the job', async () => {
+    await using pm = await startPodManager(modules, { isolate_modules: false });
+    const marker = join(mkdtempSync(join(tmpdir(), 'splice-jobs-')), 'broken-replica');
+    const inputs = Array.from({ length: 40 }, (_, x) => ({ x, marker }));
+    // One retry per split: a retry sent back to the replica it failed on would fail the job.
+    const job = await pm.client.jobs.submit({
+      module: 'jobs',
+      fn: 'squaresButOneReplicaFails',
+      batch: true,
+      inputs,
+      split_size: 2,
+      workers: 2,
+      max_retries: 1,
+    });
+    const view = await job.done({ pollMs: 50 });
+    expect(view).toMatchObject({ state: 'succeeded', done: 40 });
+    expect(view.retries).toBeGreaterThan(0);
+    // Every split ended on the replica that works, including those first sent to the broken one.
+    const brokenPid = Number(readFileSync(marker, 'utf8'));
+    const { body: module } = await http(`${pm.url}/modules/jobs`);
+    const broken = module.replicas.find((r: any) => r.pid === brokenPid)?.id;
+    expect(broken).toBeDefined();
+    const { body } = await http(`${pm.url}/jobs/${job.id}`);
+    expect(body.splits.filter((s: any) => s.attempts > 1).length).toBe(view.retries);
+    expect(body.splits.filter((s: any) => s.replica === broken)).toEqual([]);
+    const results: number[] = [];
+    for await (const r of job.results<number>()) results[r.index] = r.value as number;
+    expect(results).toEqual(inputs.map(({ x }) => x * x));
   });
 
   it('keeps the replicas a job holds while the lifecycle loop would scale the module down', async () => {
