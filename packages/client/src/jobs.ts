@@ -28,7 +28,10 @@ export interface JobWaitOptions {
 /** A submitted job. */
 export interface Job {
   readonly id: string;
-  /** The latest state seen (refreshed by `refresh()`, `done()` and `results()`). */
+  /**
+   * The latest state seen (refreshed by `refresh()`, `done()` and `results()`, which read counts
+   * only: `splits` is filled by `orc.jobs.get(id)`, or GET /jobs/:id).
+   */
   readonly progress: Rest.JobView;
   refresh(): Promise<Rest.JobView>;
   /** Resolves with the final view once the job has ended (succeeded, failed or cancelled). */
@@ -53,8 +56,13 @@ const PAGE = 10_000;
 /** The jobs API over a transport; `timeoutMs` is each request's deadline. */
 export function createJobs(transport: Transport, timeoutMs: number): Jobs {
   const request = { timeoutMs };
-  const view = async (id: string) =>
-    (await transport.json('GET', Rest.Paths.job(id), request)) as Rest.JobView;
+  // Polls ask for no split entries (a job may have 100,000); `get` shows the first page of them.
+  const view = async (id: string, splits = true) =>
+    (await transport.json(
+      'GET',
+      `${Rest.Paths.job(id)}${splits ? '' : '?splits=0'}`,
+      request,
+    )) as Rest.JobView;
   const post = async (spec: JobSpec, whenBusy: 'queue' | 'refuse') =>
     JSON.parse(
       (
@@ -68,7 +76,7 @@ export function createJobs(transport: Transport, timeoutMs: number): Jobs {
   const handle = (first: Rest.JobView): Job => {
     let progress = first;
     const refresh = async () => {
-      progress = await view(first.id);
+      progress = await view(first.id, false);
       return progress;
     };
     const done = async (options: JobWaitOptions = {}) => {

@@ -172,6 +172,13 @@ describe('batch jobs', () => {
     expect(view.retries).toBeGreaterThan(0);
     const { body } = await http(`${pm.url}/jobs/${job.id}`);
     expect(body.splits.map((s: any) => s.count)).toEqual(Array.from({ length: 20 }, () => 20));
+    // A page of the splits, or none (what polls ask for).
+    const page = await http(`${pm.url}/jobs/${job.id}?split_offset=5&splits=3`);
+    expect(page.body.splits.map((s: any) => s.index)).toEqual([5, 6, 7]);
+    expect(page.body).toMatchObject({ splits_total: 20, done: 400 });
+    expect((await http(`${pm.url}/jobs/${job.id}?splits=0`)).body.splits).toBeUndefined();
+    expect(view.splits).toBeUndefined();
+    expect((await pm.client.jobs.get(job.id)).progress.splits).toHaveLength(20);
     // Failed attempts were sent again (each time to the replica it did not fail on).
     const retried = body.splits.filter((s: any) => s.attempts > 1);
     expect(retried.length).toBeGreaterThan(0);

@@ -124,7 +124,7 @@ async function watch(o: RemoteOptions, first: Rest.JobView): Promise<Rest.JobVie
   try {
     while (!['succeeded', 'failed', 'cancelled'].includes(view.state)) {
       await new Promise((resolve) => setTimeout(resolve, 250));
-      view = (await request(o, 'GET', Rest.Paths.job(first.id))) as Rest.JobView;
+      view = (await request(o, 'GET', `${Rest.Paths.job(first.id)}?splits=0`)) as Rest.JobView;
       const done = view.done + view.failed;
       if (tty) bar.update(done, fields(view));
       else if (Date.now() - lastLine > 2_000) {

@@ -262,7 +262,7 @@ export class JobRun {
       return;
     }
     if (this.#spec.return_errors) {
-      const split = this.#o.store.splits(this.#o.job.id)[index];
+      const [split] = this.#o.store.splits(this.#o.job.id, { offset: index, limit: 1 });
       const value = encode(asError(error));
       const results = Array.from({ length: split?.count ?? 0 }, () => ({ value, failed: true }));
       if (this.#o.store.finishSplit(this.#o.job.id, index, results)) this.#splitDone(index);

@@ -74,7 +74,8 @@ export interface JobStore {
   /** Queued and running jobs, oldest first (what a restarted pod-manager picks up). */
   unfinished(): JobRecord[];
   setState(id: string, state: Rest.JobState, error?: string): void;
-  splits(id: string): SplitRecord[];
+  /** A job's splits in index order; with `page`, only `limit` of them from index `offset`. */
+  splits(id: string, page?: { offset: number; limit: number }): SplitRecord[];
   splitInputs(id: string, index: number): Uint8Array;
   /** A split attempt was sent to a replica. */
   splitStarted(id: string, index: number, replica: string, copy: boolean): void;
@@ -153,6 +154,9 @@ CREATE INDEX IF NOT EXISTS results_by_position ON results (job_id, position);
 `;
 
 /** Opens (creating when missing) the SQLite store at `path`. */
+const SPLIT_COLUMNS =
+  'idx, first, count, state, attempts, copies, replica, created_at, assigned_at, started_at, finished_at';
+
 export function openSqliteJobStore(path: string): JobStore {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
@@ -185,7 +189,10 @@ export function openSqliteJobStore(path: string): JobStore {
        WHERE id = @id`,
     ),
     splits: db.prepare<[string], SplitRow>(
-      'SELECT idx, first, count, state, attempts, copies, replica, created_at, assigned_at, started_at, finished_at FROM splits WHERE job_id = ? ORDER BY idx',
+      `SELECT ${SPLIT_COLUMNS} FROM splits WHERE job_id = ? ORDER BY idx`,
+    ),
+    splitPage: db.prepare<[string, number, number], SplitRow>(
+      `SELECT ${SPLIT_COLUMNS} FROM splits WHERE job_id = ? AND idx >= ? ORDER BY idx LIMIT ?`,
     ),
     inputs: db.prepare<[string, number], { inputs: Buffer }>(
       'SELECT inputs FROM splits WHERE job_id = ? AND idx = ?',
@@ -301,7 +308,8 @@ export function openSqliteJobStore(path: string): JobStore {
     setState: (id, state, error) => {
       q.setState.run({ id, state, error: error ?? null, now: Date.now() });
     },
-    splits: (id) => q.splits.all(id).map(splitFrom),
+    splits: (id, page) =>
+      (page ? q.splitPage.all(id, page.offset, page.limit) : q.splits.all(id)).map(splitFrom),
     splitInputs: (id, index) => {
       const row = q.inputs.get(id, index);
       if (!row) throw new Error(`job ${id} has no split ${index}`);

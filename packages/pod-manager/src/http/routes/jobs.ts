@@ -20,6 +20,9 @@ export interface JobRouteOptions {
   maxBodyBytes: number;
 }
 
+/** Split entries in one GET /jobs/:id: a job may have 100,000 splits, and polls need none. */
+const DEFAULT_SPLITS = 1000;
+const MAX_SPLITS = 10_000;
 const IdParams = T.Object({ id: T.String({ maxLength: 64, description: 'job id' }) });
 const digits = (description: string) => T.Optional(T.String({ pattern: '^[0-9]{1,9}$', description }));
 const SubmitQuery = T.Object(
@@ -29,6 +32,13 @@ const SubmitQuery = T.Object(
         description: 'no workers free now: queue the job (submit, default) or refuse it with 409 (run)',
       }),
     ),
+  },
+  { additionalProperties: false },
+);
+const ViewQuery = T.Object(
+  {
+    splits: digits(`split entries listed (default ${DEFAULT_SPLITS}, at most ${MAX_SPLITS}; 0: none)`),
+    split_offset: digits('index of the first split listed (default 0)'),
   },
   { additionalProperties: false },
 );
@@ -94,7 +104,7 @@ export function jobRoutes(app: FastifyInstance, o: JobRouteOptions): void {
     async (request) => {
       const { spec, inputs } = specFrom(request.body, request.headers['content-type']);
       const job = scheduler.submit(spec, inputs, request.query.when_busy !== 'refuse');
-      return viewOf(store, scheduler.get(job.id), false);
+      return viewOf(store, scheduler.get(job.id));
     },
   );
 
@@ -113,21 +123,26 @@ export function jobRoutes(app: FastifyInstance, o: JobRouteOptions): void {
       // The state filters in the query, before the limit: `?state=succeeded&limit=1` finds the
       // newest succeeded job even when newer jobs are running.
       const jobs = store.list(limit, request.query.state);
-      return { jobs: jobs.map((j) => viewOf(store, j, false)) };
+      return { jobs: jobs.map((j) => viewOf(store, j)) };
     },
   );
 
-  app.get<{ Params: { id: string } }>(
+  app.get<{ Params: { id: string }; Querystring: Static<typeof ViewQuery> }>(
     '/jobs/:id',
     {
       schema: {
         tags: ['jobs'],
-        summary: 'One job: state, counts, ETA and per-split stats',
+        summary: 'One job: state, counts, ETA and per-split stats (a page of its splits)',
         params: IdParams,
+        querystring: ViewQuery,
         response: responses(Rest.JobView, [...ALWAYS, 400, 404, 414]),
       },
     },
-    async (request) => viewOf(store, scheduler.get(request.params.id), true),
+    async (request) => {
+      const limit = Math.min(MAX_SPLITS, Number(request.query.splits ?? DEFAULT_SPLITS));
+      const page = limit > 0 ? { offset: Number(request.query.split_offset ?? 0), limit } : undefined;
+      return viewOf(store, scheduler.get(request.params.id), page);
+    },
   );
 
   app.delete<{ Params: { id: string } }>(
@@ -140,7 +155,7 @@ export function jobRoutes(app: FastifyInstance, o: JobRouteOptions): void {
         response: responses(Rest.JobView, [...ALWAYS, 400, 404, 414]),
       },
     },
-    async (request) => viewOf(store, scheduler.cancel(request.params.id), false),
+    async (request) => viewOf(store, scheduler.cancel(request.params.id)),
   );
 
   app.get<{ Params: { id: string }; Querystring: Static<typeof ResultsQuery> }>(
@@ -252,7 +267,12 @@ function asError(value: unknown): Error {
 }
 
 /** A job's REST view; `splits` adds the per-split stats. */
-export function viewOf(store: JobStore, job: JobRecord, splits: boolean): Rest.JobView {
+/** A job's view; with `splits`, that page of its splits too. */
+export function viewOf(
+  store: JobStore,
+  job: JobRecord,
+  splits?: { offset: number; limit: number },
+): Rest.JobView {
   const now = Date.now();
   const finished = job.done + job.failed;
   const seconds = job.startedAt ? ((job.finishedAt ?? now) - job.startedAt) / 1000 : 0;
@@ -280,7 +300,7 @@ export function viewOf(store: JobStore, job: JobRecord, splits: boolean): Rest.J
     error: job.error,
   };
   if (splits) {
-    view.splits = store.splits(job.id).map((s) => ({
+    view.splits = store.splits(job.id, splits).map((s) => ({
       index: s.index,
       first: s.first,
       count: s.count,
