@@ -181,6 +181,12 @@ export function createMetrics(
       placementChanges.inc({ module: event.module, placement: event.to });
   });
   client.collectDefaultMetrics({ register, prefix: 'splice_pod_manager_' });
+  // prom-client names three of its default gauges `*_total`, which Prometheus keeps for counters
+  // (promtool flags them). Each is the sum of the per-type gauge beside it
+  // (`…nodejs_active_handles{type}`), so nothing is lost: sum() that instead.
+  for (const what of ['handles', 'requests', 'resources']) {
+    register.removeSingleMetric(`splice_pod_manager_nodejs_active_${what}_total`);
+  }
   return { contentType: register.contentType, text: () => register.metrics() };
 }
 
