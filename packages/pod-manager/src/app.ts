@@ -5,6 +5,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { resolve } from 'node:path';
+import fastifyRateLimit from '@fastify/rate-limit';
 import fastifySwagger from '@fastify/swagger';
 import { checkDepth, Rest } from '@splice-orc/protocol';
 import Fastify, {
@@ -13,6 +14,7 @@ import Fastify, {
   type FastifyRequest,
   type FastifyServerOptions,
   LogController,
+  type preHandlerAsyncHookHandler,
 } from 'fastify';
 
 import type { Backend } from './backends/backend.js';
@@ -160,7 +162,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   app.addHook('onRequest', (request, _reply, done) => {
     // Routes marked public (health, the API document) by their route config, whatever the query;
     // a path no route takes is answered 404 or 405, which runs nothing, with or without a token.
-    if ((request.routeOptions.config as { public?: boolean }).public === true || request.is404) return done();
+    if (request.routeOptions.config.public === true || request.is404) return done();
     if (expected && !sameSecret(request.headers.authorization, expected)) {
       return done(
         new ServiceError('UNAUTHENTICATED', 'missing or wrong bearer token (Authorization: Bearer <token>)'),
@@ -172,6 +174,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   app.addHook('preClose', async () => {
     state.closing = true;
   });
+  await limitControlRoutes(app, config.server.control_rate_limit_per_minute);
   // While closing, every answer closes its connection: a keep-alive connection that was busy when
   // the close began must not hold the old process (and its module-servers) alive once it is idle.
   app.addHook('onSend', (request, reply, payload, done) => {
@@ -272,6 +275,35 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   jobRoutes(app, { scheduler, store: jobStore, maxBodyBytes: config.jobs.max_body_bytes });
   app.addHook('onReady', async () => scheduler.resume());
   return app;
+}
+
+/**
+ * Control routes (config `control: true`) count against one budget per client address: `perMinute`
+ * of them a minute, over all of them (a fixed window); past it, 429 RATE_LIMITED with Retry-After.
+ * The check runs after the request is validated (a refused one costs nothing) and only on those
+ * routes, so calls to modules pay nothing for it.
+ */
+async function limitControlRoutes(app: FastifyInstance, perMinute: number): Promise<void> {
+  if (perMinute === 0) return;
+  await app.register(fastifyRateLimit, { global: false });
+  const limit = app.createRateLimit({ max: perMinute, timeWindow: 60_000, keyGenerator: (r) => r.ip });
+  const check: preHandlerAsyncHookHandler = async (request, reply) => {
+    // A body the schema refused, on a route that checks it in its handler (attachValidation, to
+    // name every field): the handler answers 400, and that costs no budget.
+    if (request.validationError && request.body !== undefined) return;
+    const answer = await limit(request);
+    if (answer.isAllowed || !answer.isExceeded) return;
+    reply.header('retry-after', String(answer.ttlInSeconds));
+    throw new ServiceError(
+      'RATE_LIMITED',
+      `${request.ip} made ${perMinute} control requests (load, unload, config, policy, jobs) within a minute: retry in ${answer.ttlInSeconds} s`,
+      { extra: { retry_after_s: answer.ttlInSeconds } },
+    );
+  };
+  app.addHook('onRoute', (route) => {
+    if (route.config?.control !== true) return;
+    route.preHandler = [check, ...(route.preHandler ? [route.preHandler].flat() : [])];
+  });
 }
 
 async function backendFor(config: Config, app: FastifyInstance, invoker: Invoker): Promise<Backend> {

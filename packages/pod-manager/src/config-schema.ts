@@ -180,6 +180,12 @@ const ServerSection = T.Object(
      */
     isolate_modules: T.Boolean({ default: true }),
     /**
+     * Control requests (load, unload, module config, policy, job submit and cancel: the ones that
+     * start or stop work) one client address may make per minute, over all of them; past it, 429
+     * RATE_LIMITED with Retry-After. 0: no limit. Calls to modules are not counted.
+     */
+    control_rate_limit_per_minute: T.Integer({ minimum: 0, maximum: 1_000_000, default: 120 }),
+    /**
      * Most module-server processes the local backend runs at once, over all modules (starting,
      * serving and stopping): past it, a start or scale-up is refused with SERVER_LIMIT, so that no
      * config (min_replicas set over REST included) can exhaust the machine.

@@ -125,6 +125,14 @@ export const errorTable = {
       "A job sent to run now (when_busy=refuse, the client's jobs.run) cannot get its workers now: jobs.max_running jobs run, or jobs.max_workers would be passed, or jobs wait before it. Nothing was stored.",
     fix: 'Submit it instead (it waits in the queue), ask for fewer workers, or raise the jobs limits.',
   },
+  RATE_LIMITED: {
+    status: 429,
+    grpc: Code.RESOURCE_EXHAUSTED,
+    meaning:
+      'This client address made server.control_rate_limit_per_minute control requests (load, unload, module config, policy, job submit or cancel) within the last minute. Nothing was done.',
+    fix: 'Wait the seconds of the Retry-After header, or raise server.control_rate_limit_per_minute (0 turns the limit off).',
+    safeToResend: true,
+  },
   JOB_QUEUE_FULL: {
     status: 429,
     grpc: Code.RESOURCE_EXHAUSTED,

@@ -14,6 +14,22 @@ export const ALWAYS = [401, 500, 503] as const;
 export const NAMED = [400, 404, 414] as const;
 /** Routes with a JSON body: malformed, too large, of another content type. */
 export const WITH_BODY = [400, 413, 415] as const;
+/** Control routes (CONTROL_ROUTE): past server.control_rate_limit_per_minute, 429 RATE_LIMITED. */
+export const CONTROL = [429] as const;
+/**
+ * The route config of a control route: one that starts or stops work (load, unload, config,
+ * policy, jobs). Each client address may make server.control_rate_limit_per_minute of them.
+ */
+export const CONTROL_ROUTE = { control: true } as const;
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Answered without the token (health, the API document). */
+    public?: boolean;
+    /** A control route: counted against server.control_rate_limit_per_minute. */
+    control?: boolean;
+  }
+}
 
 function codesWith(status: number, forwarded: boolean): string[] {
   const own = Object.entries(errorTable)

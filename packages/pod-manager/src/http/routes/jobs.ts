@@ -11,7 +11,7 @@ import { ServiceError } from '../../errors.js';
 import type { JobRecord, JobStore } from '../../jobs/job-store.js';
 import type { JobScheduler } from '../../jobs/scheduler.js';
 import { errorJson, jsonFromValue } from '../json-invoke.js';
-import { ALWAYS, responses, WITH_BODY } from '../responses.js';
+import { ALWAYS, CONTROL, CONTROL_ROUTE, responses, WITH_BODY } from '../responses.js';
 
 /** What the job routes need. */
 export interface JobRouteOptions {
@@ -96,8 +96,9 @@ export function jobRoutes(app: FastifyInstance, o: JobRouteOptions): void {
             },
           },
         },
-        response: responses(Rest.JobView, [...ALWAYS, ...WITH_BODY, 404, 409, 429]),
+        response: responses(Rest.JobView, [...ALWAYS, ...WITH_BODY, 404, 409, ...CONTROL]),
       },
+      config: CONTROL_ROUTE,
       // The spec is checked below, so that every problem names its field with JOB_SPEC_INVALID.
       attachValidation: true,
     },
@@ -152,8 +153,9 @@ export function jobRoutes(app: FastifyInstance, o: JobRouteOptions): void {
         tags: ['jobs'],
         summary: 'Cancel a queued or running job (a finished one is left as it is)',
         params: IdParams,
-        response: responses(Rest.JobView, [...ALWAYS, 400, 404, 414]),
+        response: responses(Rest.JobView, [...ALWAYS, 400, 404, 414, ...CONTROL]),
       },
+      config: CONTROL_ROUTE,
     },
     async (request) => viewOf(store, scheduler.cancel(request.params.id)),
   );

@@ -12,7 +12,7 @@ import { ServiceError } from '../../errors.js';
 import { checkRestChange, type PackagePolicy } from '../../orchestration/package-policy.js';
 import type { ModuleRegistry, ModuleView } from '../../orchestration/registry.js';
 import type { PlacementEngine } from '../../placement/engine.js';
-import { ALWAYS, NAMED, responses, WITH_BODY } from '../responses.js';
+import { ALWAYS, CONTROL, CONTROL_ROUTE, NAMED, responses, WITH_BODY } from '../responses.js';
 
 /** What the module routes need. */
 export interface ModuleRouteOptions {
@@ -94,11 +94,12 @@ export function moduleRoutes(app: FastifyInstance, o: ModuleRouteOptions): void 
       ...doc(
         'Set the mode (body {"mode"?: remote | local | auto}) and start the module',
         Rest.ModuleView,
-        STARTS,
+        [...STARTS, ...CONTROL],
         {
           body: LoadBody,
         },
       ),
+      config: CONTROL_ROUTE,
       // The body is optional (a bare POST loads): it is checked below, where none means {}.
       attachValidation: true,
     },
@@ -129,12 +130,12 @@ export function moduleRoutes(app: FastifyInstance, o: ModuleRouteOptions): void 
   const unload = async (name: string) => withPlacement(await registry.unload(name));
   app.delete<Params>(
     '/modules/:name',
-    doc("Stop the module's servers", Rest.ModuleView, [502]),
+    { ...doc("Stop the module's servers", Rest.ModuleView, [502, ...CONTROL]), config: CONTROL_ROUTE },
     async (request) => unload(request.params.name),
   );
   app.post<Params>(
     '/modules/:name/unload',
-    doc("Stop the module's servers", Rest.ModuleView, [502]),
+    { ...doc("Stop the module's servers", Rest.ModuleView, [502, ...CONTROL]), config: CONTROL_ROUTE },
     async (request) => unload(request.params.name),
   );
 
@@ -179,9 +180,10 @@ export function moduleRoutes(app: FastifyInstance, o: ModuleRouteOptions): void 
       ...doc(
         'Replace the module config (validated like config.json, kept across restarts)',
         Rest.ModuleView,
-        [403, ...STARTS],
+        [403, ...STARTS, ...CONTROL],
         { body: ModuleConfig },
       ),
+      config: CONTROL_ROUTE,
       // The body is checked below, like the file, so that every problem is listed with its path.
       attachValidation: true,
     },

@@ -9,7 +9,7 @@ import { ServiceError } from '../../errors.js';
 import type { ModuleRegistry } from '../../orchestration/registry.js';
 import type { PlacementEngine } from '../../placement/engine.js';
 import type { PolicySettings } from '../../placement/policy.js';
-import { ALWAYS, responses, WITH_BODY } from '../responses.js';
+import { ALWAYS, CONTROL, CONTROL_ROUTE, responses, WITH_BODY } from '../responses.js';
 
 const PolicyBody = T.Object(
   {
@@ -51,8 +51,9 @@ export function policyRoutes(
         tags: ['policy'],
         summary: 'Set the placement policy',
         body: PolicyBody,
-        response: responses(Rest.PolicyAnswer, [...ALWAYS, ...WITH_BODY]),
+        response: responses(Rest.PolicyAnswer, [...ALWAYS, ...WITH_BODY, ...CONTROL]),
       },
+      config: CONTROL_ROUTE,
     },
     async (request) => {
       const body = check(
