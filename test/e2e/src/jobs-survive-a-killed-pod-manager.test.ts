@@ -3,7 +3,7 @@
  * directory resumes the job; splits finished before the kill are not run again (the fixture
  * appends a line per call to a file, so runs are counted), and every input ends with one result.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -98,4 +98,24 @@ it('resumes a job after SIGKILL without running its finished splits again', asyn
     .map((l) => JSON.parse(l));
   expect(results.map((r) => r.index)).toEqual(inputs.map((_, i) => i));
   expect(results.every((r) => r.value === r.index * 2)).toBe(true);
+});
+
+it('refuses a second pod-manager on the same state directory while the first runs', async () => {
+  const config = writeConfig({ jobs: { package: fixture('jobs') } });
+  const first = await serve(config);
+  const cli = join(repoRoot, 'packages/pod-manager/dist/cli.js');
+  const second = spawnSync(process.execPath, [cli, 'serve', '--config', config, '--port', '0'], {
+    env: { ...process.env, SPLICE_AUTH_TOKEN: '', LOG_LEVEL: 'warn' },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  expect(second.status, second.stderr).toBe(1);
+  expect(second.stderr).toMatch(/the jobs database \S+ is in use by another pod-manager/);
+  // The first serves on; killed, it leaves no lock behind: the next one starts on the same state.
+  expect((await http(`${first.url}/jobs`)).status).toBe(200);
+  const gone = new Promise((resolve) => first.child.once('exit', resolve));
+  first.child.kill('SIGKILL');
+  await gone;
+  const third = await serve(config);
+  expect((await http(`${third.url}/jobs`)).status).toBe(200);
 });

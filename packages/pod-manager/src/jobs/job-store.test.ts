@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decode, encode } from '@splice-orc/protocol';
@@ -57,8 +57,12 @@ describe('the SQLite job store', () => {
     store.splitStarted('c', 0, 'r1', false);
     store.splitStarted('c', 1, 'r2', false);
     store.finishSplit('c', 0, values('done'));
-    // No close(): the process dies with the database open.
-    const reopened = openSqliteJobStore(path);
+    // No close(): the process dies with the database open. Its files as it leaves them are the
+    // database and its WAL as they are now (the e2e SIGKILL test kills a real pod-manager).
+    const copy = join(mkdtempSync(join(tmpdir(), 'splice-store-')), 'jobs.sqlite');
+    copyFileSync(path, copy);
+    if (existsSync(`${path}-wal`)) copyFileSync(`${path}-wal`, `${copy}-wal`);
+    const reopened = openSqliteJobStore(copy);
     const [job] = reopened.unfinished();
     expect(job).toMatchObject({ id: 'c', state: 'running', splitsDone: 1 });
     reopened.requeueRunning('c');
@@ -93,5 +97,16 @@ describe('the SQLite job store', () => {
     expect(store.list(10, 'succeeded').map((j) => j.id)).toEqual(['j2', 'j1']);
     expect(store.list(10, 'failed')).toEqual([]);
     expect(store.list(2).map((j) => j.id)).toEqual(['j4', 'j3']);
+  });
+
+  it('belongs to one process: a second open of the file is refused, and works once the first is closed', () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'splice-jobs-')), 'jobs.sqlite');
+    const first = openSqliteJobStore(path);
+    first.create(newJob('j1', [1]));
+    expect(() => openSqliteJobStore(path)).toThrow(/jobs database .* is in use by another pod-manager/);
+    first.close();
+    const again = openSqliteJobStore(path);
+    expect(again.get('j1')?.id).toBe('j1');
+    again.close();
   });
 });

@@ -153,18 +153,40 @@ CREATE TABLE IF NOT EXISTS results (
 CREATE INDEX IF NOT EXISTS results_by_position ON results (job_id, position);
 `;
 
-/** Opens (creating when missing) the SQLite store at `path`. */
+/** How long opening waits for another process's lock on the jobs database (one that is closing), ms. */
+const LOCK_WAIT_MS = 2_000;
+
 const SPLIT_COLUMNS =
   'idx, first, count, state, attempts, copies, replica, created_at, assigned_at, started_at, finished_at';
 
+/**
+ * Opens (creating when missing) the SQLite store at `path`, for this process alone: a second
+ * pod-manager on the same file (two replicas on one volume, two `serve`s on one state directory)
+ * would resume and run the same jobs, so it is refused at start with an error that says so. The
+ * lock is the file's own (SQLite's exclusive locking mode), so a killed pod-manager leaves none.
+ */
 export function openSqliteJobStore(path: string): JobStore {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
-  // WAL: readers (GET results) never block the writer; NORMAL sync is durable across a process
-  // kill (the WAL is in the OS's hands once written), which is what a SIGKILL test checks.
-  db.pragma('journal_mode = WAL');
+  try {
+    db.pragma(`busy_timeout = ${LOCK_WAIT_MS}`);
+    db.pragma('locking_mode = EXCLUSIVE');
+    // WAL: a write is one append; NORMAL sync is durable across a process kill (the WAL is in the
+    // OS's hands once written), which is what a SIGKILL test checks.
+    db.pragma('journal_mode = WAL');
+    // The first write takes the lock, and exclusive mode keeps it until close.
+    db.exec('BEGIN EXCLUSIVE; COMMIT');
+  } catch (error) {
+    db.close();
+    if ((error as { code?: string }).code === 'SQLITE_BUSY') {
+      throw new Error(
+        `the jobs database ${path} is in use by another pod-manager: give each pod-manager its own (jobs.database, or server.state_file or cache_dir, beside which it is kept)`,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
   db.pragma('synchronous = NORMAL');
-  db.pragma('busy_timeout = 5000');
   db.exec(SCHEMA);
   const q = {
     insertJob: db.prepare(
