@@ -35,6 +35,9 @@ describe('callbacks', () => {
     expect(await calc.kindOfResult(() => 7)).toBe('number');
     // anywhere in the argument tree
     expect(await calc.callNested({ deep: [{ f: (x: number) => x + 1 }] }, 41)).toBe(42);
+    // a function the app's function returns is a callback too
+    expect(await calc.kindOfResult(() => (x: number) => x)).toBe('function');
+    expect(await calc.callReturned(() => (x: number) => x * 3, 14)).toBe(42);
     // 300 calls of one callback in one module call
     const squares = await calc.mapWith(
       Array.from({ length: 300 }, (_, i) => i),

@@ -283,6 +283,8 @@ describe('Python modules from Node', () => {
     expect(await fx.map_with([1, 2, 3], (x: number) => x * 2)).toEqual([2, 4, 6]);
     // an async function: the Python call waits for its settled value
     expect(await fx.map_with(['a'], async (s: string) => `${s}!`)).toEqual(['a!']);
+    // a function the app's function returns is a callback too
+    expect(await fx.call_returned(() => (x: number) => x * 3, 14)).toBe(42);
     const refusing = () => {
       throw new RangeError('not from Node');
     };
