@@ -2,6 +2,7 @@
  * Test fixtures: a real pod-manager (the same app `splice-orc serve` runs) on 127.0.0.1:0 with a
  * config naming the fixture modules, disposable with `await using`.
  */
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -106,6 +107,33 @@ export async function http(
     body = JSON.parse(text);
   } catch {}
   return { status: response.status, body, headers: response.headers };
+}
+
+/**
+ * Starts `splice-orc serve` (the built CLI) on `port` (0: any), adds the process to `running` (for
+ * the test file to kill after each test), and resolves with it and its URL.
+ */
+export async function serveCli(
+  configPath: string,
+  running: ChildProcess[],
+  port = 0,
+): Promise<{ child: ChildProcess; url: string }> {
+  const cli = join(repoRoot, 'packages/pod-manager/dist/cli.js');
+  const child = spawn(process.execPath, [cli, 'serve', '--config', configPath, '--port', String(port)], {
+    env: { ...process.env, SPLICE_AUTH_TOKEN: '', LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  running.push(child);
+  let out = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout?.on('data', (chunk) => {
+      out += chunk;
+      const match = /listening on (http:\/\/\S+)/.exec(out);
+      if (match) resolve(match[1] as string);
+    });
+    child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${out}`)));
+  });
+  return { child, url };
 }
 
 /** True while a process with this pid exists (and is not a zombie). */

@@ -3,7 +3,7 @@
  * directory resumes the job; splits finished before the kill are not run again (the fixture
  * appends a line per call to a file, so runs are counted), and every input ends with one result.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import {
   isAlive,
   moduleServerChildren,
   repoRoot,
+  serveCli,
   writeConfig,
 } from './harness.js';
 
@@ -23,31 +24,11 @@ afterEach(() => {
   for (const child of running.splice(0)) child.kill('SIGKILL');
 });
 
-/** Starts `splice-orc serve` and resolves with the process and its URL. */
-async function serve(configPath: string): Promise<{ child: ChildProcess; url: string }> {
-  const cli = join(repoRoot, 'packages/pod-manager/dist/cli.js');
-  const child = spawn(process.execPath, [cli, 'serve', '--config', configPath, '--port', '0'], {
-    env: { ...process.env, SPLICE_AUTH_TOKEN: '', LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  running.push(child);
-  let out = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout?.on('data', (chunk) => {
-      out += chunk;
-      const match = /listening on (http:\/\/\S+)/.exec(out);
-      if (match) resolve(match[1] as string);
-    });
-    child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${out}`)));
-  });
-  return { child, url };
-}
-
 it('resumes a job after SIGKILL without running its finished splits again', async () => {
   const log = join(mkdtempSync(join(tmpdir(), 'splice-jobs-')), 'calls.log');
   // The fixture writes its call log: module-servers may write here (isolation off).
   const config = writeConfig({ jobs: { package: fixture('jobs') } }, { isolate_modules: false });
-  const first = await serve(config);
+  const first = await serveCli(config, running);
   const inputs = Array.from({ length: 200 }, (_, x) => ({ x, log, ms: 80 }));
   const submitted = await http(`${first.url}/jobs`, {
     method: 'POST',
@@ -69,7 +50,7 @@ it('resumes a job after SIGKILL without running its finished splits again', asyn
   for (const pid of servers) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
   const doneBefore: number[] = before.splits.filter((s: any) => s.state === 'done').map((s: any) => s.index);
 
-  const second = await serve(config);
+  const second = await serveCli(config, running);
   const after = await eventually(
     async () => {
       const { body } = await http(`${second.url}/jobs/${id}`);
@@ -102,7 +83,7 @@ it('resumes a job after SIGKILL without running its finished splits again', asyn
 
 it('refuses a second pod-manager on the same state directory while the first runs', async () => {
   const config = writeConfig({ jobs: { package: fixture('jobs') } });
-  const first = await serve(config);
+  const first = await serveCli(config, running);
   const cli = join(repoRoot, 'packages/pod-manager/dist/cli.js');
   const second = spawnSync(process.execPath, [cli, 'serve', '--config', config, '--port', '0'], {
     env: { ...process.env, SPLICE_AUTH_TOKEN: '', LOG_LEVEL: 'warn' },
@@ -116,6 +97,6 @@ it('refuses a second pod-manager on the same state directory while the first run
   const gone = new Promise((resolve) => first.child.once('exit', resolve));
   first.child.kill('SIGKILL');
   await gone;
-  const third = await serve(config);
+  const third = await serveCli(config, running);
   expect((await http(`${third.url}/jobs`)).status).toBe(200);
 });

@@ -3,10 +3,9 @@
  * the old pod-manager (and a second set of module-servers) alive for up to 72 s; requests during the
  * shutdown got Fastify's own 503 body; clients saw a rolling restart as failed calls.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
 import { connect } from '@splice-orc/client';
 import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -14,7 +13,7 @@ import {
   eventually,
   isAlive,
   moduleServerChildren,
-  repoRoot,
+  serveCli,
   standardModules,
   writeConfig,
 } from './harness.js';
@@ -23,36 +22,6 @@ const running: ChildProcess[] = [];
 afterEach(() => {
   for (const child of running.splice(0)) child.kill('SIGKILL');
 });
-
-/** Starts `splice-orc serve` on `port` (0: any) and resolves with the process and its URL. */
-async function serve(configPath: string, port = 0): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(
-    process.execPath,
-    [
-      join(repoRoot, 'packages/pod-manager/dist/cli.js'),
-      'serve',
-      '--config',
-      configPath,
-      '--port',
-      String(port),
-    ],
-    {
-      env: { ...process.env, SPLICE_AUTH_TOKEN: '', LOG_LEVEL: 'warn' },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
-  running.push(child);
-  let out = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout?.on('data', (chunk) => {
-      out += chunk;
-      const match = /listening on (http:\/\/\S+)/.exec(out);
-      if (match) resolve(match[1]!);
-    });
-    child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${out}`)));
-  });
-  return { child, url };
-}
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -65,7 +34,7 @@ function freePort(): Promise<number> {
 
 describe('SIGTERM', () => {
   it('answers calls in flight, closes kept-alive connections and exits with its module-servers', async () => {
-    const { child, url } = await serve(writeConfig(standardModules));
+    const { child, url } = await serveCli(writeConfig(standardModules), running);
     const agent = new Agent({ connections: 4, keepAliveTimeout: 600_000, keepAliveMaxTimeout: 600_000 });
     const post = (body: unknown) =>
       request(`${url}/modules/calc/invoke`, {
@@ -101,7 +70,7 @@ describe('a rolling restart of the pod-manager', () => {
   it('costs a client that keeps calling nothing: refused and shutting-down requests are sent again', async () => {
     const port = await freePort();
     const configPath = writeConfig(standardModules, { host: '127.0.0.1' });
-    const first = await serve(configPath, port);
+    const first = await serveCli(configPath, running, port);
     const orc = connect(first.url, { timeoutMs: 20_000 });
     const calc = orc.module<any>('calc');
     expect(await calc.add(1, 1)).toBe(2);
@@ -115,7 +84,7 @@ describe('a rolling restart of the pod-manager', () => {
     await eventually(() => results.length > 50, 10_000, 'calls before the restart');
     first.child.kill('SIGTERM');
     await once(first.child, 'exit');
-    const second = await serve(configPath, port);
+    const second = await serveCli(configPath, running, port);
     const before = results.length;
     await eventually(() => results.length > before + 50, 20_000, 'calls after the restart');
     stop = true;
