@@ -4,25 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify, stripVTControlCharacters } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { fixture, repoRoot, startPodManager } from './harness.js';
+import { cliPath, fixture, splice, startPodManager } from './harness.js';
 import { type PackageIndex, servePackageIndex, wheelhouse } from './python-index.mjs';
 
 const run = promisify(execFile);
-const cli = join(repoRoot, 'packages/pod-manager/dist/cli.js');
-
-/** Runs `splice-orc ...`; resolves with its output and exit code instead of throwing. */
-async function splice(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [cli, ...args], {
-      timeout: 60_000,
-      env: { ...process.env, SPLICE_AUTH_TOKEN: '' },
-    });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 describe('splice-orc CLI against a running pod-manager', () => {
   it('lists, loads, inspects, configures and unloads modules', async () => {
@@ -118,7 +103,7 @@ describe('splice-orc modules load, showing what it does', () => {
       'script',
       [
         '-qec',
-        `stty cols 120 rows 40; ${process.execPath} ${cli} modules load slow-start --url ${pm.url}`,
+        `stty cols 120 rows 40; ${process.execPath} ${cliPath} modules load slow-start --url ${pm.url}`,
         '/dev/null',
       ],
       { timeout: 60_000, env: { ...env, SPLICE_AUTH_TOKEN: '', TERM: 'xterm' } },
@@ -160,7 +145,7 @@ describe('splice-orc modules load, showing what it does', () => {
         { pyfixture: { runtime: 'python', package: fixture('pyfixture') } },
         { python_index_url: index.url },
       );
-      const load = await run(process.execPath, [cli, 'modules', 'load', 'pyfixture', '--url', pm.url], {
+      const load = await run(process.execPath, [cliPath, 'modules', 'load', 'pyfixture', '--url', pm.url], {
         timeout: 240_000,
         env: { ...process.env, SPLICE_AUTH_TOKEN: '' },
       });

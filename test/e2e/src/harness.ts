@@ -2,11 +2,12 @@
  * Test fixtures: a real pod-manager (the same app `splice-orc serve` runs) on 127.0.0.1:0 with a
  * config naming the fixture modules, disposable with `await using`.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { connect, type SpliceClient } from '@splice-orc/client';
 import { buildApp, loadConfig } from '@splice-orc/pod-manager';
 import type { FastifyInstance } from 'fastify';
@@ -109,6 +110,23 @@ export async function http(
   return { status: response.status, body, headers: response.headers };
 }
 
+/** The built CLI, `splice-orc`. */
+export const cliPath = join(repoRoot, 'packages/pod-manager/dist/cli.js');
+
+/** Runs `splice-orc ...` (no token); resolves with its output and exit code instead of throwing. */
+export async function splice(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [cliPath, ...args], {
+      timeout: 60_000,
+      env: { ...process.env, SPLICE_AUTH_TOKEN: '' },
+    });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
 /**
  * Starts `splice-orc serve` (the built CLI) on `port` (0: any), adds the process to `running` (for
  * the test file to kill after each test), and resolves with it and its URL.
@@ -118,8 +136,7 @@ export async function serveCli(
   running: ChildProcess[],
   port = 0,
 ): Promise<{ child: ChildProcess; url: string }> {
-  const cli = join(repoRoot, 'packages/pod-manager/dist/cli.js');
-  const child = spawn(process.execPath, [cli, 'serve', '--config', configPath, '--port', String(port)], {
+  const child = spawn(process.execPath, [cliPath, 'serve', '--config', configPath, '--port', String(port)], {
     env: { ...process.env, SPLICE_AUTH_TOKEN: '', LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

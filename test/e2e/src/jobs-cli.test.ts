@@ -1,30 +1,8 @@
-/**
- * `splice-orc jobs ...` against a running pod-manager: submit with --wait (progress lines when
- * stderr is not a terminal), list as a table, status, results to a file, cancel, and a bad spec.
- */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { expect, it } from 'vitest';
-import { fixture, repoRoot, startPodManager } from './harness.js';
-
-const run = promisify(execFile);
-const cli = join(repoRoot, 'packages/pod-manager/dist/cli.js');
-
-async function splice(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [cli, ...args], {
-      timeout: 60_000,
-      env: { ...process.env, SPLICE_AUTH_TOKEN: '' },
-    });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+import { fixture, splice, startPodManager } from './harness.js';
 
 it('submits and waits, lists, shows, writes results and cancels jobs from the CLI', async () => {
   await using pm = await startPodManager({ jobs: { package: fixture('jobs') } });

@@ -9,12 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
 import {
+  cliPath,
   eventually,
   fixture,
   http,
   isAlive,
   moduleServerChildren,
-  repoRoot,
   serveCli,
   writeConfig,
 } from './harness.js';
@@ -84,8 +84,7 @@ it('resumes a job after SIGKILL without running its finished splits again', asyn
 it('refuses a second pod-manager on the same state directory while the first runs', async () => {
   const config = writeConfig({ jobs: { package: fixture('jobs') } });
   const first = await serveCli(config, running);
-  const cli = join(repoRoot, 'packages/pod-manager/dist/cli.js');
-  const second = spawnSync(process.execPath, [cli, 'serve', '--config', config, '--port', '0'], {
+  const second = spawnSync(process.execPath, [cliPath, 'serve', '--config', config, '--port', '0'], {
     env: { ...process.env, SPLICE_AUTH_TOKEN: '', LOG_LEVEL: 'warn' },
     encoding: 'utf8',
     timeout: 30_000,
